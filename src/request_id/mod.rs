@@ -1,0 +1,5 @@
+//! Request ids.
+
+mod id;
+
+pub use id::RequestId;
