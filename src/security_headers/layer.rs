@@ -5,7 +5,7 @@ use std::{fmt, sync::Arc};
 use bytes::Bytes;
 use http::{
     HeaderMap, HeaderName, HeaderValue,
-    header::{CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY_REPORT_ONLY, Entry},
+    header::{CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY_REPORT_ONLY, Entry, OccupiedEntry},
 };
 use tower::Layer;
 
@@ -70,23 +70,11 @@ impl<S> Layer<S> for SecurityHeadersLayer {
     }
 }
 
-/// One header to add.
-#[derive(Debug)]
+/// One header of the set, before it goes into a template.
 struct Fixed {
     name: HeaderName,
     value: HeaderValue,
     overriding: bool,
-}
-
-impl Fixed {
-    #[inline]
-    fn apply(&self, headers: &mut HeaderMap) {
-        if self.overriding {
-            headers.insert(self.name.clone(), self.value.clone());
-        } else if let Entry::Vacant(slot) = headers.entry(&self.name) {
-            slot.insert(self.value.clone());
-        }
-    }
 }
 
 /// A CSP header with a per-request nonce: `segments.join(nonce)`.
@@ -118,16 +106,23 @@ impl NonceCsp {
 }
 
 /// Everything the service needs, computed once per layer.
+///
+/// The headers are kept as two ready-made [`HeaderMap`]s (without and with HSTS). Cloning one
+/// is a memcpy of its index table plus a cheap clone of each (static or shared) name and
+/// value, several times cheaper than hashing a dozen inserts into the response's map; the
+/// handler's own headers (usually one or two) are then inserted into the clone.
 #[derive(Debug)]
 pub(crate) struct Plan {
     remove: Box<[HeaderName]>,
-    fixed: Box<[Fixed]>,
+    /// Headers of the templates whose value wins over the handler's.
+    overriding: Box<[HeaderName]>,
+    /// `[plain, https]`: the second one has HSTS.
+    templates: [HeaderMap; 2],
     nonce_csp: Box<[NonceCsp]>,
-    hsts: Option<Fixed>,
+    has_hsts: bool,
     hsts_always: bool,
     pub(crate) trusted_proxies: TrustedProxies,
     pub(crate) nonce: bool,
-    capacity: usize,
 }
 
 impl Plan {
@@ -182,49 +177,157 @@ impl Plan {
                 });
             }
         }
-        let hsts = set.hsts.map(|value| Fixed {
-            overriding: overriding(&http::header::STRICT_TRANSPORT_SECURITY),
-            name: http::header::STRICT_TRANSPORT_SECURITY,
-            value,
-        });
-        let capacity = fixed.len() + nonce_csp.len() + usize::from(hsts.is_some());
+        let mut plain = HeaderMap::with_capacity(fixed.len() + 1);
+        for header in &fixed {
+            plain.insert(header.name.clone(), header.value.clone());
+        }
+        let mut https = plain.clone();
+        let mut overriding_names: Vec<HeaderName> = fixed
+            .iter()
+            .filter(|h| h.overriding)
+            .map(|h| h.name.clone())
+            .collect();
+        let has_hsts = set.hsts.is_some();
+        if let Some(value) = set.hsts {
+            let name = http::header::STRICT_TRANSPORT_SECURITY;
+            if overriding(&name) {
+                overriding_names.push(name.clone());
+            }
+            https.insert(name, value);
+        }
+        overriding_names.extend(
+            nonce_csp
+                .iter()
+                .filter(|c| c.overriding)
+                .map(|c| c.name.clone()),
+        );
         Self {
             remove: set.remove.into(),
+            overriding: overriding_names.into(),
+            templates: [plain, https],
             nonce: !nonce_csp.is_empty(),
-            fixed: fixed.into(),
             nonce_csp: nonce_csp.into(),
-            hsts,
+            has_hsts,
             hsts_always: set.hsts_always,
             trusted_proxies: set.trusted_proxies,
-            capacity,
         }
     }
 
     /// Whether HSTS could be sent at all, so the service knows if it must find the scheme.
     #[inline]
     pub(crate) fn needs_scheme(&self) -> bool {
-        self.hsts.is_some() && !self.hsts_always
+        self.has_hsts && !self.hsts_always
     }
 
-    #[inline]
     pub(crate) fn apply(&self, headers: &mut HeaderMap, https: bool, nonce: Option<&CspNonce>) {
-        for name in self.remove.iter() {
-            headers.remove(name);
-        }
-        // At most 32768 entries fit a HeaderMap; past that, inserts below fail the same way.
-        let _ = headers.try_reserve(self.capacity);
-        for header in self.fixed.iter() {
-            header.apply(headers);
-        }
-        if let Some(hsts) = &self.hsts
-            && (https || self.hsts_always)
-        {
-            hsts.apply(headers);
+        let template = &self.templates[usize::from(https || self.hsts_always)];
+        let handler = std::mem::replace(headers, template.clone());
+        if !handler.is_empty() {
+            self.merge(headers, handler);
         }
         if let Some(nonce) = nonce {
             for csp in self.nonce_csp.iter() {
                 csp.apply(headers, nonce);
             }
         }
+    }
+
+    /// Puts the handler's headers back over the template: the handler's value of a header
+    /// wins unless that header is overriding; removed headers are dropped.
+    fn merge(&self, headers: &mut HeaderMap, handler: HeaderMap) {
+        let mut current: Option<OccupiedEntry<'_, HeaderValue>> = None;
+        for (name, value) in handler {
+            match (name, &mut current) {
+                (Some(name), _) => {
+                    current = None;
+                    let dropped = self.remove.contains(&name)
+                        || (self.overriding.contains(&name) && headers.contains_key(&name));
+                    if dropped {
+                        continue;
+                    }
+                    current = Some(match headers.entry(name) {
+                        Entry::Occupied(mut entry) => {
+                            entry.insert(value);
+                            entry
+                        }
+                        Entry::Vacant(entry) => entry.insert_entry(value),
+                    });
+                }
+                // Another value of the same name (or of a dropped one, when `current` is None).
+                (None, Some(entry)) => entry.append(value),
+                (None, None) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::header::{CONTENT_TYPE, SET_COOKIE, X_FRAME_OPTIONS};
+
+    use super::*;
+    use crate::security_headers::X_POWERED_BY;
+
+    fn handler_headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.append(SET_COOKIE, HeaderValue::from_static("a=1"));
+        h.append(SET_COOKIE, HeaderValue::from_static("b=2"));
+        h.append(X_POWERED_BY, HeaderValue::from_static("PHP"));
+        h.append(X_POWERED_BY, HeaderValue::from_static("again"));
+        h.append(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        h.append(X_FRAME_OPTIONS, HeaderValue::from_static("ALLOW-FROM x"));
+        h.append(CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        h
+    }
+
+    fn all(h: &HeaderMap, name: HeaderName) -> Vec<&str> {
+        h.get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn merge_keeps_handler_values_and_multi_values() {
+        let plan = Plan::new(SecurityHeaders::web());
+        let mut h = handler_headers();
+        plan.apply(&mut h, false, None);
+        assert_eq!(all(&h, SET_COOKIE), ["a=1", "b=2"]);
+        assert_eq!(all(&h, X_FRAME_OPTIONS), ["DENY", "ALLOW-FROM x"]);
+        assert_eq!(all(&h, CONTENT_TYPE), ["text/html"]);
+        assert!(all(&h, X_POWERED_BY).is_empty());
+        assert_eq!(h.len(), 2 + 2 + 1 + 10);
+
+        let plan = Plan::new(SecurityHeaders::web().overriding(X_FRAME_OPTIONS));
+        let mut h = handler_headers();
+        plan.apply(&mut h, true, None);
+        assert_eq!(all(&h, X_FRAME_OPTIONS), ["SAMEORIGIN"]);
+        assert_eq!(all(&h, SET_COOKIE), ["a=1", "b=2"]);
+        assert!(h.contains_key(http::header::STRICT_TRANSPORT_SECURITY));
+    }
+
+    #[test]
+    fn overriding_hsts_over_http_keeps_handler_value() {
+        let plan = Plan::new(SecurityHeaders::web().override_existing());
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=1"),
+        );
+        plan.apply(&mut h, false, None);
+        assert_eq!(
+            all(&h, http::header::STRICT_TRANSPORT_SECURITY),
+            ["max-age=1"]
+        );
+        let mut h2 = HeaderMap::new();
+        h2.insert(
+            http::header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=1"),
+        );
+        plan.apply(&mut h2, true, None);
+        assert_eq!(
+            all(&h2, http::header::STRICT_TRANSPORT_SECURITY),
+            ["max-age=31536000; includeSubDomains"]
+        );
     }
 }
