@@ -480,6 +480,20 @@ async fn custom_sets() {
 }
 
 #[tokio::test]
+async fn removed_headers_are_neither_sent_nor_kept() {
+    let set = SecurityHeaders::web()
+        .content_security_policy(ContentSecurityPolicy::web().with_nonce())
+        .remove_header(header::CONTENT_SECURITY_POLICY);
+    assert!(!set.uses_nonce());
+    let app = app(set.layer());
+    for uri in ["/", "/own"] {
+        let h = get_headers(&app, uri).await;
+        assert!(!h.contains_key("content-security-policy"), "{uri}");
+        assert_eq!(h["x-frame-options"].len(), if uri == "/" { 10 } else { 4 });
+    }
+}
+
+#[tokio::test]
 async fn rejections_of_inner_layers_get_headers() {
     // Headers are added to every response, whatever its status.
     let app = Router::new()

@@ -320,12 +320,12 @@ impl SecurityHeaders {
     /// Removes header `name` from every response, even when the handler set it (for headers
     /// that fingerprint the stack, like `X-Powered-By`, which both presets remove).
     #[must_use]
-    pub fn remove_header(mut self, name: HeaderName) -> Self {
-        self.headers.retain(|(n, _)| *n != name);
-        if !self.remove.contains(&name) {
-            self.remove.push(name);
+    pub fn remove_header(self, name: HeaderName) -> Self {
+        let mut this = self.without(name.clone());
+        if !this.remove.contains(&name) {
+            this.remove.push(name);
         }
-        self
+        this
     }
 
     /// Removes `Server` from every response (off by default: hyper does not set it, and a

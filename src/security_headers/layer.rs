@@ -100,7 +100,7 @@ impl NonceCsp {
         }
         // Validated policy text and base64: always a valid header value.
         if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(buf)) {
-            headers.insert(self.name.clone(), value);
+            let _ = headers.try_insert(self.name.clone(), value);
         }
     }
 }
@@ -245,13 +245,15 @@ impl Plan {
                     if dropped {
                         continue;
                     }
-                    current = Some(match headers.entry(name) {
-                        Entry::Occupied(mut entry) => {
+                    // `try_*`: a handler map at the 32768-name limit loses headers, no panic.
+                    current = match headers.try_entry(name) {
+                        Ok(Entry::Occupied(mut entry)) => {
                             entry.insert(value);
-                            entry
+                            Some(entry)
                         }
-                        Entry::Vacant(entry) => entry.insert_entry(value),
-                    });
+                        Ok(Entry::Vacant(entry)) => entry.try_insert_entry(value).ok(),
+                        Err(_) => None,
+                    };
                 }
                 // Another value of the same name (or of a dropped one, when `current` is None).
                 (None, Some(entry)) => entry.append(value),
