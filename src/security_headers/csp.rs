@@ -668,3 +668,32 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use http::HeaderValue;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Whatever the input, an accepted value never adds a directive or a policy, and the
+        /// policy is always a valid header value.
+        #[test]
+        fn accepted_values_cannot_inject(
+            name in prop::sample::select(KNOWN_DIRECTIVES),
+            value in "[ -~\\t\\r\\n\\x00é;,']{0,40}",
+        ) {
+            if let Ok(csp) = ContentSecurityPolicy::web().directive(name, [&value]) {
+                let rendered = csp.to_string();
+                prop_assert!(HeaderValue::from_str(&rendered).is_ok());
+                let directives = csp.directives.len();
+                prop_assert_eq!(rendered.matches(';').count(), directives - 1);
+                prop_assert!(!rendered.contains(','));
+            } else {
+                let err = ContentSecurityPolicy::web().directive(name, [&value]).unwrap_err();
+                prop_assert_eq!(err.field(), format!("csp.{name}"));
+            }
+        }
+    }
+}
