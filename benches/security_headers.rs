@@ -41,6 +41,16 @@ async fn handler(_req: Request<Empty<Bytes>>) -> Result<Response<Empty<Bytes>>, 
     Ok(Response::new(Empty::new()))
 }
 
+/// A handler that sets `Content-Type`, as real ones do.
+async fn typed(_req: Request<Empty<Bytes>>) -> Result<Response<Empty<Bytes>>, Infallible> {
+    let mut res = Response::new(Empty::new());
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    Ok(res)
+}
+
 fn layer(i: usize) -> SetResponseHeaderLayer<HeaderValue> {
     SetResponseHeaderLayer::overriding(
         HeaderName::from_static(HELMET[i].0),
@@ -114,6 +124,33 @@ fn security_headers(c: &mut criterion::Criterion) {
         .service_fn(handler);
     bench(&mut group, &rt, "battlement_nonce", "/", nonce);
 
+    // The same two with a handler that sets a header of its own.
+    let tower_http_typed = ServiceBuilder::new()
+        .layer(layer(0))
+        .layer(layer(1))
+        .layer(layer(2))
+        .layer(layer(3))
+        .layer(layer(4))
+        .layer(layer(5))
+        .layer(layer(6))
+        .layer(layer(7))
+        .layer(layer(8))
+        .layer(layer(9))
+        .layer(layer(10))
+        .layer(layer(11))
+        .service_fn(typed);
+    bench(
+        &mut group,
+        &rt,
+        "tower_http_12_typed",
+        "/",
+        tower_http_typed,
+    );
+    let ours_typed = ServiceBuilder::new()
+        .layer(SecurityHeadersLayer::web())
+        .service_fn(typed);
+    bench(&mut group, &rt, "battlement_web_typed", "/", ours_typed);
+
     group.finish();
     support::report(
         GROUP,
@@ -122,6 +159,7 @@ fn security_headers(c: &mut criterion::Criterion) {
             ("battlement_web", "tower_http_12"),
             ("battlement_web_https", "tower_http_12"),
             ("battlement_nonce", "tower_http_12"),
+            ("battlement_web_typed", "tower_http_12_typed"),
         ],
     );
 }

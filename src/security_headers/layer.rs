@@ -12,6 +12,7 @@ use tower::Layer;
 use super::{
     CspNonce, SecurityHeaders, SetSecurityHeaders,
     csp::{API_POLICY, WEB_POLICY},
+    nonce::NONCE_LEN,
 };
 use crate::net::TrustedProxies;
 
@@ -167,8 +168,8 @@ impl Plan {
                     overriding,
                 });
             } else {
-                let len =
-                    segments.iter().map(String::len).sum::<usize>() + (segments.len() - 1) * 24;
+                let len = segments.iter().map(String::len).sum::<usize>()
+                    + (segments.len() - 1) * NONCE_LEN;
                 nonce_csp.push(NonceCsp {
                     name,
                     segments: segments.into_iter().map(Bytes::from).collect(),

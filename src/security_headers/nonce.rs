@@ -7,7 +7,7 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 /// Random bytes per nonce: 128 bits, as CSP3 asks ("at least 128 bits of entropy").
 const NONCE_BYTES: usize = 16;
 /// Length of a nonce in padded base64.
-const NONCE_LEN: usize = 24;
+pub(crate) const NONCE_LEN: usize = 24;
 /// Nonces fetched from the OS per `getrandom` call.
 const BATCH: usize = 32;
 
