@@ -5,6 +5,9 @@
 //!
 //! Every server-side layer answers a rejection with an RFC 9457 problem ([`problem`]) instead
 //! of an error, so it fits `axum::Router::layer` as is and the connection is never dropped.
+//!
+//! * [`security_headers`]: helmet-parity security headers in one precomputed layer, a validating
+//!   CSP builder with per-request nonces, Permissions-Policy, HSTS only over HTTPS.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -12,5 +15,6 @@ pub mod error;
 pub mod net;
 pub mod problem;
 pub mod request_id;
+pub mod security_headers;
 
 pub use error::{ConfigError, ConfigErrorKind};
