@@ -5,6 +5,9 @@
 //!
 //! Every server-side layer answers a rejection with an RFC 9457 problem ([`problem`]) instead
 //! of an error, so it fits `axum::Router::layer` as is and the connection is never dropped.
+//!
+//! * [`request_id`]: accept a safe incoming request id or make a UUID v7; put it in the request
+//!   extensions, the tracing span, the response and outgoing client requests.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
