@@ -59,7 +59,12 @@ impl RequestId {
 
 /// Whether `bytes` is 1 to [`RequestId::MAX_LEN`] visible ASCII characters.
 pub(crate) fn is_well_formed(bytes: &[u8]) -> bool {
-    !bytes.is_empty() && bytes.len() <= RequestId::MAX_LEN && bytes.iter().all(u8::is_ascii_graphic)
+    // Branch-free over the bytes so that it vectorizes: `!` (0x21) to `~` (0x7e).
+    !bytes.is_empty()
+        && bytes.len() <= RequestId::MAX_LEN
+        && bytes
+            .iter()
+            .fold(true, |ok, &b| ok & (b.wrapping_sub(0x21) < 0x5e))
 }
 
 impl FromStr for RequestId {

@@ -1,4 +1,9 @@
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::{
+    cell::RefCell,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use bytes::{Bytes, BytesMut};
 
 use http::{HeaderValue, Request};
 use rand::RngCore;
@@ -78,9 +83,33 @@ pub fn uuid_v7(unix_millis: u64, random: [u8; 10]) -> RequestId {
     let uuid = uuid::Builder::from_unix_timestamp_millis(unix_millis, &random).into_uuid();
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
     let text = uuid.hyphenated().encode_lower(&mut buf);
-    // 36 characters of lowercase hex and dashes: always a valid header value and request id.
-    let value = HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("0"));
-    RequestId::from_validated(value)
+    RequestId::from_validated(header_value(text.as_bytes()))
+}
+
+/// Ids per shared buffer: the ids of one buffer keep it alive together (about 1 KiB).
+const IDS_PER_CHUNK: usize = 32;
+
+thread_local! {
+    static CHUNK: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+}
+
+/// A header value holding `text` (a 36-byte UUID), carved out of a per-thread buffer: one
+/// allocation per [`IDS_PER_CHUNK`] ids instead of two per id (the bytes, then the shared
+/// reference count on the first clone), and clones are a reference-count bump.
+fn header_value(text: &[u8]) -> HeaderValue {
+    let bytes = CHUNK
+        .try_with(|chunk| {
+            let mut chunk = chunk.borrow_mut();
+            if chunk.capacity() - chunk.len() < text.len() {
+                *chunk = BytesMut::with_capacity(text.len() * IDS_PER_CHUNK);
+            }
+            chunk.extend_from_slice(text);
+            chunk.split().freeze()
+        })
+        // The thread is being torn down: a plain copy.
+        .unwrap_or_else(|_| Bytes::copy_from_slice(text));
+    // Lowercase hex and dashes: always a valid header value (and request id).
+    HeaderValue::from_maybe_shared(bytes).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 #[cfg(test)]

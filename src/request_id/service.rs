@@ -102,11 +102,16 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let id = self.config.resolve(&mut req);
         req.extensions_mut().insert(id.clone());
-        let span = tracing::info_span!("request", request_id = %id);
-        let inner = &mut self.inner;
+        // Only for a tracing subscriber: without one, `info_span!` would still format the
+        // fields for the `log` crate when tracing's `log` feature is on.
+        let span = if tracing::Level::INFO <= tracing::level_filters::LevelFilter::current() {
+            tracing::info_span!("request", request_id = %id)
+        } else {
+            tracing::Span::none()
+        };
         let future = {
             let _entered = span.enter();
-            id.clone().sync_scope(|| inner.call(req))
+            self.inner.call(req)
         };
         ResponseFuture::new(id.scope(future), span, self.config.header.clone())
     }
