@@ -38,27 +38,18 @@ where
             }
         };
         let mut values = req.headers().get_all(&self.header).iter();
+        // Why an incoming id was not kept, and its length (never the value itself: it came
+        // from outside and may forge a log line).
+        let mut refused = None;
         if let Some(first) = values.next() {
-            let several = values.next().is_some();
             if !trusted {
-                tracing::debug!(
-                    header = %self.header,
-                    "ignored an incoming request id from an untrusted peer"
-                );
-            } else if several {
-                tracing::debug!(
-                    header = %self.header,
-                    "rejected incoming request ids: the header was sent more than once"
-                );
+                refused = Some(("the peer is not a trusted proxy", first.len()));
+            } else if values.next().is_some() {
+                refused = Some(("the header was sent more than once", first.len()));
             } else if let Some(id) = self.accept(first) {
                 return id;
             } else {
-                // Never the value itself: it came from outside and may forge a log line.
-                tracing::debug!(
-                    header = %self.header,
-                    len = first.len(),
-                    "rejected an incoming request id: not 1 to 128 allowed characters"
-                );
+                refused = Some(("not 1 to 128 allowed characters", first.len()));
             }
         }
         let id = if trusted && self.traceparent {
@@ -67,6 +58,15 @@ where
             None
         };
         let id = id.unwrap_or_else(|| self.make.make_request_id(req));
+        if let Some((reason, len)) = refused {
+            tracing::debug!(
+                header = %self.header,
+                len,
+                reason,
+                request_id = %id,
+                "rejected an incoming request id"
+            );
+        }
         req.headers_mut()
             .insert(self.header.clone(), id.header_value().clone());
         id
