@@ -34,6 +34,15 @@ impl ForwardRequestIdLayer {
         self.header = header;
         self
     }
+
+    /// Like [`header`](Self::header), from configuration text.
+    ///
+    /// # Errors
+    ///
+    /// As [`SetRequestIdLayer::try_header`](super::SetRequestIdLayer::try_header).
+    pub fn try_header(self, name: &str) -> Result<Self, crate::ConfigError> {
+        Ok(self.header(super::parse_header(name)?))
+    }
 }
 
 impl Default for ForwardRequestIdLayer {

@@ -67,6 +67,16 @@ impl<M, V> SetRequestIdLayer<M, V> {
         self
     }
 
+    /// Like [`header`](Self::header), from configuration text.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`](crate::ConfigError) when `name` is not a header name, or names a header
+    /// with a meaning of its own (`host`, `content-length`, `authorization`, `traceparent`, ...).
+    pub fn try_header(self, name: &str) -> Result<Self, crate::ConfigError> {
+        Ok(self.header(super::parse_header(name)?))
+    }
+
     /// Makes ids with `make` (a [`MakeRequestId`] or a `Fn() -> RequestId`) instead of UUID v7.
     #[must_use]
     pub fn with_make_request_id<M2>(self, make: M2) -> SetRequestIdLayer<M2, V>
@@ -186,5 +196,42 @@ impl<M, V> fmt::Debug for Config<M, V> {
             .field("trust", &self.trust)
             .field("traceparent", &self.traceparent)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ConfigErrorKind;
+
+    #[test]
+    fn header_from_config() {
+        let layer = SetRequestIdLayer::new()
+            .try_header(" X-Correlation-Id ")
+            .unwrap();
+        assert_eq!(layer.config.header, "x-correlation-id");
+        let err = SetRequestIdLayer::new()
+            .try_header("bad header")
+            .unwrap_err();
+        assert_eq!(err.kind(), ConfigErrorKind::Invalid);
+        assert_eq!(err.field(), "request_id.header");
+        let err = SetRequestIdLayer::new().try_header("Host").unwrap_err();
+        assert_eq!(err.kind(), ConfigErrorKind::Unsafe);
+        assert!(
+            super::super::ForwardRequestIdLayer::new()
+                .try_header("content-length")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn debug_names_the_settings() {
+        let layer = SetRequestIdLayer::new()
+            .use_traceparent(true)
+            .trust_incoming_from(TrustedProxies::loopback());
+        let debug = format!("{layer:?}");
+        assert!(debug.contains("x-request-id"), "{debug}");
+        assert!(debug.contains("127.0.0.0/8"), "{debug}");
+        assert!(debug.contains("traceparent: true"), "{debug}");
     }
 }

@@ -107,3 +107,40 @@ pub use validate::{DefaultValidateRequestId, ValidateRequestId};
 
 /// The default request-id header, `x-request-id`.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Headers that must never carry a request id: writing an id there would change how the
+/// request is routed, framed or authenticated.
+const RESERVED: &[&str] = &[
+    "authorization",
+    "connection",
+    "content-encoding",
+    "content-length",
+    "content-type",
+    "cookie",
+    "forwarded",
+    "host",
+    "proxy-authorization",
+    "set-cookie",
+    "te",
+    "traceparent",
+    "tracestate",
+    "transfer-encoding",
+    "upgrade",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+];
+
+/// Parses a configured header name for the request id.
+fn parse_header(name: &str) -> Result<HeaderName, crate::ConfigError> {
+    let header = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
+        crate::ConfigError::invalid("request_id.header", "not a valid HTTP header name")
+    })?;
+    if RESERVED.contains(&header.as_str()) {
+        return Err(crate::ConfigError::unsafe_value(
+            "request_id.header",
+            format!("`{}` has a meaning of its own in HTTP", header.as_str()),
+        ));
+    }
+    Ok(header)
+}

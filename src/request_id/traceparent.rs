@@ -3,7 +3,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use super::RequestId;
 
 /// The W3C Trace Context request header.
-pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// The trace id (32 lowercase hex digits) of a valid W3C `traceparent` value, or `None`.
 ///
