@@ -355,7 +355,7 @@ fn events_are_in_the_request_span_and_bad_ids_are_not_logged() {
     assert!(logs.contains("rejected an incoming request id"), "{logs}");
     assert!(
         logs.contains(&format!(
-            "len=10 reason=\"not 1 to 128 allowed characters\" request_id={id}"
+            "len=10 reason=\"refused by the validator\" request_id={id}"
         )),
         "{logs}"
     );

@@ -49,6 +49,9 @@ where
 /// of the id are reference-count bumps). Ids sort by creation time (to the millisecond); within a
 /// millisecond their order is random.
 ///
+/// An id kept for long keeps its 1 KiB buffer alive: store `id.as_str().to_owned()` rather
+/// than the id in long-lived structures.
+///
 /// The timestamp is readable by whoever sees the id: it tells when the request arrived, which
 /// the response's `Date` header tells anyway.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -49,7 +49,7 @@ where
             } else if let Some(id) = self.accept(first) {
                 return id;
             } else {
-                refused = Some(("not 1 to 128 allowed characters", first.len()));
+                refused = Some(("refused by the validator", first.len()));
             }
         }
         let id = if trusted && self.traceparent {
