@@ -238,6 +238,29 @@ mod tests {
         assert!(format!("{v:?}").contains("/0123456789abcdef"));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn matches_the_plain_definition(bytes in proptest::collection::vec(0x20u8..0x7f, 0..140)) {
+            let text = String::from_utf8(bytes).unwrap();
+            let plain = (1..=128).contains(&text.len())
+                && text.chars().all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c));
+            proptest::prop_assert_eq!(DefaultValidateRequestId::new().is_valid(&text), plain);
+            let well_formed = !text.is_empty() && text.len() <= 128 && !text.contains(' ');
+            proptest::prop_assert_eq!(
+                crate::request_id::id::is_well_formed(text.as_bytes()),
+                well_formed
+            );
+        }
+
+        #[test]
+        fn any_byte(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..140)) {
+            let plain = !bytes.is_empty()
+                && bytes.len() <= 128
+                && bytes.iter().all(|b| (0x21..=0x7e).contains(b));
+            proptest::prop_assert_eq!(crate::request_id::id::is_well_formed(&bytes), plain);
+        }
+    }
+
     #[test]
     fn refuses_bad_config() {
         let v = DefaultValidateRequestId::new();
