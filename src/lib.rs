@@ -8,6 +8,8 @@
 //!
 //! * [`security_headers`]: helmet-parity security headers in one precomputed layer, a validating
 //!   CSP builder with per-request nonces, Permissions-Policy, HSTS only over HTTPS.
+//! * [`request_id`]: accept a safe incoming request id or make a UUID v7; put it in the request
+//!   extensions, the tracing span, the response and outgoing client requests.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
