@@ -5,6 +5,9 @@
 //!
 //! Every server-side layer answers a rejection with an RFC 9457 problem ([`problem`]) instead
 //! of an error, so it fits `axum::Router::layer` as is and the connection is never dropped.
+//!
+//! Client side, [`retry`] sends failed idempotent requests again with jittered backoff, a retry
+//! budget, `Retry-After` and bounded body replay.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -12,5 +15,6 @@ pub mod error;
 pub mod net;
 pub mod problem;
 pub mod request_id;
+pub mod retry;
 
 pub use error::{ConfigError, ConfigErrorKind};
