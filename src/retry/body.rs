@@ -97,7 +97,7 @@ impl<B: Body<Data = Bytes>> ReplayBody<B> {
             owned: Some(body),
             position: 0,
             trailers_sent: false,
-            hint: hint.clone(),
+            hint,
         };
         (
             Self {
@@ -133,7 +133,7 @@ impl<B> Replayer<B> {
                 owned: None,
                 position: 0,
                 trailers_sent: false,
-                hint: hint.clone(),
+                hint: *hint,
             }),
         };
         ReplayBody { kind }
@@ -176,7 +176,7 @@ where
         match &self.kind {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Once(body) => body.size_hint(),
-            Kind::Replay(replay) => replay.hint.clone(),
+            Kind::Replay(replay) => replay.hint,
         }
     }
 }
