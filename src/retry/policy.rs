@@ -431,6 +431,25 @@ mod tests {
         assert_eq!(v(""), None);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn retry_after_never_panics(bytes: Vec<u8>, secs: u64) {
+            if let Ok(value) = HeaderValue::from_bytes(&bytes) {
+                let now = SystemTime::UNIX_EPOCH + Duration::from_secs(secs % (1 << 40));
+                let _ = parse_retry_after(&value, now);
+            }
+        }
+
+        #[test]
+        fn retry_after_seconds_roundtrip(secs: u64) {
+            let value = HeaderValue::from(secs);
+            proptest::prop_assert_eq!(
+                parse_retry_after(&value, SystemTime::now()),
+                Some(Duration::from_secs(secs))
+            );
+        }
+    }
+
     #[test]
     fn default_classifier_refuses_marked_errors() {
         let c = DefaultClassifyError;
