@@ -678,3 +678,52 @@ async fn loopback_connection_refused_is_retried_then_typed() {
         .unwrap();
     assert!(inner.is_connect());
 }
+
+#[tokio::test]
+async fn loopback_dropped_connection_is_retried() {
+    use hyper_util::{
+        client::legacy::{Client, connect::HttpConnector},
+        rt::TokioExecutor,
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    // Raw TCP: the first connection is closed after the request is read, without an answer;
+    // the next ones get 200.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicU32::new(0));
+    tokio::spawn({
+        let connections = connections.clone();
+        async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let n = connections.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(len) => buf.extend_from_slice(&chunk[..len]),
+                        }
+                    }
+                    if n > 0 {
+                        let answer =
+                            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
+                        let _ = socket.write_all(answer.as_bytes()).await;
+                    }
+                    // Dropping the socket closes the connection.
+                });
+            }
+        }
+    });
+    let client: Client<HttpConnector, ReplayBody<Full<Bytes>>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let client = RetryLayer::new(fast_policy()).layer_service(client);
+    let req = Request::get(format!("http://{addr}/items"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let res = client.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+}
