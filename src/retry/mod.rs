@@ -94,6 +94,9 @@
 //! * The inner service sees `Request<ReplayBody<B>>`; a hyper-util client must be built for
 //!   that body type.
 //! * A retry sends the whole request again: servers see it twice in their logs and metrics.
+//! * If a server answers before reading a streamed body and the client is still sending it, a
+//!   retry that needs more than the buffered part fails with a body error (and may be retried
+//!   again later); single-chunk bodies (`Full`, `Bytes`) never hit this.
 //! * A circuit breaker's open-circuit rejection must not be retried: the default classifier
 //!   refuses [`NonRetryable`] errors, and the breaker's `CircuitOpen` once the two modules are
 //!   merged.
