@@ -97,6 +97,8 @@
 //! * If a server answers before reading a streamed body and the client is still sending it, a
 //!   retry that needs more than the buffered part fails with a body error (and may be retried
 //!   again later); single-chunk bodies (`Full`, `Bytes`) never hit this.
+//! * The layer is made for clients and returns [`RetryError`]; to retry fragile handlers inside
+//!   an axum `Router`, put `axum::error_handling::HandleErrorLayer` outside it (the tests do).
 //! * A circuit breaker's open-circuit rejection must not be retried: the default classifier
 //!   refuses [`NonRetryable`] errors, and the breaker's `CircuitOpen` once the two modules are
 //!   merged.
