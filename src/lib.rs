@@ -10,6 +10,8 @@
 //!   CSP builder with per-request nonces, Permissions-Policy, HSTS only over HTTPS.
 //! * [`request_id`]: accept a safe incoming request id or make a UUID v7; put it in the request
 //!   extensions, the tracing span, the response and outgoing client requests.
+//! Client side, [`retry`] sends failed idempotent requests again with jittered backoff, a retry
+//! budget, `Retry-After` and bounded body replay.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -18,5 +20,6 @@ pub mod net;
 pub mod problem;
 pub mod request_id;
 pub mod security_headers;
+pub mod retry;
 
 pub use error::{ConfigError, ConfigErrorKind};
