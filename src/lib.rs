@@ -5,9 +5,13 @@
 //!
 //! Every server-side layer answers a rejection with an RFC 9457 problem ([`problem`]) instead
 //! of an error, so it fits `axum::Router::layer` as is and the connection is never dropped.
+//!
+//! * [`auth::api_key`]: API keys stored as SHA-256 hashes, with principals, scopes, expiry and
+//!   rotation.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod auth;
 pub mod error;
 pub mod net;
 pub mod problem;
