@@ -398,4 +398,51 @@ mod tests {
             "require.scopes[1]"
         );
     }
+
+    #[tokio::test]
+    async fn rejection_carries_the_request_id_and_the_cause() {
+        use bytes::Bytes;
+        use tower::{Layer, ServiceExt};
+
+        let inner = tower::service_fn(|_req: Request<()>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(Bytes::from_static(b"ok")))
+        });
+        let svc = ApiKeyLayer::new(ApiKeys::default()).layer(inner);
+        let mut req = Request::new(());
+        req.extensions_mut()
+            .insert(crate::request_id::RequestId::from_validated(
+                HeaderValue::from_static("req-42"),
+            ));
+        req.headers_mut().insert(
+            AUTHORIZATION,
+            HeaderValue::from_static("Bearer unknown-key"),
+        );
+        let res = svc.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), 401);
+        assert_eq!(
+            res.extensions().get::<ApiKeyRejection>().unwrap().kind(),
+            ApiKeyRejectionKind::Unknown
+        );
+        let v: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+        assert_eq!(v["request_id"], "req-42");
+        assert_eq!(v["detail"], "A valid API key is required.");
+        assert!(!String::from_utf8_lossy(res.body()).contains("unknown-key"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_header_bytes_are_handled(
+            value in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
+            custom in proptest::bool::ANY,
+        ) {
+            let Ok(value) = HeaderValue::from_bytes(&value) else { return Ok(()) };
+            let s = shared(Some("x-api-key"), true);
+            let mut h = HeaderMap::new();
+            h.insert(if custom { HeaderName::from_static("x-api-key") } else { AUTHORIZATION }, value);
+            if let Presented::Key(k) = find_key(&s, &h) {
+                proptest::prop_assert!(!k.is_empty() && k.len() <= MAX_KEY_LEN);
+                proptest::prop_assert!(k.iter().all(u8::is_ascii_graphic));
+            }
+        }
+    }
 }
