@@ -88,12 +88,13 @@
 //!
 //! # Deployment
 //!
-//! Keys come from configuration ([`ApiKeys::from_config`], TOML/JSON through serde) or from
-//! the environment ([`ApiKeys::from_env_hashes`] with `BATTLEMENT_API_KEY_HASHES`, comma
-//! separated hex SHA-256). Only TLS keeps a bearer key secret on the wire. The store is
+//! Keys come from configuration ([`ApiKeyLayer::from_config`] with an [`ApiKeyConfig`], or
+//! [`ApiKeys::from_config`], TOML/JSON through serde) or from the environment
+//! ([`ApiKeys::from_env_hashes`] with [`ENV_API_KEY_HASHES`], comma-separated hex SHA-256). Only TLS keeps a bearer key secret on the wire. The store is
 //! immutable; to change keys without a restart, implement [`ApiKeyStore`] over a structure you
 //! swap atomically.
 
+mod config;
 mod future;
 mod key;
 mod layer;
@@ -102,6 +103,7 @@ mod rejection;
 mod service;
 mod store;
 
+pub use config::ApiKeyConfig;
 pub use future::ResponseFuture;
 pub use key::{
     GeneratedKey, KEY_RANDOM_BYTES, KeyHash, MAX_KEY_LEN, MAX_PREFIX_LEN, generate_key, hash_key,
@@ -111,6 +113,6 @@ pub use principal::{MAX_PRINCIPAL_ID_LEN, MAX_SCOPE_LEN, Principal, PrincipalId}
 pub use rejection::{ApiKeyRejection, ApiKeyRejectionKind};
 pub use service::ApiKey;
 pub use store::{
-    ApiKeyStore, ApiKeys, ApiKeysBuilder, ApiKeysConfig, Clock, Expiry, KeyConfig, KeyEntry,
-    MAX_KEYS, PrincipalConfig, SystemClock,
+    ApiKeyStore, ApiKeys, ApiKeysBuilder, ApiKeysConfig, Clock, ENV_API_KEY_HASHES, Expiry,
+    KeyConfig, KeyEntry, MAX_KEYS, PrincipalConfig, SystemClock,
 };

@@ -131,7 +131,7 @@ fn authenticate<K: ApiKeyStore>(
             ..Failure::new(ApiKeyRejectionKind::InsufficientScope, true)
         });
     }
-    Ok(principal.clone())
+    Ok(entry.into_principal())
 }
 
 fn find_key<'h, K>(shared: &Shared<K>, headers: &'h HeaderMap) -> Presented<'h> {

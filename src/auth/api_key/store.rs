@@ -16,6 +16,9 @@ use super::{
 };
 use crate::error::{ConfigError, ConfigErrorKind};
 
+/// The environment variable the example server and the stack read API-key hashes from.
+pub const ENV_API_KEY_HASHES: &str = "BATTLEMENT_API_KEY_HASHES";
+
 /// The most keys an [`ApiKeys`] store holds.
 pub const MAX_KEYS: usize = 1_000_000;
 
@@ -59,6 +62,11 @@ impl KeyEntry {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// The principal, without a reference-count bump.
+    pub fn into_principal(self) -> Principal {
+        self.principal
     }
 
     /// Whether the key is expired at `now`.
@@ -161,39 +169,7 @@ impl ApiKeys {
     /// [`MAX_KEYS`] keys.
     pub fn from_config(config: &ApiKeysConfig) -> Result<Self, ConfigError> {
         let mut builder = Self::builder();
-        let mut ids = HashSet::new();
-        for (i, p) in config.principals.iter().enumerate() {
-            let at = |e: ConfigError| e.within(&format!("principals[{i}]"));
-            let id = PrincipalId::new(&p.id).map_err(at)?;
-            if !ids.insert(id.clone()) {
-                return Err(at(ConfigError::invalid(
-                    "id",
-                    "the same principal id appears twice",
-                )));
-            }
-            let expires_at = p
-                .expires_at
-                .as_ref()
-                .map(|e| e.to_system_time().map_err(|e| e.within("expires_at")))
-                .transpose()
-                .map_err(at)?;
-            let principal = Principal::with_scopes(id, &p.scopes, expires_at).map_err(at)?;
-            for (k, key) in p.keys.iter().enumerate() {
-                let at_key = |e: ConfigError| at(e.within(&format!("keys[{k}]")));
-                let (hash, not_after) = match key {
-                    KeyConfig::Hash(hash) => (hash, None),
-                    KeyConfig::WithExpiry { hash, not_after } => (hash, not_after.as_ref()),
-                };
-                let hash = KeyHash::from_hex(hash).map_err(|e| at_key(rename(e, "hash")))?;
-                let not_after = not_after
-                    .map(|e| e.to_system_time().map_err(|e| e.within("not_after")))
-                    .transpose()
-                    .map_err(at_key)?;
-                builder.push(KeyEntry::new(hash, principal.clone(), not_after), || {
-                    format!("principals[{i}].keys[{k}].hash")
-                })?;
-            }
-        }
+        builder.add_principals(&config.principals)?;
         Ok(builder.finish())
     }
 
@@ -206,21 +182,11 @@ impl ApiKeys {
     /// A [`ConfigError`] (field: the variable's name) when the variable is unset, not UTF-8,
     /// empty, or holds an invalid or duplicate hash; the error never repeats the value.
     pub fn from_env_hashes(var: &str) -> Result<Self, ConfigError> {
-        match std::env::var(var) {
-            Ok(value) => Self::from_hash_list(&value).map_err(|e| {
-                let field = format!("{var}{}", e.field());
-                rename(e, field)
-            }),
-            Err(std::env::VarError::NotPresent) => Err(ConfigError::new(
-                ConfigErrorKind::Missing,
-                var.to_owned(),
-                "the environment variable is not set",
-            )),
-            Err(std::env::VarError::NotUnicode(_)) => Err(ConfigError::invalid(
-                var.to_owned(),
-                "the environment variable is not UTF-8",
-            )),
-        }
+        let value = read_env(var)?;
+        Self::from_hash_list(&value).map_err(|e| {
+            let field = format!("{var}{}", e.field());
+            rename(e, field)
+        })
     }
 
     /// Builds the store from comma-separated hex SHA-256 hashes, as
@@ -233,19 +199,7 @@ impl ApiKeys {
     /// hash, or (empty field) when the list has no hash at all.
     pub fn from_hash_list(list: &str) -> Result<Self, ConfigError> {
         let mut builder = Self::builder();
-        for (i, item) in list
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .enumerate()
-        {
-            let hash = KeyHash::from_hex(item).map_err(|e| rename(e, format!("[{i}]")))?;
-            let id = PrincipalId::new(&format!("key-{}", hash.short()))?;
-            builder.push(KeyEntry::new(hash, Principal::new(id), None), || {
-                format!("[{i}]")
-            })?;
-        }
-        if builder.entries.is_empty() {
+        if builder.add_hash_list(list)? == 0 {
             return Err(ConfigError::new(
                 ConfigErrorKind::Missing,
                 "",
@@ -330,6 +284,67 @@ impl ApiKeysBuilder {
         }
     }
 
+    /// Adds the principals of a configuration; fields in errors are `principals[i]...`.
+    pub(crate) fn add_principals(
+        &mut self,
+        principals: &[PrincipalConfig],
+    ) -> Result<(), ConfigError> {
+        let mut ids = HashSet::new();
+        for (i, p) in principals.iter().enumerate() {
+            let at = |e: ConfigError| e.within(&format!("principals[{i}]"));
+            let id = PrincipalId::new(&p.id).map_err(at)?;
+            if !ids.insert(id.clone()) {
+                return Err(at(ConfigError::invalid(
+                    "id",
+                    "the same principal id appears twice",
+                )));
+            }
+            let expires_at = p
+                .expires_at
+                .as_ref()
+                .map(|e| e.to_system_time().map_err(|e| e.within("expires_at")))
+                .transpose()
+                .map_err(at)?;
+            let principal = Principal::with_scopes(id, &p.scopes, expires_at).map_err(at)?;
+            for (k, key) in p.keys.iter().enumerate() {
+                let at_key = |e: ConfigError| at(e.within(&format!("keys[{k}]")));
+                let (hash, not_after) = match key {
+                    KeyConfig::Hash(hash) => (hash, None),
+                    KeyConfig::WithExpiry { hash, not_after } => (hash, not_after.as_ref()),
+                };
+                let hash = KeyHash::from_hex(hash).map_err(|e| at_key(rename(e, "hash")))?;
+                let not_after = not_after
+                    .map(|e| e.to_system_time().map_err(|e| e.within("not_after")))
+                    .transpose()
+                    .map_err(at_key)?;
+                self.push(KeyEntry::new(hash, principal.clone(), not_after), || {
+                    format!("principals[{i}].keys[{k}].hash")
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds comma-separated hex hashes, each its own principal `key-<8 hex>`; fields in
+    /// errors are `[i]`. Returns how many were added.
+    pub(crate) fn add_hash_list(&mut self, list: &str) -> Result<usize, ConfigError> {
+        let mut added = 0;
+        for (i, item) in list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .enumerate()
+        {
+            let hash = KeyHash::from_hex(item).map_err(|e| rename(e, format!("[{i}]")))?;
+            let id = PrincipalId::new(&format!("key-{}", hash.short()))?;
+            self.push(KeyEntry::new(hash, Principal::new(id), None), || {
+                format!("[{i}]")
+            })?;
+            added += 1;
+        }
+        Ok(added)
+    }
+
     fn push(&mut self, entry: KeyEntry, field: impl Fn() -> String) -> Result<(), ConfigError> {
         if self.entries.len() >= MAX_KEYS {
             return Err(ConfigError::out_of_range(
@@ -366,7 +381,26 @@ impl fmt::Debug for ApiKeysBuilder {
     }
 }
 
-fn rename(e: ConfigError, field: impl Into<std::borrow::Cow<'static, str>>) -> ConfigError {
+/// The value of the environment variable `var`.
+pub(crate) fn read_env(var: &str) -> Result<String, ConfigError> {
+    match std::env::var(var) {
+        Ok(value) => Ok(value),
+        Err(std::env::VarError::NotPresent) => Err(ConfigError::new(
+            ConfigErrorKind::Missing,
+            var.to_owned(),
+            "the environment variable is not set",
+        )),
+        Err(std::env::VarError::NotUnicode(_)) => Err(ConfigError::invalid(
+            var.to_owned(),
+            "the environment variable is not UTF-8",
+        )),
+    }
+}
+
+pub(crate) fn rename(
+    e: ConfigError,
+    field: impl Into<std::borrow::Cow<'static, str>>,
+) -> ConfigError {
     ConfigError::new(e.kind(), field, e.reason().to_owned())
 }
 
