@@ -172,7 +172,8 @@ fn from_authorization(headers: &HeaderMap) -> Option<Presented<'_>> {
     };
     // RFC 9110 §11.4: credentials = auth-scheme [ 1*SP ( token68 / #auth-param ) ], and the
     // scheme is case-insensitive.
-    let (scheme, rest) = match value.iter().position(|&b| b == b' ') {
+    // Only the first bytes can hold the scheme: a huge value is never scanned.
+    let (scheme, rest) = match value.iter().take(16).position(|&b| b == b' ') {
         Some(i) => (&value[..i], &value[i..]),
         None => (value, &b""[..]),
     };
