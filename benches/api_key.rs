@@ -88,9 +88,60 @@ fn api_key(c: &mut criterion::Criterion) {
     );
 }
 
+/// The same services without the async runtime: `call` and one poll with a no-op waker (every
+/// future here is ready at once), so the layers' own cost stands out from the executor's.
+fn api_key_sync(c: &mut criterion::Criterion) {
+    fn bench_one<S>(
+        group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+        id: &str,
+        mut svc: S,
+    ) where
+        S: Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible>,
+    {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        group.bench_function(id, |b| {
+            b.iter(|| {
+                assert!(svc.poll_ready(&mut cx).is_ready());
+                let mut fut = std::pin::pin!(svc.call(request()));
+                match fut.as_mut().poll(&mut cx) {
+                    std::task::Poll::Ready(Ok(res)) => assert_eq!(res.status(), StatusCode::OK),
+                    _ => unreachable!("every service here answers at once"),
+                }
+            });
+        });
+    }
+    use std::future::Future as _;
+
+    let mut group = c.benchmark_group("api_key_sync");
+    bench_one(&mut group, "bare", service_fn(ok));
+    #[allow(deprecated)]
+    let theirs =
+        tower_http::validate_request::ValidateRequestHeaderLayer::bearer(KEY).layer(service_fn(ok));
+    bench_one(&mut group, "tower_http", theirs);
+    bench_one(
+        &mut group,
+        "battlement_1_key",
+        ApiKeyLayer::new(keys(1)).layer(service_fn(ok)),
+    );
+    bench_one(
+        &mut group,
+        "battlement_10000_keys",
+        ApiKeyLayer::new(keys(10_000)).layer(service_fn(ok)),
+    );
+    group.finish();
+    support::report(
+        "api_key_sync",
+        "bare",
+        &[
+            ("battlement_1_key", "tower_http"),
+            ("battlement_10000_keys", "tower_http"),
+        ],
+    );
+}
+
 criterion_group! {
     name = benches;
     config = support::criterion();
-    targets = api_key
+    targets = api_key, api_key_sync
 }
 criterion_main!(benches);
