@@ -53,7 +53,8 @@
 //! needed; the precise cause is an [`ApiKeyRejection`] in the response extensions and a
 //! `WARN` event of target `battlement::auth::api_key` (reason, principal id when known, the
 //! first 8 hex digits of the key's hash, client address, request id, method and path; never
-//! the key).
+//! the key). With the `metrics` feature, the counter `battlement_api_key_rejections_total`
+//! (label `reason`) counts them too.
 //!
 //! # Why hashes, and why the lookup is safe
 //!

@@ -249,6 +249,12 @@ fn audit<K, B>(shared: &Shared<K>, req: &Request<B>, failure: &Failure) {
         path = req.uri().path(),
         "API key authentication failed"
     );
+    #[cfg(feature = "metrics")]
+    metrics::counter!(
+        "battlement_api_key_rejections_total",
+        "reason" => failure.kind.as_str()
+    )
+    .increment(1);
 }
 
 impl<S: Clone, K, R: Clone> Clone for ApiKey<S, K, R> {
