@@ -411,8 +411,11 @@ mod tests {
         use bytes::Bytes;
         use tower::{Layer, ServiceExt};
 
-        let inner = tower::service_fn(|_req: Request<()>| async {
-            Ok::<_, std::convert::Infallible>(Response::new(Bytes::from_static(b"ok")))
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = calls.clone();
+        let inner = tower::service_fn(move |_req: Request<()>| {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { Ok::<_, std::convert::Infallible>(Response::new(Bytes::from_static(b"ok"))) }
         });
         let svc = ApiKeyLayer::new(ApiKeys::default()).layer(inner);
         let mut req = Request::new(());
@@ -434,6 +437,8 @@ mod tests {
         assert_eq!(v["request_id"], "req-42");
         assert_eq!(v["detail"], "A valid API key is required.");
         assert!(!String::from_utf8_lossy(res.body()).contains("unknown-key"));
+        // The inner service never saw the request.
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
 
     proptest::proptest! {
