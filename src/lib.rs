@@ -12,9 +12,12 @@
 //!   extensions, the tracing span, the response and outgoing client requests.
 //! Client side, [`retry`] sends failed idempotent requests again with jittered backoff, a retry
 //! budget, `Retry-After` and bounded body replay.
+//! * [`auth::api_key`]: API keys stored as SHA-256 hashes, with principals, scopes, expiry and
+//!   rotation.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod auth;
 pub mod error;
 pub mod net;
 pub mod problem;
