@@ -5,9 +5,13 @@
 //!
 //! Every server-side layer answers a rejection with an RFC 9457 problem ([`problem`]) instead
 //! of an error, so it fits `axum::Router::layer` as is and the connection is never dropped.
+//!
+//! * [`circuit_breaker`]: closed/open/half-open breakers for clients and fragile handlers,
+//!   per key, with a typed `CircuitOpen` error or a 503 with `Retry-After`.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod circuit_breaker;
 pub mod error;
 pub mod net;
 pub mod problem;
