@@ -618,7 +618,7 @@ impl Inner {
         let cooldown = self.config.cooldown_for(reopens);
         let now = self.clock.now();
         let cooldown_ms = u64::try_from(cooldown.as_millis()).unwrap_or(u64::MAX)
-            + u64::from(cooldown.subsec_nanos() % 1_000_000 != 0);
+            + u64::from(!cooldown.subsec_nanos().is_multiple_of(1_000_000));
         let deadline = self.ms_since_origin(now).saturating_add(cooldown_ms);
         let next = pack(OPEN, generation(w) + 1, deadline);
         if !self.cas(w, next) {

@@ -75,6 +75,9 @@ pub const MAX_HALF_OPEN_PERMITS: u32 = 65_535;
 /// The largest count window.
 pub const MAX_COUNT_WINDOW: u32 = 1 << 20;
 
+/// The state-change callback.
+pub(crate) type OnStateChange = Arc<dyn Fn(&StateChange<'_>) + Send + Sync>;
+
 /// How a breaker trips, cools down and recovers.
 ///
 /// ```
@@ -104,7 +107,7 @@ pub struct BreakerConfig {
     pub(crate) half_open_permits: u32,
     pub(crate) slow: Option<(Duration, u8)>,
     pub(crate) clock: Option<Arc<dyn Clock>>,
-    pub(crate) on_state_change: Option<Arc<dyn Fn(&StateChange<'_>) + Send + Sync>>,
+    pub(crate) on_state_change: Option<OnStateChange>,
 }
 
 impl Default for BreakerConfig {

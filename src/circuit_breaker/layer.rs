@@ -7,10 +7,11 @@ use tower::Layer;
 use super::{
     breaker::Breaker,
     classify::DefaultClassifier,
+    config::BreakerConfig,
     registry::{BreakerRegistry, PerKey},
     service::CircuitBreaker,
 };
-use crate::problem::DefaultRejection;
+use crate::{error::ConfigError, problem::DefaultRejection};
 
 /// Client mode (the default): a rejection is an `Err` holding a [`CircuitOpen`](super::CircuitOpen),
 /// the error type is `tower::BoxError`.
@@ -56,6 +57,18 @@ impl CircuitBreakerLayer {
     }
 }
 
+impl CircuitBreakerLayer {
+    /// A new breaker made from `config`, client mode. Reach the breaker (for
+    /// [`snapshot`](Breaker::snapshot) and manual states) with [`breakers`](Self::breakers).
+    ///
+    /// # Errors
+    ///
+    /// The [`ConfigError`] of [`BreakerConfig::validate`].
+    pub fn from_config(config: BreakerConfig) -> Result<Self, ConfigError> {
+        Breaker::new(config).map(Self::new)
+    }
+}
+
 impl<K, F> CircuitBreakerLayer<PerKey<K, F>> {
     /// One breaker per key: `extract` computes the key of each request (for example its
     /// upstream authority), `registry` holds the breakers.
@@ -64,7 +77,8 @@ impl<K, F> CircuitBreakerLayer<PerKey<K, F>> {
     /// use battlement::circuit_breaker::{BreakerConfig, BreakerRegistry, CircuitBreakerLayer};
     /// use http::Request;
     ///
-    /// let registry = BreakerRegistry::new(BreakerConfig::default(), 1024).unwrap();
+    /// let registry: BreakerRegistry<String> =
+    ///     BreakerRegistry::new(BreakerConfig::default(), 1024).unwrap();
     /// let layer = CircuitBreakerLayer::per_key(registry.clone(), |req: &Request<String>| {
     ///     req.uri().authority().map_or_else(String::new, |a| a.to_string())
     /// });

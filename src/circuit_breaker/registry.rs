@@ -19,7 +19,9 @@ use super::{
 };
 use crate::error::ConfigError;
 
+/// At most this many shards, and at least this many keys per shard before a second one.
 const SHARDS: usize = 16;
+const KEYS_PER_SHARD: usize = 64;
 
 /// Picks the breaker that guards a request.
 ///
@@ -100,7 +102,7 @@ where
                 "must be at least 1",
             ));
         }
-        let shards = SHARDS.min(max_keys);
+        let shards = (max_keys / KEYS_PER_SHARD).clamp(1, SHARDS);
         let config = Arc::new(config);
         Ok(Self {
             inner: Arc::new(RegistryInner {
@@ -317,15 +319,31 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn idle_breakers_go_first() {
-        let r = BreakerRegistry::new(BreakerConfig::default(), 2)
+        let r = BreakerRegistry::new(BreakerConfig::default(), 3)
             .unwrap()
             .idle_timeout(Duration::from_secs(60));
-        // Two shards of one: find two keys in the same shard is not needed; fill both.
-        let _ = r.breaker(&1u32);
-        tokio::time::advance(Duration::from_secs(61)).await;
-        for i in 2..50u32 {
-            let _ = r.breaker(&i);
+        for k in 1..=3u32 {
+            let _ = r.breaker(&k);
         }
-        assert!(r.len() <= 2);
+        tokio::time::advance(Duration::from_secs(61)).await;
+        let _ = r.breaker(&3); // 3 is in use, 1 and 2 are idle
+        let _ = r.breaker(&4);
+        // Both idle breakers went, not only the least recently used one.
+        assert_eq!(r.len(), 2);
+        assert!(r.get(&1).is_none() && r.get(&2).is_none());
+        assert!(r.get(&3).is_some() && r.get(&4).is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn least_recently_used_goes_when_none_is_idle() {
+        let r = BreakerRegistry::new(BreakerConfig::default(), 2).unwrap();
+        let _ = r.breaker(&1u32);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let _ = r.breaker(&2);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let _ = r.breaker(&1);
+        let _ = r.breaker(&3);
+        assert!(r.get(&2).is_none(), "2 was the least recently used");
+        assert_eq!(r.len(), 2);
     }
 }

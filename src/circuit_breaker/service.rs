@@ -124,3 +124,38 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use bytes::Bytes;
+    use http::HeaderValue;
+    use tower::{ServiceExt, service_fn};
+
+    use super::*;
+    use crate::{circuit_breaker::CircuitBreakerLayer, request_id::RequestId};
+
+    #[tokio::test]
+    async fn rejection_carries_the_request_id() {
+        let breaker = Breaker::new(crate::circuit_breaker::BreakerConfig::default()).unwrap();
+        breaker.force_open();
+        let svc = tower::Layer::layer(
+            &CircuitBreakerLayer::new(breaker).server(),
+            service_fn(|_req: Request<()>| async {
+                Ok::<_, Infallible>(Response::new(Bytes::new()))
+            }),
+        );
+        let mut req = Request::new(());
+        req.extensions_mut()
+            .insert(RequestId::from_validated(HeaderValue::from_static(
+                "req-42",
+            )));
+        let res = svc.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), 503);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "30");
+        let v: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+        assert_eq!(v["request_id"], "req-42");
+        assert_eq!(v["status"], 503);
+    }
+}

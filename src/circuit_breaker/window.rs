@@ -31,10 +31,10 @@ impl Totals {
         if u64::from(self.failures) * 100 >= u64::from(failure_percent) * calls {
             return Some(Reached::FailureRate);
         }
-        if let Some(p) = slow_percent {
-            if u64::from(self.slow) * 100 >= u64::from(p) * calls {
-                return Some(Reached::SlowCallRate);
-            }
+        if let Some(p) = slow_percent
+            && u64::from(self.slow) * 100 >= u64::from(p) * calls
+        {
+            return Some(Reached::SlowCallRate);
         }
         None
     }
