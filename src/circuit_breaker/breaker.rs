@@ -52,6 +52,19 @@ impl State {
         }
     }
 
+    /// The value of the `battlement_circuit_breaker_state` gauge (feature `metrics`): 0 closed,
+    /// 1 open, 2 half-open, 3 forced open, 4 disabled, 5 metrics-only.
+    pub const fn code(&self) -> f64 {
+        match self {
+            Self::Closed => 0.0,
+            Self::Open => 1.0,
+            Self::HalfOpen => 2.0,
+            Self::ForcedOpen => 3.0,
+            Self::Disabled => 4.0,
+            Self::MetricsOnly => 5.0,
+        }
+    }
+
     /// A short lowercase name (`"half_open"`), for logs and metric labels.
     pub const fn as_str(&self) -> &'static str {
         match self {
@@ -546,6 +559,12 @@ impl Inner {
 
     fn reject(&self, retry_after: Duration, state: State) -> CircuitOpen {
         self.counters.rejections.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        metrics::counter!(
+            "battlement_circuit_breaker_rejections_total",
+            "key" => self.label.as_deref().unwrap_or("").to_owned(),
+        )
+        .increment(1);
         CircuitOpen {
             retry_after,
             state,
@@ -728,6 +747,19 @@ impl Inner {
                 from = %from, to = %to, reason = %reason, key = key_field,
                 "circuit breaker state change"
             );
+        }
+        #[cfg(feature = "metrics")]
+        {
+            metrics::counter!(
+                "battlement_circuit_breaker_transitions_total",
+                "from" => from.as_str(),
+                "to" => to.as_str(),
+                "reason" => reason.as_str(),
+                "key" => key_field.to_owned(),
+            )
+            .increment(1);
+            metrics::gauge!("battlement_circuit_breaker_state", "key" => key_field.to_owned())
+                .set(to.code());
         }
         if let Some(f) = &self.config.on_state_change {
             f(&change);

@@ -342,3 +342,39 @@ impl fmt::Debug for BreakerConfig {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The k-th re-open waits min(cooldown × factor^k, max), computed without overflow.
+        #[test]
+        fn cooldown_growth_matches_formula(
+            base_ms in 1u64..100_000,
+            factor in 1u32..10,
+            extra_ms in 0u64..10_000_000,
+            reopens in 0u32..100,
+        ) {
+            let base = Duration::from_millis(base_ms);
+            let max = Duration::from_millis(base_ms + extra_ms);
+            let c = BreakerConfig::default().cooldown(base).cooldown_growth(factor, max);
+            prop_assert!(c.validate().is_ok());
+            let want = (0..reopens)
+                .try_fold(u128::from(base_ms), |d, _| {
+                    let n = d * u128::from(factor);
+                    (n < u128::from(base_ms + extra_ms)).then_some(n).ok_or(())
+                })
+                .map_or(max, |ms| Duration::from_millis(ms as u64).min(max));
+            prop_assert_eq!(c.cooldown_for(reopens), want);
+        }
+    }
+
+    #[test]
+    fn cooldown_without_growth_is_constant() {
+        let c = BreakerConfig::default().cooldown(Duration::from_secs(7));
+        assert_eq!(c.cooldown_for(0), Duration::from_secs(7));
+        assert_eq!(c.cooldown_for(50), Duration::from_secs(7));
+    }
+}

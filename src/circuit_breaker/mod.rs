@@ -114,6 +114,12 @@
 //! traffic (shared state was declined by resilience4j and Polly for the same reason: a round
 //! trip per call costs more than it saves). The open duration is measured on tokio's clock, or
 //! on the [`Clock`] given to [`BreakerConfig::clock`].
+//!
+//! With the `metrics` feature, every state change increments
+//! `battlement_circuit_breaker_transitions_total{from,to,reason,key}` and sets the gauge
+//! `battlement_circuit_breaker_state{key}` ([`State::code`]); every rejection increments
+//! `battlement_circuit_breaker_rejections_total{key}`. Per-call counters stay in
+//! [`Breaker::snapshot`] (poll it for rates) so the closed path does no metrics work.
 
 mod breaker;
 mod classify;
