@@ -1152,4 +1152,63 @@ mod tests {
             assert_eq!(b.state(), State::Closed);
         }
     }
+
+    /// Many threads, random outcomes, a clock that moves: every transition is reported once,
+    /// so the reported changes form a balanced chain from `Closed` to the final state.
+    #[test]
+    fn concurrent_transitions_are_never_lost() {
+        use std::collections::HashMap;
+        let now = Arc::new(Mutex::new(Instant::now()));
+        let n = now.clone();
+        let log: Log = Arc::default();
+        let l = log.clone();
+        let b = Breaker::new(
+            BreakerConfig::consecutive_failures(3)
+                .cooldown(Duration::from_millis(5))
+                .half_open_permits(2)
+                .clock(move || *n.lock().unwrap())
+                .on_state_change(move |c| {
+                    l.lock().unwrap().push((c.from, c.to, c.reason, c.cooldown));
+                }),
+        )
+        .unwrap();
+        let threads: Vec<_> = (0..6u64)
+            .map(|t| {
+                let (b, now) = (b.clone(), now.clone());
+                std::thread::spawn(move || {
+                    let mut x = t.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                    for _ in 0..20_000 {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        if x % 7 == 0 {
+                            *now.lock().unwrap() += Duration::from_millis(1);
+                        }
+                        if let Ok(p) = b.try_acquire() {
+                            p.record(match x % 3 {
+                                0 => Outcome::Success,
+                                1 => Outcome::Failure,
+                                _ => Outcome::Ignored,
+                            });
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let log = log.lock().unwrap();
+        assert!(log.len() > 10, "the test should make many transitions");
+        let mut balance: HashMap<State, i64> = HashMap::new();
+        for (from, to, _, _) in log.iter() {
+            *balance.entry(*from).or_default() -= 1;
+            *balance.entry(*to).or_default() += 1;
+        }
+        *balance.entry(State::Closed).or_default() += 1;
+        *balance.entry(b.state()).or_default() -= 1;
+        assert!(balance.values().all(|v| *v == 0), "{balance:?}");
+        let opened = log.iter().filter(|e| e.1 == State::Open).count() as u64;
+        assert_eq!(b.snapshot().opened, opened);
+    }
 }
