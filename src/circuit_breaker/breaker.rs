@@ -456,10 +456,6 @@ impl Breaker {
             self.inner.last_used_ms.store(ms, Ordering::Relaxed);
         }
     }
-
-    pub(crate) fn ms_now(&self) -> u64 {
-        self.inner.ms_since_origin(self.inner.clock.now())
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

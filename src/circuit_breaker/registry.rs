@@ -8,14 +8,14 @@ use std::{
         Arc, PoisonError, RwLock,
         atomic::{AtomicU64, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use http::Request;
 
 use super::{
     breaker::{Breaker, Snapshot, State},
-    config::BreakerConfig,
+    config::{BreakerConfig, Clock, TokioClock},
 };
 use crate::error::ConfigError;
 
@@ -62,6 +62,8 @@ struct RegistryInner<K> {
     shard_cap: usize,
     idle_ms: AtomicU64,
     overflow: Breaker,
+    clock: Arc<dyn Clock>,
+    origin: Instant,
 }
 
 impl<K> Clone for BreakerRegistry<K> {
@@ -103,6 +105,8 @@ where
             ));
         }
         let shards = (max_keys / KEYS_PER_SHARD).clamp(1, SHARDS);
+        let clock: Arc<dyn Clock> = config.clock.clone().unwrap_or_else(|| Arc::new(TokioClock));
+        let origin = clock.now();
         let config = Arc::new(config);
         Ok(Self {
             inner: Arc::new(RegistryInner {
@@ -112,6 +116,8 @@ where
                 hasher: RandomState::new(),
                 shard_cap: max_keys / shards,
                 idle_ms: AtomicU64::new(600_000),
+                clock,
+                origin,
             }),
         })
     }
@@ -122,6 +128,16 @@ where
         let ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
         self.inner.idle_ms.store(ms, Ordering::Relaxed);
         self
+    }
+
+    /// Milliseconds since the registry was made, on its clock: the unit of `last_used_ms`.
+    fn now_ms(&self) -> u64 {
+        let elapsed = self
+            .inner
+            .clock
+            .now()
+            .saturating_duration_since(self.inner.origin);
+        u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
     }
 
     fn shard(&self, key: &K) -> &RwLock<HashMap<K, Breaker>> {
@@ -144,7 +160,7 @@ where
         {
             let shard = lock.read().unwrap_or_else(PoisonError::into_inner);
             if let Some(b) = shard.get(key) {
-                b.touch(b.ms_now());
+                b.touch(self.now_ms());
                 return b.clone();
             }
         }
@@ -152,23 +168,24 @@ where
         if let Some(b) = shard.get(key) {
             return b.clone();
         }
-        if shard.len() >= self.inner.shard_cap && !self.evict(&mut shard) {
+        let now = self.now_ms();
+        if shard.len() >= self.inner.shard_cap && !self.evict(&mut shard, now) {
             return self.inner.overflow.clone();
         }
         let b =
             Breaker::from_validated(self.inner.config.clone(), Some(Arc::from(key.to_string())));
-        b.touch(b.ms_now());
+        b.touch(now);
         shard.insert(key.clone(), b.clone());
         b
     }
 
     /// Makes room in a full shard. Returns whether it did.
-    fn evict(&self, shard: &mut HashMap<K, Breaker>) -> bool {
+    fn evict(&self, shard: &mut HashMap<K, Breaker>, now: u64) -> bool {
         let idle = self.inner.idle_ms.load(Ordering::Relaxed);
         let before = shard.len();
         shard.retain(|_, b| {
             let last = b.inner.last_used_ms.load(Ordering::Relaxed);
-            !(b.state() == State::Closed && b.ms_now().saturating_sub(last) >= idle)
+            !(b.state() == State::Closed && now.saturating_sub(last) >= idle)
         });
         if shard.len() < before {
             return true;
