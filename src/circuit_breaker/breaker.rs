@@ -1209,44 +1209,4 @@ mod tests {
         let opened = log.iter().filter(|e| e.1 == State::Open).count() as u64;
         assert_eq!(b.snapshot().opened, opened);
     }
-
-    #[test]
-    fn state_changes_are_traced() {
-        #[derive(Clone, Default)]
-        struct Buf(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Buf {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let buf = Buf::default();
-        let w = buf.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || w.clone())
-            .with_ansi(false)
-            .finish();
-        let now = Arc::new(Mutex::new(Instant::now()));
-        let n = now.clone();
-        tracing::subscriber::with_default(subscriber, || {
-            let b = Breaker::new(
-                BreakerConfig::consecutive_failures(1).clock(move || *n.lock().unwrap()),
-            )
-            .unwrap();
-            call(&b, Outcome::Failure);
-            *now.lock().unwrap() += Duration::from_secs(30);
-            call(&b, Outcome::Success);
-        });
-        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-        let lines: Vec<_> = out.lines().collect();
-        assert_eq!(lines.len(), 3, "{out}");
-        assert!(lines[0].contains("WARN") && lines[0].contains("circuit breaker opened"));
-        assert!(lines[0].contains("to=open") && lines[0].contains("reason=consecutive_failures"));
-        assert!(lines[0].contains("cooldown_ms=30000"));
-        assert!(lines[1].contains("to=half_open") && lines[1].contains("reason=cooldown_elapsed"));
-        assert!(lines[2].contains("to=closed") && lines[2].contains("reason=probes_succeeded"));
-    }
 }
