@@ -18,6 +18,12 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod auth;
+//! * [`circuit_breaker`]: closed/open/half-open breakers for clients and fragile handlers,
+//!   per key, with a typed `CircuitOpen` error or a 503 with `Retry-After`.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod circuit_breaker;
 pub mod error;
 pub mod net;
 pub mod problem;

@@ -1,0 +1,95 @@
+//! What counts as a failure.
+
+use http::Response;
+
+use super::breaker::Outcome;
+
+/// Decides whether a call's result is a success, a failure or not counted.
+///
+/// Implemented by [`DefaultClassifier`] and by every closure
+/// `Fn(Result<&Response<B>, &E>) -> Outcome`:
+///
+/// ```
+/// use battlement::circuit_breaker::{ClassifyResponse, Outcome};
+/// use http::{Response, StatusCode};
+///
+/// // Count 429 as a failure too, and ignore 501 (a client asking for something unsupported).
+/// let classify = |res: Result<&Response<()>, &std::io::Error>| match res {
+///     Err(_) => Outcome::Failure,
+///     Ok(r) if r.status() == StatusCode::NOT_IMPLEMENTED => Outcome::Ignored,
+///     Ok(r) if r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS => {
+///         Outcome::Failure
+///     }
+///     Ok(_) => Outcome::Success,
+/// };
+/// let res = Response::builder().status(429).body(()).unwrap();
+/// assert_eq!(classify.classify(Ok(&res)), Outcome::Failure);
+/// ```
+pub trait ClassifyResponse<B, E> {
+    /// Classifies one result.
+    fn classify(&self, result: Result<&Response<B>, &E>) -> Outcome;
+}
+
+impl<B, E, F> ClassifyResponse<B, E> for F
+where
+    F: Fn(Result<&Response<B>, &E>) -> Outcome,
+{
+    fn classify(&self, result: Result<&Response<B>, &E>) -> Outcome {
+        self(result)
+    }
+}
+
+/// The default classifier: every error of the inner service (connection errors, timeouts such
+/// as `tower::timeout::error::Elapsed`, ...) and every 5xx response is a failure; everything
+/// else, 4xx included, is a success (a client's mistake says nothing about the upstream).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DefaultClassifier;
+
+impl<B, E> ClassifyResponse<B, E> for DefaultClassifier {
+    fn classify(&self, result: Result<&Response<B>, &E>) -> Outcome {
+        match result {
+            Ok(res) if res.status().is_server_error() => Outcome::Failure,
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::Failure,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn res(status: u16) -> Response<()> {
+        Response::builder().status(status).body(()).unwrap()
+    }
+
+    #[test]
+    fn default_classifier() {
+        let c = DefaultClassifier;
+        let ok = |s| ClassifyResponse::<(), std::io::Error>::classify(&c, Ok(&res(s)));
+        assert_eq!(ok(200), Outcome::Success);
+        assert_eq!(ok(304), Outcome::Success);
+        assert_eq!(ok(404), Outcome::Success);
+        assert_eq!(ok(429), Outcome::Success);
+        assert_eq!(ok(500), Outcome::Failure);
+        assert_eq!(ok(503), Outcome::Failure);
+        assert_eq!(ok(599), Outcome::Failure);
+        let elapsed: tower::BoxError = Box::new(tower::timeout::error::Elapsed::new());
+        assert_eq!(
+            ClassifyResponse::<(), tower::BoxError>::classify(&c, Err(&elapsed)),
+            Outcome::Failure
+        );
+    }
+
+    #[test]
+    fn closure_classifier() {
+        let c = |r: Result<&Response<()>, &()>| match r {
+            Ok(r) if r.status() == 418 => Outcome::Ignored,
+            Ok(_) => Outcome::Success,
+            Err(()) => Outcome::Ignored,
+        };
+        assert_eq!(c.classify(Ok(&res(418))), Outcome::Ignored);
+        assert_eq!(c.classify(Ok(&res(500))), Outcome::Success);
+        assert_eq!(c.classify(Err(&())), Outcome::Ignored);
+    }
+}
