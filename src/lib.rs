@@ -5,9 +5,12 @@
 //!
 //! Every server-side layer answers a rejection with an RFC 9457 problem ([`problem`]) instead
 //! of an error, so it fits `axum::Router::layer` as is and the connection is never dropped.
+//!
+//! * [`body_limit`]: request body size limits, by `Content-Length` and on streamed bodies.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod body_limit;
 pub mod error;
 pub mod net;
 pub mod problem;
