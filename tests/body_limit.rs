@@ -356,7 +356,22 @@ async fn without_a_ceiling_an_inner_layer_only_lowers() {
     let len = |b: Bytes| async move { b.len().to_string() };
     let app = Router::new()
         .route("/big", post(len).layer(BodyLimitLayer::new(5000)))
+        .route("/small", post(len).layer(BodyLimitLayer::new(10)))
         .layer(BodyLimitLayer::new(1000));
+    let res = app
+        .clone()
+        .oneshot(post_req("/small", streamed(&[6, 6])))
+        .await
+        .unwrap();
+    assert_413(res, 10).await;
+    assert_413(
+        app.clone()
+            .oneshot(with_length("/small", 11))
+            .await
+            .unwrap(),
+        10,
+    )
+    .await;
     assert_413(
         app.clone()
             .oneshot(with_length("/big", 2000))

@@ -60,7 +60,8 @@
 //!   peer, not a large body: the handler's answer stands.
 //!
 //! The common case, a known length within the limit, costs no allocation: the limit and the
-//! length sit in the body wrapper. Unknown lengths cost one small shared allocation per request.
+//! length sit in the body wrapper. Unknown lengths cost one small shared allocation per request
+//! (and a request extension when [`max_route_limit`](BodyLimitLayer::max_route_limit) is set).
 //!
 //! # Per-route limits
 //!
@@ -91,9 +92,11 @@
 //! # }
 //! ```
 //!
-//! The outer layer puts the request's limit in a request extension; an inner layer that finds
-//! it replaces the limit (the outer layer's body wrapper enforces the new one) and does not wrap
-//! the body again. Lowering always works. **Raising is bounded by the outer layer's
+//! With a ceiling above its limit, the outer layer puts the request's limit in a request
+//! extension; an inner layer that finds it replaces the limit (the outer layer's body wrapper
+//! enforces the new one) and does not wrap the body again. Without one, an inner layer wraps
+//! the body again with its own limit, which can only make it stricter. Lowering always works.
+//! **Raising is bounded by the outer layer's
 //! [`max_route_limit`](BodyLimitLayer::max_route_limit), which defaults to its limit**: the
 //! outer layer refuses a `Content-Length` over its limit before calling anything, and it cannot
 //! know whether a route further in would have accepted it. Set the ceiling to the largest

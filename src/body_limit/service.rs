@@ -154,7 +154,12 @@ where
             _ => {
                 let shared = Arc::new(Shared::new(self.limit, self.ceiling));
                 let (mut parts, body) = req.into_parts();
-                parts.extensions.insert(Handle(shared.clone()));
+                // Without a ceiling above the limit an inner layer can only lower the limit,
+                // which it does by wrapping the body again: it needs no handle (and the
+                // extension map no allocation).
+                if self.ceiling > self.limit {
+                    parts.extensions.insert(Handle(shared.clone()));
+                }
                 let watch = Watch {
                     shared: shared.clone(),
                     rejection: self.rejection.clone(),
