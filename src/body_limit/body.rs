@@ -373,4 +373,47 @@ mod tests {
         let body = RequestBody::fixed(inner, 4, 3);
         assert_eq!(body.size_hint().exact(), Some(3));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn never_hands_out_more_than_the_limit_or_the_declared_length(
+            sizes in proptest::collection::vec(0usize..64, 0..12),
+            limit in 0u64..400,
+            declared in proptest::option::of(0u64..400),
+        ) {
+            let total: u64 = sizes.iter().map(|&n| n as u64).sum();
+            let frames = sizes.iter().map(|&n| Bytes::from(vec![0; n])).collect();
+            let inner = Chunks { frames, polls: 0, hint: None };
+            let shared = Arc::new(Shared::new(limit, limit));
+            let mut body = RequestBody::shared(inner, shared.clone(), declared.unwrap_or(u64::MAX));
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let (seen, failed) = rt.block_on(async {
+                let (mut seen, mut failed) = (0u64, false);
+                while let Some(frame) = body.frame().await {
+                    match frame {
+                        Ok(f) => seen += f.data_ref().map_or(0, |d| d.len() as u64),
+                        Err(_) => failed = true,
+                    }
+                }
+                (seen, failed)
+            });
+            let cap = limit.min(declared.unwrap_or(u64::MAX));
+            proptest::prop_assert!(seen <= cap);
+            // A declared length over the limit fails before reading anything.
+            proptest::prop_assert_eq!(failed, total > cap || declared.is_some_and(|d| d > limit));
+            if !failed {
+                proptest::prop_assert_eq!(seen, total);
+            }
+            // Only going past the limit (not past a lying declared length) asks for the 413:
+            // a declared length over the limit, or the frame that crossed the cap also crossing
+            // the limit.
+            let mut sum = 0;
+            let crossing = sizes.iter().find_map(|&n| {
+                sum += n as u64;
+                (sum > cap).then_some(sum)
+            });
+            let over_limit = declared.is_some_and(|d| d > limit) || crossing.is_some_and(|c| c > limit);
+            proptest::prop_assert_eq!(shared.exceeded(), over_limit);
+        }
+    }
 }

@@ -262,4 +262,27 @@ mod tests {
         ok("[2001:DB8:0::1]").unwrap().0.write_to(&mut s);
         assert_eq!(s, "[2001:db8::1]");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn accepted_hosts_are_safe_in_a_location(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..80)) {
+            if let Some((host, _)) = parse_authority(&bytes) {
+                let mut out = String::new();
+                host.write_to(&mut out);
+                proptest::prop_assert!(!out.is_empty());
+                proptest::prop_assert!(out.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b)));
+            }
+        }
+
+        #[test]
+        fn names_round_trip(name in "[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?(\\.[a-z0-9]{1,10}){0,3}", port in proptest::option::of(1u16..)) {
+            let text = match port {
+                Some(p) => format!("{name}:{p}"),
+                None => name.clone(),
+            };
+            let (host, parsed_port) = parse_authority(text.as_bytes()).unwrap();
+            proptest::prop_assert_eq!(host, Host::Name(&name));
+            proptest::prop_assert_eq!(parsed_port, port);
+        }
+    }
 }
