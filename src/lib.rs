@@ -24,7 +24,15 @@ pub mod auth;
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod circuit_breaker;
+//! * [`body_limit`]: request body size limits, by `Content-Length` and on streamed bodies.
+//! * [`https`]: redirect plain HTTP to HTTPS on allow-listed hosts, trusting forwarded
+//!   headers only from configured proxies.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod body_limit;
 pub mod error;
+pub mod https;
 pub mod net;
 pub mod problem;
 pub mod request_id;

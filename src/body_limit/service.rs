@@ -1,0 +1,227 @@
+use std::{
+    fmt,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use http::{HeaderMap, Request, Response, header::CONTENT_LENGTH};
+use http_body::Body;
+use tower::Service;
+
+use super::{
+    BodyLimitLayer, PayloadTooLarge, RequestBody, ResponseFuture,
+    body::{Handle, Shared},
+    future::Watch,
+};
+use crate::{
+    problem::{DefaultRejection, MakeRejection},
+    request_id::RequestId,
+};
+
+/// The service of [`BodyLimitLayer`]. See the [module docs](super).
+pub struct BodyLimit<S, R = DefaultRejection> {
+    pub(crate) inner: S,
+    pub(crate) limit: u64,
+    pub(crate) ceiling: u64,
+    pub(crate) rejection: R,
+}
+
+impl<S> BodyLimit<S> {
+    /// Wraps `inner` with a limit of `limit` bytes.
+    pub const fn new(inner: S, limit: u64) -> Self {
+        Self {
+            inner,
+            limit,
+            ceiling: limit,
+            rejection: DefaultRejection,
+        }
+    }
+
+    /// A [`BodyLimitLayer`] with a limit of `limit` bytes.
+    pub const fn layer(limit: u64) -> BodyLimitLayer {
+        BodyLimitLayer::new(limit)
+    }
+}
+
+impl<S, R> BodyLimit<S, R> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes the middleware, returning the wrapped service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, R: Clone> Clone for BodyLimit<S, R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            limit: self.limit,
+            ceiling: self.ceiling,
+            rejection: self.rejection.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, R> fmt::Debug for BodyLimit<S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BodyLimit")
+            .field("inner", &self.inner)
+            .field("limit", &self.limit)
+            .field("max_route_limit", &self.ceiling)
+            .field("rejection", &std::any::type_name::<R>())
+            .finish()
+    }
+}
+
+/// The declared length: a single valid `Content-Length`, else the body's exact size hint.
+/// Several or malformed `Content-Length` values count as unknown (the streaming rules apply).
+fn declared_length<B: Body>(headers: &HeaderMap, body: &B) -> Option<u64> {
+    let mut values = headers.get_all(CONTENT_LENGTH).iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) => parse_content_length(value.as_bytes()),
+        (Some(_), Some(_)) => None,
+        (None, _) => body.size_hint().exact(),
+    }
+}
+
+fn parse_content_length(bytes: &[u8]) -> Option<u64> {
+    if bytes.is_empty() || bytes.len() > 20 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in bytes {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    Some(n)
+}
+
+impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for BodyLimit<S, R>
+where
+    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>,
+    ReqBody: Body,
+    R: MakeRejection<ResBody> + Clone,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, R>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let declared = declared_length(req.headers(), req.body());
+        // The body itself may prove it is too large (a size hint above the limit).
+        let at_least = declared.unwrap_or(0).max(req.body().size_hint().lower());
+
+        // An outer `BodyLimitLayer` already wraps this body: override its limit (within its
+        // ceiling) and let it enforce; refuse here what is already known to be too large.
+        if let Some(Handle(shared)) = req.extensions().get::<Handle>() {
+            let limit = shared.set_limit(self.limit);
+            if at_least > limit {
+                return self.reject(&req, limit, declared);
+            }
+            return ResponseFuture::inner(self.inner.call(req.map(RequestBody::unlimited)), None);
+        }
+
+        if at_least > self.ceiling {
+            return self.reject(&req, self.limit, declared);
+        }
+        match declared {
+            // The common case: a known length within the limit. The body stops at that length;
+            // an inner layer can still lower the limit by looking at the length itself, so
+            // nothing needs to be shared (no allocation).
+            Some(len) if at_least <= self.limit => {
+                let limit = self.limit;
+                let req = req.map(|body| RequestBody::fixed(body, limit, len));
+                ResponseFuture::inner(self.inner.call(req), None)
+            }
+            // Unknown length (chunked, HTTP/2 without `content-length`), or a length that only
+            // an inner layer may accept: the limit lives in a cell that an inner layer can
+            // change and through which the body reports crossing it.
+            _ => {
+                let shared = Arc::new(Shared::new(self.limit, self.ceiling));
+                let (mut parts, body) = req.into_parts();
+                // Without a ceiling above the limit an inner layer can only lower the limit,
+                // which it does by wrapping the body again: it needs no handle (and the
+                // extension map no allocation).
+                if self.ceiling > self.limit {
+                    parts.extensions.insert(Handle(shared.clone()));
+                }
+                let watch = Watch {
+                    shared: shared.clone(),
+                    rejection: self.rejection.clone(),
+                    request_id: parts.extensions.get::<RequestId>().cloned(),
+                    declared,
+                };
+                let body = RequestBody::shared(body, shared, declared.unwrap_or(u64::MAX));
+                let future = self.inner.call(Request::from_parts(parts, body));
+                ResponseFuture::inner(future, Some(watch))
+            }
+        }
+    }
+}
+
+impl<S, R: Clone> BodyLimit<S, R> {
+    fn reject<B, F>(
+        &self,
+        req: &Request<B>,
+        limit: u64,
+        declared: Option<u64>,
+    ) -> ResponseFuture<F, R> {
+        ResponseFuture::reject(
+            self.rejection.clone(),
+            PayloadTooLarge {
+                limit,
+                content_length: declared,
+            },
+            req.extensions().get::<RequestId>().cloned(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_length_parsing_is_strict() {
+        assert_eq!(parse_content_length(b"0"), Some(0));
+        assert_eq!(parse_content_length(b"1048576"), Some(1_048_576));
+        assert_eq!(parse_content_length(b""), None);
+        assert_eq!(parse_content_length(b"+5"), None);
+        assert_eq!(parse_content_length(b" 5"), None);
+        assert_eq!(parse_content_length(b"5,5"), None);
+        assert_eq!(parse_content_length(b"99999999999999999999"), None);
+        assert_eq!(
+            parse_content_length(b"18446744073709551615"),
+            Some(u64::MAX)
+        );
+    }
+
+    #[test]
+    fn several_content_lengths_are_unknown() {
+        let mut headers = HeaderMap::new();
+        headers.append(CONTENT_LENGTH, "5".parse().unwrap());
+        headers.append(CONTENT_LENGTH, "5".parse().unwrap());
+        assert_eq!(
+            declared_length(&headers, &http_body_util::Empty::<bytes::Bytes>::new()),
+            None
+        );
+        let headers = HeaderMap::new();
+        let full = http_body_util::Full::new(bytes::Bytes::from_static(b"abc"));
+        assert_eq!(declared_length(&headers, &full), Some(3));
+    }
+}
