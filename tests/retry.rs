@@ -507,6 +507,33 @@ async fn marked_non_retryable_errors_are_not_retried() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_open_circuit_is_not_retried() {
+    use battlement::circuit_breaker::{Breaker, BreakerConfig, CircuitBreakerLayer, CircuitOpen};
+    // The breaker opens on the first 503; the retry layer above it would retry a 503, but the
+    // next attempt is rejected by the open breaker, and that rejection ends the retries.
+    let (svc, log) = upstream(|_| status(503));
+    let breaker = Breaker::new(BreakerConfig::consecutive_failures(1)).unwrap();
+    let client = ServiceBuilder::new()
+        .layer(RetryLayer::default())
+        .layer(CircuitBreakerLayer::new(breaker.clone()))
+        .service(svc);
+    let err = client.oneshot(get()).await.unwrap_err();
+    assert_eq!(err.kind(), RetryErrorKind::NotRetryable);
+    assert_eq!(err.attempts(), 2);
+    assert!(err.inner().downcast_ref::<CircuitOpen>().is_some() || {
+        let mut src = err.inner().source();
+        let mut found = false;
+        while let Some(e) = src {
+            found |= e.is::<CircuitOpen>();
+            src = e.source();
+        }
+        found
+    });
+    assert_eq!(log.lock().unwrap().len(), 1, "the upstream was called once");
+    assert_eq!(breaker.snapshot().rejections, 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn custom_classifier() {
     let (svc, log) = upstream(|_| Err(io::Error::other("bad request").into()));
     let layer = RetryLayer::default().with_classifier(

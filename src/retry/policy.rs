@@ -297,10 +297,9 @@ where
 
 /// The default error classifier: every error is retried (connection errors, timeouts, ...)
 /// unless it, or an error in its [`source`](StdError::source) chain, is a [`NonRetryable`] or a
-/// [`RetryError`] (an inner retry layer already gave up).
-///
-/// When the circuit breaker module is merged, its `CircuitOpen` rejection is refused here too
-/// (an open circuit is not retried); until then, wrap such errors in [`NonRetryable`].
+/// [`RetryError`] (an inner retry layer already gave up), or a
+/// [`CircuitOpen`](crate::circuit_breaker::CircuitOpen) rejection (an open circuit is not
+/// retried: the breaker exists to stop traffic, and its cooldown outlasts any backoff).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DefaultClassifyError;
 
@@ -308,7 +307,10 @@ impl ClassifyError for DefaultClassifyError {
     fn is_retryable(&self, error: &(dyn StdError + Send + Sync + 'static)) -> bool {
         let mut current: Option<&(dyn StdError + 'static)> = Some(error);
         while let Some(e) = current {
-            if e.is::<NonRetryable>() || e.is::<RetryError>() {
+            if e.is::<NonRetryable>()
+                || e.is::<RetryError>()
+                || e.is::<crate::circuit_breaker::CircuitOpen>()
+            {
                 return false;
             }
             current = e.source();

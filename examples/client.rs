@@ -1,0 +1,267 @@
+//! A resilient HTTP client: request-id forwarding, jittered retries with a budget, a circuit
+//! breaker and a per-attempt timeout around hyper-util's client, driven against a
+//! fault-injecting upstream on loopback.
+//!
+//! ```sh
+//! cargo run --example client
+//! ```
+//!
+//! The upstream answers normally, then with 500s, then drops connections, then answers too
+//! slowly, then recovers. The breaker goes closed → open → half-open → open → half-open → open →
+//! half-open → closed; the example prints every transition and every call, and exits non-zero
+//! when the transitions are not exactly those (CI runs it).
+
+use std::{
+    net::SocketAddr,
+    process::ExitCode,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU8, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use axum::{Router, extract::State as AxumState, http::StatusCode, routing::get};
+use battlement::{
+    circuit_breaker::{Breaker, BreakerConfig, CircuitBreakerLayer, CircuitOpen, State},
+    request_id::{ForwardRequestIdLayer, RequestId},
+    retry::{ExponentialBackoff, ReplayBody, RetryLayer, RetryPolicy},
+};
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_util::{
+    client::legacy::Client,
+    rt::{TokioExecutor, TokioIo},
+    server::conn::auto,
+    service::TowerToHyperService,
+};
+use tower::{BoxError, ServiceBuilder, ServiceExt, timeout::TimeoutLayer};
+
+/// What the upstream does with the next request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Fault {
+    Healthy = 0,
+    Errors = 1,
+    Drop = 2,
+    Slow = 3,
+}
+
+impl Fault {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Self::Errors,
+            2 => Self::Drop,
+            3 => Self::Slow,
+            _ => Self::Healthy,
+        }
+    }
+}
+
+/// The per-attempt timeout of the client; the slow upstream takes longer than this.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(300);
+/// The breaker's cooldown, short for the demonstration (the default is 30 s).
+const COOLDOWN: Duration = Duration::from_millis(500);
+
+/// Starts the fault-injecting upstream on a free loopback port.
+async fn start_upstream(fault: Arc<AtomicU8>) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let app = Router::new()
+        .route("/data", get(data))
+        .with_state(fault.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            if Fault::from_u8(fault.load(Ordering::SeqCst)) == Fault::Drop {
+                // Close the connection without answering: the client sees a connection error.
+                drop(stream);
+                continue;
+            }
+            let service = TowerToHyperService::new(app.clone());
+            tokio::spawn(async move {
+                // One request per connection, so a change of fault hits the next call at once
+                // (a pooled keep-alive connection would outlive the "drop connections" fault).
+                let mut builder = auto::Builder::new(TokioExecutor::new());
+                builder.http1().keep_alive(false);
+                let _ = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+async fn data(AxumState(fault): AxumState<Arc<AtomicU8>>) -> Result<&'static str, StatusCode> {
+    match Fault::from_u8(fault.load(Ordering::SeqCst)) {
+        Fault::Healthy | Fault::Drop => Ok("fresh data"),
+        Fault::Errors => Err(StatusCode::INTERNAL_SERVER_ERROR),
+        Fault::Slow => {
+            tokio::time::sleep(ATTEMPT_TIMEOUT * 4).await;
+            Ok("late data")
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<bool, BoxError> {
+    let fault = Arc::new(AtomicU8::new(Fault::Healthy as u8));
+    let upstream = start_upstream(fault.clone()).await?;
+    let url = format!("http://{upstream}/data");
+    println!("fault-injecting upstream on {upstream}");
+
+    let transitions: Arc<Mutex<Vec<(State, State)>>> = Arc::default();
+    let breaker = Breaker::new(
+        BreakerConfig::consecutive_failures(5)
+            .cooldown(COOLDOWN)
+            .on_state_change({
+                let transitions = transitions.clone();
+                move |change| {
+                    println!(
+                        "    breaker: {:?} -> {:?} ({})",
+                        change.from, change.to, change.reason
+                    );
+                    if let Ok(mut t) = transitions.lock() {
+                        t.push((change.from, change.to));
+                    }
+                }
+            }),
+    )?;
+
+    // DESIGN.md §3, client stack: request id → retry → breaker → timeout per attempt → client.
+    let http = Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Full<Bytes>>>();
+    let policy = RetryPolicy::default()
+        .with_backoff(ExponentialBackoff::new(Duration::from_millis(20), Duration::from_millis(200))?);
+    let client = ServiceBuilder::new()
+        .layer(ForwardRequestIdLayer::new())
+        .layer(RetryLayer::new(policy))
+        .layer(CircuitBreakerLayer::new(breaker.clone()))
+        .layer(TimeoutLayer::new(ATTEMPT_TIMEOUT))
+        .service(http);
+
+    let call = |n: u32| {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            let id: RequestId = format!("client-call-{n}").parse().map_err(BoxError::from)?;
+            let mut req = Request::get(url).body(Full::new(Bytes::new()))?;
+            req.extensions_mut().insert(id);
+            let started = Instant::now();
+            let result = client.oneshot(req).await;
+            let took = started.elapsed();
+            match result {
+                Ok(res) => {
+                    let status = res.status();
+                    let body = res.into_body().collect().await?.to_bytes();
+                    println!(
+                        "  call {n}: {status} {:?} in {took:.1?}",
+                        String::from_utf8_lossy(&body)
+                    );
+                }
+                Err(e) => match find::<CircuitOpen>(&e) {
+                    Some(open) if e.attempts() <= 1 => println!(
+                        "  call {n}: rejected at once by the open breaker ({open}) in {took:.1?}"
+                    ),
+                    Some(open) => println!(
+                        "  call {n}: the probe failed, then the retry met the open breaker \
+                         ({open}): {} attempts in {took:.1?}",
+                        e.attempts()
+                    ),
+                    None => println!("  call {n}: failed: {e} in {took:.1?}"),
+                },
+            }
+            Ok::<_, BoxError>(())
+        }
+    };
+
+    let mut n = 0;
+    let phase = |name: &str, mode: Fault| {
+        println!("{name}");
+        fault.store(mode as u8, Ordering::SeqCst);
+    };
+
+    phase("upstream healthy:", Fault::Healthy);
+    for _ in 0..3 {
+        n += 1;
+        call(n).await?;
+    }
+
+    phase("upstream answers 500 (not retried; each one a failure):", Fault::Errors);
+    while breaker.state() == State::Closed && n < 20 {
+        n += 1;
+        call(n).await?;
+    }
+    for _ in 0..2 {
+        n += 1;
+        call(n).await?;
+    }
+
+    phase("upstream drops connections; after the cooldown one probe goes through:", Fault::Drop);
+    tokio::time::sleep(COOLDOWN).await;
+    n += 1;
+    call(n).await?;
+
+    phase("upstream answers too slowly; after the cooldown one probe times out:", Fault::Slow);
+    tokio::time::sleep(COOLDOWN).await;
+    n += 1;
+    call(n).await?;
+
+    phase("upstream recovers; after the cooldown the probe succeeds:", Fault::Healthy);
+    tokio::time::sleep(COOLDOWN).await;
+    for _ in 0..3 {
+        n += 1;
+        call(n).await?;
+    }
+
+    let snapshot = breaker.snapshot();
+    println!(
+        "breaker counters: calls {}, failures {}, rejections {}, opened {}",
+        snapshot.calls, snapshot.failures, snapshot.rejections, snapshot.opened
+    );
+
+    use State::{Closed, HalfOpen, Open};
+    let expected = [
+        (Closed, Open),
+        (Open, HalfOpen),
+        (HalfOpen, Open),
+        (Open, HalfOpen),
+        (HalfOpen, Open),
+        (Open, HalfOpen),
+        (HalfOpen, Closed),
+    ];
+    let seen = transitions.lock().map(|t| t.clone()).unwrap_or_default();
+    if seen == expected {
+        println!("transitions as expected: closed → open → half-open → … → closed");
+        Ok(true)
+    } else {
+        eprintln!("unexpected transitions: {seen:?}");
+        Ok(false)
+    }
+}
+
+/// Finds an error of type `E` in an error's chain of sources.
+fn find<'a, E: std::error::Error + 'static>(
+    mut error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a E> {
+    loop {
+        if let Some(found) = error.downcast_ref::<E>() {
+            return Some(found);
+        }
+        error = error.source()?;
+    }
+}

@@ -1,0 +1,316 @@
+//! A real axum server wrapped in every battlement layer, on its embedded secure defaults.
+//!
+//! ```sh
+//! cargo run --example server                              # 127.0.0.1:3000, embedded defaults
+//! BATTLEMENT_ADDR=127.0.0.1:8080 cargo run --example server
+//! cargo run --example server -- examples/server.toml      # settings from a TOML file
+//! ```
+//!
+//! Routes:
+//! - `GET /`: an HTML page whose inline script runs only because it carries this response's CSP
+//!   nonce.
+//! - `GET /api/hello`: a JSON answer that includes the request id.
+//! - `POST /api/echo`: echoes a JSON body (a smaller body limit on this one route).
+//! - `GET /healthz`: a health check, exempt from the HTTPS redirect.
+//!
+//! Try:
+//!
+//! ```sh
+//! curl -i http://127.0.0.1:3000/api/hello
+//! curl -i -H 'x-request-id: my-id-1' http://127.0.0.1:3000/api/hello
+//! curl -i -X POST -H 'content-type: application/json' --data-binary @big.json http://127.0.0.1:3000/api/echo
+//! ```
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use axum::{
+    Extension, Json, Router,
+    response::Html,
+    routing::{get, post},
+};
+use battlement::{
+    ConfigError,
+    body_limit::BodyLimitLayer,
+    https::HttpsRedirectLayer,
+    net::TrustedProxies,
+    problem::{Problem, ProblemType},
+    request_id::{RequestId, SetRequestIdLayer},
+    security_headers::{ContentSecurityPolicy, CspNonce, Hsts, SecurityHeaders},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tower::ServiceBuilder;
+use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
+
+/// The example's settings; every field has a secure default, unknown keys are rejected.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Settings {
+    addr: SocketAddr,
+    trusted_proxies: Vec<String>,
+    request_id: RequestIdSettings,
+    security_headers: SecurityHeadersSettings,
+    https: HttpsSettings,
+    body_limit: BodyLimitSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            trusted_proxies: Vec::new(),
+            request_id: RequestIdSettings::default(),
+            security_headers: SecurityHeadersSettings::default(),
+            https: HttpsSettings::default(),
+            body_limit: BodyLimitSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RequestIdSettings {
+    header: String,
+    traceparent: bool,
+}
+
+impl Default for RequestIdSettings {
+    fn default() -> Self {
+        Self {
+            header: "x-request-id".to_owned(),
+            traceparent: false,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Preset {
+    Web,
+    Api,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct SecurityHeadersSettings {
+    preset: Preset,
+    hsts_max_age: u64,
+    hsts_preload: bool,
+}
+
+impl Default for SecurityHeadersSettings {
+    fn default() -> Self {
+        Self {
+            preset: Preset::Web,
+            hsts_max_age: 31_536_000,
+            hsts_preload: false,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct HttpsSettings {
+    redirect: bool,
+    allowed_hosts: Vec<String>,
+    exempt_paths: Vec<String>,
+}
+
+impl Default for HttpsSettings {
+    fn default() -> Self {
+        Self {
+            redirect: false,
+            allowed_hosts: vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
+            exempt_paths: vec!["/healthz".to_owned()],
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct BodyLimitSettings {
+    default: u64,
+    echo: u64,
+}
+
+impl Default for BodyLimitSettings {
+    fn default() -> Self {
+        Self {
+            default: 1024 * 1024,
+            echo: 4096,
+        }
+    }
+}
+
+fn load_settings() -> Result<Settings, String> {
+    let mut args = std::env::args_os().skip(1);
+    let mut settings = match args.next() {
+        None => Settings::default(),
+        Some(flag) if flag == "--config" => {
+            let path = args.next().ok_or("--config needs a file name")?;
+            read_settings(PathBuf::from(path))?
+        }
+        Some(path) => read_settings(PathBuf::from(path))?,
+    };
+    if let Some(addr) = std::env::var_os("BATTLEMENT_ADDR") {
+        let addr = addr.to_string_lossy();
+        settings.addr = addr
+            .parse()
+            .map_err(|e| format!("BATTLEMENT_ADDR={addr:?} is not a socket address: {e}"))?;
+    }
+    Ok(settings)
+}
+
+fn read_settings(path: PathBuf) -> Result<Settings, String> {
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Wraps the application router in the whole stack, outermost first (DESIGN.md §3).
+fn build_app(settings: &Settings) -> Result<Router, ConfigError> {
+    let trusted = TrustedProxies::new(settings.trusted_proxies.iter().map(String::as_str))
+        .map_err(|e| e.within("trusted_proxies"))?;
+
+    let request_id = SetRequestIdLayer::new()
+        .try_header(&settings.request_id.header)
+        .map_err(|e| e.within("request_id"))?
+        .trust_incoming_from(trusted.clone())
+        .use_traceparent(settings.request_id.traceparent);
+
+    let mut hsts = Hsts::new().max_age(settings.security_headers.hsts_max_age);
+    if settings.security_headers.hsts_preload {
+        hsts = hsts.preload();
+    }
+    let headers = match settings.security_headers.preset {
+        // The HTML page's inline script runs only with this response's nonce.
+        Preset::Web => SecurityHeaders::web()
+            .content_security_policy(ContentSecurityPolicy::web().with_nonce()),
+        Preset::Api => SecurityHeaders::api(),
+    }
+    .hsts(hsts)
+    .map_err(|e| e.within("security_headers"))?
+    .trusted_proxies(trusted.clone());
+
+    let https = if settings.https.redirect {
+        let mut layer = HttpsRedirectLayer::new(settings.https.allowed_hosts.iter())
+            .map_err(|e| e.within("https"))?
+            .trusted_proxies(trusted);
+        for path in &settings.https.exempt_paths {
+            layer = layer.exempt_path(path).map_err(|e| e.within("https"))?;
+        }
+        Some(layer)
+    } else {
+        None
+    };
+
+    let api = Router::new()
+        .route("/hello", get(hello))
+        .route(
+            "/echo",
+            post(echo).layer(BodyLimitLayer::new(settings.body_limit.echo)),
+        );
+    let app = Router::new()
+        .route("/", get(page))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/panic", get(panic))
+        .nest("/api", api);
+
+    Ok(app.layer(
+        ServiceBuilder::new()
+            .layer(request_id)
+            .layer(TraceLayer::new_for_http())
+            .layer(CatchPanicLayer::custom(|_| {
+                Problem::new(ProblemType::INTERNAL_ERROR)
+                    .with_request_id(RequestId::current())
+                    .into_response::<axum::body::Body>()
+            }))
+            .layer(headers.layer())
+            .option_layer(https)
+            .layer(
+                BodyLimitLayer::new(settings.body_limit.default)
+                    .max_route_limit(settings.body_limit.default.max(settings.body_limit.echo)),
+            ),
+    ))
+}
+
+async fn page(Extension(nonce): Extension<CspNonce>) -> Html<String> {
+    Html(format!(
+        r#"<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>battlement</title></head>
+<body>
+<h1>battlement example</h1>
+<p id="out">This text is replaced by an inline script that runs only because it carries this
+response's CSP nonce.</p>
+<script nonce="{nonce}">
+  fetch("/api/hello").then(r => r.json()).then(j => {{
+    document.getElementById("out").textContent = "request id of /api/hello: " + j.request_id;
+  }});
+</script>
+<script>document.body.append("an inline script without the nonce ran: CSP is broken")</script>
+</body>
+</html>"#
+    ))
+}
+
+async fn hello(Extension(id): Extension<RequestId>) -> Json<Value> {
+    tracing::info!("saying hello");
+    Json(json!({ "message": "hello", "request_id": id.as_str() }))
+}
+
+async fn echo(Json(body): Json<Value>) -> Json<Value> {
+    Json(json!({ "echo": body }))
+}
+
+async fn panic() -> &'static str {
+    panic!("a handler bug: the client gets a 500 problem without the panic message")
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,battlement=debug".into()),
+        )
+        .init();
+
+    let settings = match load_settings() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("configuration error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let app = match build_app(&settings) {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("configuration error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(settings.addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cannot listen on {}: {e}", settings.addr);
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(addr = %settings.addr, "battlement example server listening");
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await;
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("server error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
