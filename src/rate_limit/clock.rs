@@ -1,0 +1,139 @@
+//! Injectable clocks: what "now" is for the limiter.
+
+use std::{
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+/// A monotonic clock in nanoseconds since an arbitrary origin of the clock's own.
+///
+/// The limiter only compares instants read from the same clock, so the origin does not matter.
+/// A clock must never go backwards.
+pub trait Clock: Send + Sync + 'static {
+    /// Nanoseconds since this clock's origin.
+    fn now_ns(&self) -> u64;
+}
+
+fn saturating_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The default clock: [`std::time::Instant`] (the OS monotonic clock).
+#[derive(Clone, Copy, Debug)]
+pub struct MonotonicClock {
+    origin: std::time::Instant,
+}
+
+impl MonotonicClock {
+    /// A clock whose origin is now.
+    pub fn new() -> Self {
+        Self {
+            origin: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Default for MonotonicClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for MonotonicClock {
+    fn now_ns(&self) -> u64 {
+        saturating_nanos(self.origin.elapsed())
+    }
+}
+
+/// A clock on [`tokio::time::Instant`], which follows tokio's paused time in tests
+/// (`#[tokio::test(start_paused = true)]` and `tokio::time::advance`).
+///
+/// Create it inside the runtime whose time it should follow.
+#[derive(Clone, Copy, Debug)]
+pub struct TokioClock {
+    origin: tokio::time::Instant,
+}
+
+impl TokioClock {
+    /// A clock whose origin is now.
+    pub fn new() -> Self {
+        Self {
+            origin: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Default for TokioClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for TokioClock {
+    fn now_ns(&self) -> u64 {
+        saturating_nanos(self.origin.elapsed())
+    }
+}
+
+/// A clock that moves only when told: for deterministic tests without a runtime.
+///
+/// Clones share the same time.
+#[derive(Clone, Default)]
+pub struct ManualClock {
+    now: Arc<AtomicU64>,
+}
+
+impl ManualClock {
+    /// A clock at its origin.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        self.now.fetch_add(saturating_nanos(by), Ordering::Relaxed);
+    }
+
+    /// The time since the origin.
+    pub fn elapsed(&self) -> Duration {
+        Duration::from_nanos(self.now.load(Ordering::Relaxed))
+    }
+}
+
+impl fmt::Debug for ManualClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManualClock")
+            .field("elapsed", &self.elapsed())
+            .finish()
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ns(&self) -> u64 {
+        self.now.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manual_clock_is_shared() {
+        let a = ManualClock::new();
+        let b = a.clone();
+        a.advance(Duration::from_millis(5));
+        assert_eq!(b.now_ns(), 5_000_000);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tokio_clock_follows_paused_time() {
+        let c = TokioClock::new();
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(c.now_ns(), 2_000_000_000);
+    }
+}
