@@ -43,22 +43,30 @@ pin_project! {
             #[pin]
             fut: S::Future,
             headers: Option<HeaderSet>,
-            adjust: Option<(Arc<Shared<St, R>>, Batch)>,
+            adjust: Option<Box<Adjust<St, R>>>,
         },
-        // A store doing I/O is deciding.
+        // A store doing I/O is deciding (boxed: only stores doing I/O get here).
         Pending {
             #[pin]
             decision: St::Future,
-            svc: Option<S>,
-            req: Option<Request<ReqBody>>,
-            batch: Batch,
-            shared: Arc<Shared<St, R>>,
+            waiting: Option<Box<Waiting<S, ReqBody, St, R>>>,
         },
         // Refused (or misconfigured) without calling the inner service.
         Rejected {
             res: Option<S::Response>,
         },
     }
+}
+
+/// What an admitted request keeps to adjust its charge after the response.
+pub(crate) type Adjust<St, R> = (Arc<Shared<St, R>>, Batch);
+
+/// What a request waiting for an I/O store keeps.
+pub(crate) struct Waiting<S, ReqBody, St, R> {
+    svc: S,
+    req: Request<ReqBody>,
+    batch: Batch,
+    shared: Arc<Shared<St, R>>,
 }
 
 impl<S, ReqBody, St, R> Kind<S, ReqBody, St, R>
@@ -69,7 +77,7 @@ where
     pub(crate) fn passed(
         fut: S::Future,
         headers: Option<HeaderSet>,
-        adjust: Option<(Arc<Shared<St, R>>, Batch)>,
+        adjust: Option<Box<Adjust<St, R>>>,
     ) -> Self {
         Self::Inner {
             fut,
@@ -91,10 +99,12 @@ where
     ) -> Self {
         Self::Pending {
             decision,
-            svc: Some(svc),
-            req: Some(req),
-            batch,
-            shared,
+            waiting: Some(Box::new(Waiting {
+                svc,
+                req,
+                batch,
+                shared,
+            })),
         }
     }
 }
@@ -130,24 +140,17 @@ where
                     if let Some(h) = headers.take() {
                         h.apply(res.headers_mut());
                     }
-                    if let Some((shared, batch)) = adjust.take() {
-                        apply_adjustment(&shared, &batch, &res);
+                    if let Some(adjust) = adjust.take() {
+                        apply_adjustment(&adjust.0, &adjust.1, &res);
                     }
                     return Poll::Ready(Ok(res));
                 }
-                KindProj::Pending {
-                    decision,
-                    svc,
-                    req,
-                    batch,
-                    shared,
-                } => {
+                KindProj::Pending { decision, waiting } => {
                     let result = ready!(decision.poll(cx));
-                    let (Some(mut svc), Some(req)) = (svc.take(), req.take()) else {
-                        // Only reachable if polled after a panic in this branch.
-                        panic!("rate_limit::ResponseFuture polled after completion");
-                    };
-                    let next = decided(shared, &mut svc, req, *batch, result);
+                    let mut w = waiting
+                        .take()
+                        .expect("rate_limit::ResponseFuture polled after completion");
+                    let next = decided(&w.shared, &mut w.svc, w.req, w.batch, result);
                     kind.set(next);
                 }
                 KindProj::Rejected { res } => {

@@ -1,6 +1,6 @@
 //! Response headers and the typed cause of a 429.
 
-use std::{fmt::Write as _, time::Duration};
+use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -69,6 +69,22 @@ pub(crate) fn retry_after_secs(wait: Duration) -> u64 {
     secs.max(1)
 }
 
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &b in &buf[i..] {
+        out.push(char::from(b));
+    }
+}
+
 fn ceil_secs(ns: u64) -> u64 {
     ns.div_ceil(1_000_000_000)
 }
@@ -78,7 +94,7 @@ fn ceil_secs(ns: u64) -> u64 {
 pub(crate) struct HeaderSet {
     policy: Option<HeaderValue>,
     state: Option<HeaderValue>,
-    legacy: Option<[HeaderValue; 3]>,
+    legacy: Option<[u64; 3]>,
 }
 
 impl HeaderSet {
@@ -115,13 +131,12 @@ impl HeaderSet {
                 if i > 0 {
                     state.push_str(", ");
                 }
-                let _ = write!(
-                    state,
-                    "\"{}\";r={};t={}",
-                    q.quota.name(),
-                    s.remaining,
-                    ceil_secs(s.reset_ns)
-                );
+                state.push('"');
+                state.push_str(q.quota.name());
+                state.push_str("\";r=");
+                push_u64(&mut state, s.remaining);
+                state.push_str(";t=");
+                push_u64(&mut state, ceil_secs(s.reset_ns));
             }
             set.state = HeaderValue::try_from(state).ok();
         }
@@ -131,15 +146,16 @@ impl HeaderSet {
                 states.get(binding)?,
             );
             set.legacy = Some([
-                HeaderValue::from(q.quota.count()),
-                HeaderValue::from(s.remaining),
-                HeaderValue::from(ceil_secs(s.reset_ns)),
+                u64::from(q.quota.count()),
+                s.remaining,
+                ceil_secs(s.reset_ns),
             ]);
         }
         Some(set)
     }
 
     pub(crate) fn apply(self, headers: &mut HeaderMap) {
+        headers.reserve(2 + 3 * usize::from(self.legacy.is_some()));
         if let Some(v) = self.policy {
             headers.insert(RATELIMIT_POLICY.clone(), v);
         }
@@ -147,9 +163,9 @@ impl HeaderSet {
             headers.insert(RATELIMIT.clone(), v);
         }
         if let Some([limit, remaining, reset]) = self.legacy {
-            headers.insert(X_RATELIMIT_LIMIT.clone(), limit);
-            headers.insert(X_RATELIMIT_REMAINING.clone(), remaining);
-            headers.insert(X_RATELIMIT_RESET.clone(), reset);
+            headers.insert(X_RATELIMIT_LIMIT.clone(), HeaderValue::from(limit));
+            headers.insert(X_RATELIMIT_REMAINING.clone(), HeaderValue::from(remaining));
+            headers.insert(X_RATELIMIT_RESET.clone(), HeaderValue::from(reset));
         }
     }
 }
@@ -157,6 +173,15 @@ impl HeaderSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers() {
+        for n in [0, 7, 10, 42, 1234567890, u64::MAX] {
+            let mut s = String::new();
+            push_u64(&mut s, n);
+            assert_eq!(s, n.to_string());
+        }
+    }
 
     #[test]
     fn retry_after_rounds_up_never_zero() {

@@ -191,7 +191,10 @@ where
     let headers = HeaderSet::new(shared.headers, quotas, decision.states(), binding);
     match decision.verdict {
         Verdict::Allowed => {
-            let adjust = shared.adjust.is_some().then(|| (shared.clone(), batch));
+            let adjust = shared
+                .adjust
+                .is_some()
+                .then(|| Box::new((shared.clone(), batch)));
             Kind::passed(inner.call(req), headers, adjust)
         }
         Verdict::Denied { retry_after, .. } => {

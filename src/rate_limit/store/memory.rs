@@ -250,31 +250,47 @@ impl MemoryStore {
     }
 
     fn check_one(&self, c: &Check, now: u64) -> Decision {
+        use std::collections::hash_map::Entry;
         let p = c.params();
+        let cap = self.inner.shard_cap;
         let mut shard = self.lock(self.shard_index(c.key));
-        let tat = shard.tats.get(&c.key).copied().unwrap_or(0);
-        match gcra::test(tat, now, c.cost, p) {
+        let full = shard.tats.len() >= cap;
+        let (tat, outcome) = match shard.tats.entry(c.key) {
+            Entry::Occupied(mut e) => {
+                let tat = *e.get();
+                let outcome = gcra::test(tat, now, c.cost, p);
+                if let gcra::Outcome::Allow { new_tat } = outcome {
+                    e.insert(new_tat);
+                }
+                (tat, outcome)
+            }
+            Entry::Vacant(e) => {
+                let outcome = gcra::test(0, now, c.cost, p);
+                if let gcra::Outcome::Allow { new_tat } = outcome {
+                    if full {
+                        shard.store(c.key, new_tat, now, cap, self.inner.max_capacity);
+                    } else {
+                        e.insert(new_tat);
+                        if shard.tats.capacity() > self.inner.max_capacity {
+                            shard.make_room(now, cap);
+                        }
+                    }
+                }
+                (0, outcome)
+            }
+        };
+        drop(shard);
+        match outcome {
             gcra::Outcome::Allow { new_tat } => {
-                shard.store(
-                    c.key,
-                    new_tat,
-                    now,
-                    self.inner.shard_cap,
-                    self.inner.max_capacity,
-                );
-                drop(shard);
                 Decision::new(Verdict::Allowed, &[KeyState::at(new_tat, now, p)])
             }
-            gcra::Outcome::Deny { retry_after } => {
-                drop(shard);
-                Decision::new(
-                    Verdict::Denied {
-                        index: 0,
-                        retry_after: Duration::from_nanos(retry_after),
-                    },
-                    &[KeyState::at(tat, now, p)],
-                )
-            }
+            gcra::Outcome::Deny { retry_after } => Decision::new(
+                Verdict::Denied {
+                    index: 0,
+                    retry_after: Duration::from_nanos(retry_after),
+                },
+                &[KeyState::at(tat, now, p)],
+            ),
             gcra::Outcome::Never => Decision::new(
                 Verdict::CostAboveBurst { index: 0 },
                 &[KeyState::at(tat, now, p)],
