@@ -53,6 +53,7 @@ impl Default for MonotonicClock {
 }
 
 impl Clock for MonotonicClock {
+    #[inline]
     fn now_ns(&self) -> u64 {
         self.clock.delta_as_nanos(self.origin, self.clock.raw())
     }

@@ -69,19 +69,43 @@ pub(crate) fn retry_after_secs(wait: Duration) -> u64 {
     secs.max(1)
 }
 
-fn push_u64(out: &mut String, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+/// A small byte buffer on the stack; what does not fit is dropped (never reached with
+/// validated names and at most four limits).
+struct StackBuf {
+    bytes: [u8; 512],
+    len: usize,
+}
+
+impl StackBuf {
+    fn new() -> Self {
+        Self {
+            bytes: [0; 512],
+            len: 0,
         }
     }
-    for &b in &buf[i..] {
-        out.push(char::from(b));
+
+    fn push(&mut self, s: &[u8]) {
+        let end = (self.len + s.len()).min(self.bytes.len());
+        self.bytes[self.len..end].copy_from_slice(&s[..end - self.len]);
+        self.len = end;
+    }
+
+    fn push_u64(&mut self, mut n: u64) {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.push(&digits[i..]);
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
@@ -126,19 +150,21 @@ impl HeaderSet {
                 // Made of validated names and numbers only.
                 HeaderValue::try_from(joined).unwrap_or(HeaderValue::from_static(""))
             });
-            let mut state = String::with_capacity(32 * quotas.len());
+            // On the stack, then one exact allocation: names are at most 64 bytes, so four
+            // items fit in 512.
+            let mut state = StackBuf::new();
             for (i, (q, s)) in quotas.iter().flatten().zip(states).enumerate() {
                 if i > 0 {
-                    state.push_str(", ");
+                    state.push(b", ");
                 }
-                state.push('"');
-                state.push_str(q.quota.name());
-                state.push_str("\";r=");
-                push_u64(&mut state, s.remaining);
-                state.push_str(";t=");
-                push_u64(&mut state, ceil_secs(s.reset_ns));
+                state.push(b"\"");
+                state.push(q.quota.name().as_bytes());
+                state.push(b"\";r=");
+                state.push_u64(s.remaining);
+                state.push(b";t=");
+                state.push_u64(ceil_secs(s.reset_ns));
             }
-            set.state = HeaderValue::try_from(state).ok();
+            set.state = HeaderValue::from_bytes(state.as_bytes()).ok();
         }
         if style.legacy() {
             let (q, s) = (
@@ -177,10 +203,14 @@ mod tests {
     #[test]
     fn numbers() {
         for n in [0, 7, 10, 42, 1234567890, u64::MAX] {
-            let mut s = String::new();
-            push_u64(&mut s, n);
-            assert_eq!(s, n.to_string());
+            let mut s = StackBuf::new();
+            s.push(b"x");
+            s.push_u64(n);
+            assert_eq!(s.as_bytes(), format!("x{n}").as_bytes());
         }
+        let mut s = StackBuf::new();
+        s.push(&[b'a'; 600]);
+        assert_eq!(s.as_bytes().len(), 512);
     }
 
     #[test]

@@ -255,7 +255,7 @@ impl<St: Clone, R: Clone> RateLimitLayer<St, R> {
         if self.shared.limits.len() >= MAX_LIMITS {
             return Err(ConfigError::out_of_range(
                 "rate_limit.limits",
-                "at most 8 limits per layer",
+                "at most 4 limits per layer",
             ));
         }
         Ok(self.map(|mut s| {

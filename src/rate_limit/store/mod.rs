@@ -15,7 +15,7 @@ pub use memory::{MemoryStore, MemoryStoreStats, WORST_CASE_BYTES_PER_KEY};
 use super::gcra::{self, Params};
 
 /// The most limits one request can be checked against at once.
-pub const MAX_LIMITS: usize = 8;
+pub const MAX_LIMITS: usize = 4;
 
 /// One limit to check for a request: a key, the quota's GCRA parameters, and the cost.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -32,6 +32,7 @@ pub struct Check {
 }
 
 impl Check {
+    #[inline]
     pub(crate) fn params(&self) -> Params {
         Params {
             emission: self.emission_ns.max(1),
@@ -50,6 +51,7 @@ pub struct KeyState {
 }
 
 impl KeyState {
+    #[inline]
     pub(crate) fn at(tat: u64, now: u64, params: Params) -> Self {
         Self {
             remaining: gcra::remaining(tat, now, params),
@@ -89,6 +91,7 @@ pub struct Decision {
 
 impl Decision {
     /// A decision over `states` (one per check, at most [`MAX_LIMITS`]; more are ignored).
+    #[inline]
     pub fn new(verdict: Verdict, states: &[KeyState]) -> Self {
         let len = states.len().min(MAX_LIMITS);
         let mut all = [KeyState::default(); MAX_LIMITS];
@@ -101,11 +104,13 @@ impl Decision {
     }
 
     /// The state of each key, in the order of the checks.
+    #[inline]
     pub fn states(&self) -> &[KeyState] {
         &self.states[..usize::from(self.len)]
     }
 
     /// Whether the request was admitted.
+    #[inline]
     pub fn is_allowed(&self) -> bool {
         matches!(self.verdict, Verdict::Allowed)
     }
