@@ -536,3 +536,80 @@ async fn real_socket_peer_ip() {
         ]
     );
 }
+
+/// Per-route quotas: a layer per route, each with its own buckets.
+#[tokio::test]
+async fn per_route_quotas() {
+    let app = Router::new()
+        .route(
+            "/cheap",
+            get(|| async { "ok" }).layer(RateLimitLayer::new(Limit::new(
+                PeerIp::new(),
+                Quota::per_minute(nz(3)),
+            ))),
+        )
+        .route(
+            "/costly",
+            get(|| async { "ok" }).layer(RateLimitLayer::new(Limit::new(
+                PeerIp::new(),
+                Quota::per_minute(nz(1)),
+            ))),
+        );
+    let to = |path: &str| {
+        let mut req = Request::get(path).body(Body::empty()).unwrap();
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 1], 1))));
+        req
+    };
+    assert_eq!(status(&app, to("/costly")).await, StatusCode::OK);
+    assert_eq!(
+        status(&app, to("/costly")).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    for _ in 0..3 {
+        assert_eq!(status(&app, to("/cheap")).await, StatusCode::OK);
+    }
+    assert_eq!(
+        status(&app, to("/cheap")).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+/// A missing peer address logs exactly one ERROR event naming the misconfiguration.
+#[test]
+fn missing_peer_address_logs_one_error() {
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::TRACE)
+        .finish();
+    let app = hello().layer(RateLimitLayer::new(Limit::new(PeerIp::new(), Q100)));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let status = tracing::subscriber::with_default(subscriber, || {
+        rt.block_on(app.oneshot(Request::get("/").body(Body::empty()).unwrap()))
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(logs.matches("ERROR").count(), 1, "{logs}");
+    assert!(
+        logs.contains("into_make_service_with_connect_info"),
+        "{logs}"
+    );
+}

@@ -24,7 +24,7 @@
 //! let res = app.clone().oneshot(request()).await.unwrap();
 //! assert_eq!(res.status(), StatusCode::OK);
 //! assert_eq!(res.headers()["ratelimit-policy"], r#""per-minute";q=100;w=60"#);
-//! assert_eq!(res.headers()["ratelimit"], r#""per-minute";r=1;t=2"#);
+//! assert_eq!(res.headers()["ratelimit"], r#""per-minute";r=1;t=1"#);
 //!
 //! app.clone().oneshot(request()).await.unwrap();
 //! let res = app.oneshot(request()).await.unwrap();
