@@ -10,7 +10,7 @@ use std::{
 use super::{
     clock::{Clock, MonotonicClock},
     quota::Quota,
-    store::{Check, KeyState, MemoryStore, RateLimitStore, StoreResult, Verdict},
+    store::{Check, KeyState, MemoryStore, RateLimitStore, Verdict},
 };
 
 /// A GCRA limiter keyed by `K` on a [`MemoryStore`]: what the layer does per request, for code
@@ -81,14 +81,9 @@ impl<K: Hash> RateLimiter<K> {
             limit_ns: params.limit,
             cost: n,
         };
-        match self.store.check(&[check], self.clock.now_ns()) {
-            StoreResult::Ready(Ok(d)) if d.is_allowed() => {
-                Ok(d.states().first().copied().unwrap_or_default())
-            }
-            StoreResult::Ready(Ok(d)) => Err(d.verdict),
-            // The memory store always decides at once and never fails.
-            StoreResult::Ready(Err(_)) | StoreResult::Pending(_) => Ok(KeyState::default()),
-        }
+        self.store
+            .decide_one(&check, self.clock.now_ns())
+            .map_err(|(verdict, _)| verdict)
     }
 
     /// The store.

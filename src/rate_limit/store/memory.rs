@@ -249,7 +249,9 @@ impl MemoryStore {
         }
     }
 
-    fn check_one(&self, c: &Check, now: u64) -> Decision {
+    /// One check, without building a [`Decision`]: the fast path of [`RateLimiter`](crate::rate_limit::RateLimiter).
+    #[inline]
+    pub(crate) fn decide_one(&self, c: &Check, now: u64) -> Result<KeyState, (Verdict, KeyState)> {
         use std::collections::hash_map::Entry;
         let p = c.params();
         let cap = self.inner.shard_cap;
@@ -281,20 +283,25 @@ impl MemoryStore {
         };
         drop(shard);
         match outcome {
-            gcra::Outcome::Allow { new_tat } => {
-                Decision::new(Verdict::Allowed, &[KeyState::at(new_tat, now, p)])
-            }
-            gcra::Outcome::Deny { retry_after } => Decision::new(
+            gcra::Outcome::Allow { new_tat } => Ok(KeyState::at(new_tat, now, p)),
+            gcra::Outcome::Deny { retry_after } => Err((
                 Verdict::Denied {
                     index: 0,
                     retry_after: Duration::from_nanos(retry_after),
                 },
-                &[KeyState::at(tat, now, p)],
-            ),
-            gcra::Outcome::Never => Decision::new(
+                KeyState::at(tat, now, p),
+            )),
+            gcra::Outcome::Never => Err((
                 Verdict::CostAboveBurst { index: 0 },
-                &[KeyState::at(tat, now, p)],
-            ),
+                KeyState::at(tat, now, p),
+            )),
+        }
+    }
+
+    fn check_one(&self, c: &Check, now: u64) -> Decision {
+        match self.decide_one(c, now) {
+            Ok(state) => Decision::new(Verdict::Allowed, &[state]),
+            Err((verdict, state)) => Decision::new(verdict, &[state]),
         }
     }
 
