@@ -132,6 +132,23 @@ pub trait KeyExtractor: Send + Sync + 'static {
     /// A [`KeyError`] when the request lacks what the extractor needs because of a
     /// misconfiguration (never because of what the client sent).
     fn extract(&self, req: &RequestInfo<'_>) -> Result<Option<Self::Key>, KeyError>;
+
+    /// Calls `f` with a reference to the key of `req`. The layer uses this; override it when
+    /// the key can be borrowed from the request (as [`ExtensionKey`] does) to save a clone.
+    ///
+    /// # Errors
+    ///
+    /// As [`extract`](Self::extract).
+    fn with_key<T>(
+        &self,
+        req: &RequestInfo<'_>,
+        f: impl FnOnce(&Self::Key) -> T,
+    ) -> Result<Option<T>, KeyError>
+    where
+        Self: Sized,
+    {
+        Ok(self.extract(req)?.map(|key| f(&key)))
+    }
 }
 
 /// Masks `ip` to its /`v6_prefix` network when IPv6 (IPv4-mapped addresses count as IPv4).
@@ -336,8 +353,16 @@ where
     type Key = T;
 
     fn extract(&self, req: &RequestInfo<'_>) -> Result<Option<T>, KeyError> {
+        self.with_key(req, T::clone)
+    }
+
+    fn with_key<R>(
+        &self,
+        req: &RequestInfo<'_>,
+        f: impl FnOnce(&T) -> R,
+    ) -> Result<Option<R>, KeyError> {
         match req.extensions.get::<T>() {
-            Some(t) => Ok(Some(t.clone())),
+            Some(t) => Ok(Some(f(t))),
             None if self.required => Err(KeyError::missing_extension(type_name::<T>())),
             None => Ok(None),
         }

@@ -87,6 +87,9 @@ impl<E: KeyExtractor> Limit<E> {
 
     /// Gives `key` its own `quota` instead (a premium customer, a batch job).
     ///
+    /// The key is compared as the extractor returns it: for IPv6 addresses, the masked
+    /// network ([`mask_ip`](super::mask_ip)).
+    ///
     /// At most 65,535 overrides per limit; further ones are ignored.
     #[must_use]
     pub fn with_override(mut self, key: E::Key, quota: Quota) -> Self {
@@ -137,15 +140,15 @@ impl<E: KeyExtractor> ErasedLimit for Limit<E> {
         req: &RequestInfo<'_>,
         mut state: &mut dyn Hasher,
     ) -> Result<Option<u16>, KeyError> {
-        let Some(key) = self.extractor.extract(req)? else {
-            return Ok(None);
-        };
-        state.write_u64(self.id);
-        key.hash(&mut state);
-        if self.overrides.is_empty() {
-            return Ok(Some(0));
-        }
-        Ok(Some(self.overrides.get(&key).copied().unwrap_or(0)))
+        self.extractor.with_key(req, |key| {
+            state.write_u64(self.id);
+            key.hash(&mut state);
+            if self.overrides.is_empty() {
+                0
+            } else {
+                self.overrides.get(key).copied().unwrap_or(0)
+            }
+        })
     }
 
     fn quota(&self, index: u16) -> &QuotaInfo {
