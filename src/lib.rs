@@ -29,6 +29,8 @@
 //!
 //! Shared pieces: [`problem`] (the one rejection response), [`net`] (peer addresses and
 //! trusted proxies), [`error`] (typed configuration errors naming the field).
+//! * [`rate_limit`]: GCRA per key (peer or client IP, principal, header, ...), several quotas
+//!   at once, weighted costs, `RateLimit` headers and a bounded in-memory store.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -39,6 +41,7 @@ pub mod error;
 pub mod https;
 pub mod net;
 pub mod problem;
+pub mod rate_limit;
 pub mod request_id;
 pub mod retry;
 pub mod security_headers;

@@ -1,0 +1,187 @@
+//! The response future.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+};
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower::Service;
+
+use super::{
+    headers::HeaderSet,
+    layer::{ResponseInfo, Shared},
+    service::{Batch, decided},
+    store::RateLimitStore,
+};
+use crate::problem::MakeRejection;
+
+pin_project! {
+    /// The response future of [`RateLimit`](super::RateLimit).
+    pub struct ResponseFuture<S, ReqBody, St, R>
+    where
+        S: Service<Request<ReqBody>>,
+        St: RateLimitStore,
+    {
+        #[pin]
+        kind: Kind<S, ReqBody, St, R>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    pub(crate) enum Kind<S, ReqBody, St, R>
+    where
+        S: Service<Request<ReqBody>>,
+        St: RateLimitStore,
+    {
+        // Admitted: the inner service runs; headers and the adjustment are applied after.
+        Inner {
+            #[pin]
+            fut: S::Future,
+            headers: Option<HeaderSet>,
+            adjust: Option<Box<Adjust<St, R>>>,
+        },
+        // A store doing I/O is deciding (boxed: only stores doing I/O get here).
+        Pending {
+            #[pin]
+            decision: St::Future,
+            waiting: Option<Box<Waiting<S, ReqBody, St, R>>>,
+        },
+        // Refused (or misconfigured) without calling the inner service.
+        Rejected {
+            res: Option<S::Response>,
+        },
+    }
+}
+
+/// What an admitted request keeps to adjust its charge after the response.
+pub(crate) type Adjust<St, R> = (Arc<Shared<St, R>>, Batch);
+
+/// What a request waiting for an I/O store keeps.
+pub(crate) struct Waiting<S, ReqBody, St, R> {
+    svc: S,
+    req: Request<ReqBody>,
+    batch: Batch,
+    shared: Arc<Shared<St, R>>,
+}
+
+impl<S, ReqBody, St, R> Kind<S, ReqBody, St, R>
+where
+    S: Service<Request<ReqBody>>,
+    St: RateLimitStore,
+{
+    pub(crate) fn passed(
+        fut: S::Future,
+        headers: Option<HeaderSet>,
+        adjust: Option<Box<Adjust<St, R>>>,
+    ) -> Self {
+        Self::Inner {
+            fut,
+            headers,
+            adjust,
+        }
+    }
+
+    pub(crate) fn rejected(res: S::Response) -> Self {
+        Self::Rejected { res: Some(res) }
+    }
+
+    pub(crate) fn pending(
+        decision: St::Future,
+        svc: S,
+        req: Request<ReqBody>,
+        batch: Batch,
+        shared: Arc<Shared<St, R>>,
+    ) -> Self {
+        Self::Pending {
+            decision,
+            waiting: Some(Box::new(Waiting {
+                svc,
+                req,
+                batch,
+                shared,
+            })),
+        }
+    }
+}
+
+impl<S, ReqBody, St, R> ResponseFuture<S, ReqBody, St, R>
+where
+    S: Service<Request<ReqBody>>,
+    St: RateLimitStore,
+{
+    pub(crate) fn new(kind: Kind<S, ReqBody, St, R>) -> Self {
+        Self { kind }
+    }
+}
+
+impl<S, ReqBody, ResBody, St, R> Future for ResponseFuture<S, ReqBody, St, R>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    St: RateLimitStore,
+    R: MakeRejection<ResBody>,
+{
+    type Output = Result<Response<ResBody>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut kind = self.project().kind;
+        loop {
+            match kind.as_mut().project() {
+                KindProj::Inner {
+                    fut,
+                    headers,
+                    adjust,
+                } => {
+                    let mut res = ready!(fut.poll(cx))?;
+                    if let Some(h) = headers.take() {
+                        h.apply(res.headers_mut());
+                    }
+                    if let Some(adjust) = adjust.take() {
+                        apply_adjustment(&adjust.0, &adjust.1, &res);
+                    }
+                    return Poll::Ready(Ok(res));
+                }
+                KindProj::Pending { decision, waiting } => {
+                    let result = ready!(decision.poll(cx));
+                    let mut w = waiting
+                        .take()
+                        .expect("rate_limit::ResponseFuture polled after completion");
+                    let next = decided(&w.shared, &mut w.svc, w.req, w.batch, result);
+                    kind.set(next);
+                }
+                KindProj::Rejected { res } => {
+                    let res = res
+                        .take()
+                        .expect("rate_limit::ResponseFuture polled after completion");
+                    return Poll::Ready(Ok(res));
+                }
+            }
+        }
+    }
+}
+
+fn apply_adjustment<St: RateLimitStore, R, B>(
+    shared: &Shared<St, R>,
+    batch: &Batch,
+    res: &Response<B>,
+) {
+    let Some(adjust) = &shared.adjust else { return };
+    let info = ResponseInfo {
+        status: res.status(),
+        headers: res.headers(),
+        extensions: res.extensions(),
+    };
+    let Some(real) = adjust(&info) else { return };
+    let delta = i64::try_from(real)
+        .unwrap_or(i64::MAX)
+        .saturating_sub(i64::try_from(batch.cost()).unwrap_or(i64::MAX));
+    if delta != 0 {
+        shared
+            .store
+            .adjust(batch.checks(), delta, shared.clock.now_ns());
+    }
+}

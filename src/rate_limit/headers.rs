@@ -1,0 +1,225 @@
+//! Response headers and the typed cause of a 429.
+
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::{layer::QuotaInfo, store::KeyState};
+
+static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+static X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+static X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+static X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+
+/// Which rate-limit headers go on responses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HeaderStyle {
+    /// None (a 429 still carries `Retry-After`).
+    None,
+    /// The IETF `RateLimit-Policy` and `RateLimit` fields
+    /// (draft-ietf-httpapi-ratelimit-headers-10), e.g.
+    /// `RateLimit-Policy: "per-minute";q=100;w=60` and `RateLimit: "per-minute";r=42;t=3`.
+    #[default]
+    Ietf,
+    /// The legacy `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`
+    /// (seconds), for the most constraining limit.
+    Legacy,
+    /// Both.
+    IetfAndLegacy,
+}
+
+impl HeaderStyle {
+    fn ietf(self) -> bool {
+        matches!(self, Self::Ietf | Self::IetfAndLegacy)
+    }
+
+    fn legacy(self) -> bool {
+        matches!(self, Self::Legacy | Self::IetfAndLegacy)
+    }
+}
+
+/// Why a request was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RateLimitReason {
+    /// The quota is spent for now; retry after [`RateLimited::retry_after`].
+    QuotaExceeded,
+    /// The request alone costs more than the quota's burst: it can never be admitted.
+    CostAboveBurst,
+}
+
+/// The typed cause of a 429, in the response extensions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RateLimited {
+    /// When the request would be admitted (`None` when it never would:
+    /// [`RateLimitReason::CostAboveBurst`]).
+    pub retry_after: Option<Duration>,
+    /// The name of the binding policy.
+    pub policy: String,
+    /// Why.
+    pub reason: RateLimitReason,
+}
+
+/// Whole seconds, rounded up, never 0: what `Retry-After` carries.
+pub(crate) fn retry_after_secs(wait: Duration) -> u64 {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    secs.max(1)
+}
+
+/// A small byte buffer on the stack; what does not fit is dropped (never reached with
+/// validated names and at most four limits).
+struct StackBuf {
+    bytes: [u8; 512],
+    len: usize,
+}
+
+impl StackBuf {
+    fn new() -> Self {
+        Self {
+            bytes: [0; 512],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, s: &[u8]) {
+        let end = (self.len + s.len()).min(self.bytes.len());
+        self.bytes[self.len..end].copy_from_slice(&s[..end - self.len]);
+        self.len = end;
+    }
+
+    fn push_u64(&mut self, mut n: u64) {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.push(&digits[i..]);
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+fn ceil_secs(ns: u64) -> u64 {
+    ns.div_ceil(1_000_000_000)
+}
+
+/// Header values computed at decision time, set on the response.
+#[derive(Clone, Debug)]
+pub(crate) struct HeaderSet {
+    policy: Option<HeaderValue>,
+    state: Option<HeaderValue>,
+    legacy: Option<[u64; 3]>,
+}
+
+impl HeaderSet {
+    /// The headers for `quotas` in the states `states`; `binding` is the most constraining.
+    pub(crate) fn new(
+        style: HeaderStyle,
+        quotas: &[Option<&QuotaInfo>],
+        states: &[KeyState],
+        binding: usize,
+    ) -> Option<Self> {
+        if matches!(style, HeaderStyle::None) || quotas.is_empty() || quotas.len() != states.len() {
+            return None;
+        }
+        let mut set = Self {
+            policy: None,
+            state: None,
+            legacy: None,
+        };
+        if style.ietf() {
+            set.policy = Some(if let [Some(q)] = quotas {
+                q.policy_value.clone()
+            } else {
+                let joined = quotas
+                    .iter()
+                    .flatten()
+                    .map(|q| q.policy_item.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                // Made of validated names and numbers only.
+                HeaderValue::try_from(joined).unwrap_or(HeaderValue::from_static(""))
+            });
+            // On the stack, then one exact allocation: names are at most 64 bytes, so four
+            // items fit in 512.
+            let mut state = StackBuf::new();
+            for (i, (q, s)) in quotas.iter().flatten().zip(states).enumerate() {
+                if i > 0 {
+                    state.push(b", ");
+                }
+                state.push(b"\"");
+                state.push(q.quota.name().as_bytes());
+                state.push(b"\";r=");
+                state.push_u64(s.remaining);
+                state.push(b";t=");
+                state.push_u64(ceil_secs(s.reset_ns));
+            }
+            set.state = HeaderValue::from_bytes(state.as_bytes()).ok();
+        }
+        if style.legacy() {
+            let (q, s) = (
+                quotas.get(binding).copied().flatten()?,
+                states.get(binding)?,
+            );
+            set.legacy = Some([
+                u64::from(q.quota.count()),
+                s.remaining,
+                ceil_secs(s.reset_ns),
+            ]);
+        }
+        Some(set)
+    }
+
+    pub(crate) fn apply(self, headers: &mut HeaderMap) {
+        headers.reserve(2 + 3 * usize::from(self.legacy.is_some()));
+        if let Some(v) = self.policy {
+            headers.insert(RATELIMIT_POLICY.clone(), v);
+        }
+        if let Some(v) = self.state {
+            headers.insert(RATELIMIT.clone(), v);
+        }
+        if let Some([limit, remaining, reset]) = self.legacy {
+            headers.insert(X_RATELIMIT_LIMIT.clone(), HeaderValue::from(limit));
+            headers.insert(X_RATELIMIT_REMAINING.clone(), HeaderValue::from(remaining));
+            headers.insert(X_RATELIMIT_RESET.clone(), HeaderValue::from(reset));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers() {
+        for n in [0, 7, 10, 42, 1234567890, u64::MAX] {
+            let mut s = StackBuf::new();
+            s.push(b"x");
+            s.push_u64(n);
+            assert_eq!(s.as_bytes(), format!("x{n}").as_bytes());
+        }
+        let mut s = StackBuf::new();
+        s.push(&[b'a'; 600]);
+        assert_eq!(s.as_bytes().len(), 512);
+    }
+
+    #[test]
+    fn retry_after_rounds_up_never_zero() {
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
+        assert_eq!(retry_after_secs(Duration::from_nanos(1)), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(999)), 1);
+        assert_eq!(retry_after_secs(Duration::from_secs(1)), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(1001)), 2);
+        assert_eq!(retry_after_secs(Duration::from_secs(59)), 59);
+    }
+}
