@@ -15,8 +15,9 @@
 //! * [`https`]: redirect plain HTTP to HTTPS on allow-listed hosts, trusting forwarded
 //!   headers only from configured proxies.
 //! * [`body_limit`]: request body size limits, by `Content-Length` and on streamed bodies.
-//! * [`rate_limit`]: GCRA per key, by client IP before authentication and by principal after it (peer or client IP, principal, header, ...), several quotas
-//!   at once, weighted costs, `RateLimit` headers and a bounded in-memory store.
+//! * [`rate_limit`]: GCRA per key (client IP before authentication, principal after it, a
+//!   header, ...), several quotas at once, weighted costs, `RateLimit` headers and a bounded
+//!   in-memory store.
 //! * [`auth::api_key`]: API keys stored as SHA-256 hashes, with principals, scopes, expiry and
 //!   rotation.
 //! * [`circuit_breaker`] (server mode): a 503 with `Retry-After` in front of a fragile handler.
