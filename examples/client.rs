@@ -145,8 +145,10 @@ async fn run() -> Result<bool, BoxError> {
 
     // DESIGN.md §3, client stack: request id → retry → breaker → timeout per attempt → client.
     let http = Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Full<Bytes>>>();
-    let policy = RetryPolicy::default()
-        .with_backoff(ExponentialBackoff::new(Duration::from_millis(20), Duration::from_millis(200))?);
+    let policy = RetryPolicy::default().with_backoff(ExponentialBackoff::new(
+        Duration::from_millis(20),
+        Duration::from_millis(200),
+    )?);
     let client = ServiceBuilder::new()
         .layer(ForwardRequestIdLayer::new())
         .layer(RetryLayer::new(policy))
@@ -201,7 +203,10 @@ async fn run() -> Result<bool, BoxError> {
         call(n).await?;
     }
 
-    phase("upstream answers 500 (not retried; each one a failure):", Fault::Errors);
+    phase(
+        "upstream answers 500 (not retried; each one a failure):",
+        Fault::Errors,
+    );
     while breaker.state() == State::Closed && n < 20 {
         n += 1;
         call(n).await?;
@@ -211,17 +216,26 @@ async fn run() -> Result<bool, BoxError> {
         call(n).await?;
     }
 
-    phase("upstream drops connections; after the cooldown one probe goes through:", Fault::Drop);
+    phase(
+        "upstream drops connections; after the cooldown one probe goes through:",
+        Fault::Drop,
+    );
     tokio::time::sleep(COOLDOWN).await;
     n += 1;
     call(n).await?;
 
-    phase("upstream answers too slowly; after the cooldown one probe times out:", Fault::Slow);
+    phase(
+        "upstream answers too slowly; after the cooldown one probe times out:",
+        Fault::Slow,
+    );
     tokio::time::sleep(COOLDOWN).await;
     n += 1;
     call(n).await?;
 
-    phase("upstream recovers; after the cooldown the probe succeeds:", Fault::Healthy);
+    phase(
+        "upstream recovers; after the cooldown the probe succeeds:",
+        Fault::Healthy,
+    );
     tokio::time::sleep(COOLDOWN).await;
     for _ in 0..3 {
         n += 1;

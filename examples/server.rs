@@ -11,7 +11,12 @@
 //!   nonce.
 //! - `GET /api/hello`: a JSON answer that includes the request id.
 //! - `POST /api/echo`: echoes a JSON body (a smaller body limit on this one route).
+//! - `GET /api/private`: needs an API key (`Authorization: Bearer …`); a key made for the run
+//!   is printed at start when none is configured. Rate-limited per principal.
 //! - `GET /healthz`: a health check, exempt from the HTTPS redirect.
+//! - `GET /panic`: a handler bug, answered with a 500 problem that leaks nothing.
+//!
+//! Every route is rate-limited per client address (behind `trusted_proxies` only).
 //!
 //! Try:
 //!
@@ -21,7 +26,7 @@
 //! curl -i -X POST -H 'content-type: application/json' --data-binary @big.json http://127.0.0.1:3000/api/echo
 //! ```
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use axum::{
     Extension, Json, Router,
@@ -30,10 +35,12 @@ use axum::{
 };
 use battlement::{
     ConfigError,
+    auth::api_key::{ApiKeyLayer, ApiKeys, Principal, PrincipalId, generate_key},
     body_limit::BodyLimitLayer,
     https::HttpsRedirectLayer,
     net::TrustedProxies,
     problem::{Problem, ProblemType},
+    rate_limit::{ClientIp, ExtensionKey, Limit, Quota, RateLimitLayer},
     request_id::{RequestId, SetRequestIdLayer},
     security_headers::{ContentSecurityPolicy, CspNonce, Hsts, SecurityHeaders},
 };
@@ -52,6 +59,8 @@ struct Settings {
     security_headers: SecurityHeadersSettings,
     https: HttpsSettings,
     body_limit: BodyLimitSettings,
+    rate_limit: RateLimitSettings,
+    api_keys: ApiKeySettings,
 }
 
 impl Default for Settings {
@@ -63,6 +72,8 @@ impl Default for Settings {
             security_headers: SecurityHeadersSettings::default(),
             https: HttpsSettings::default(),
             body_limit: BodyLimitSettings::default(),
+            rate_limit: RateLimitSettings::default(),
+            api_keys: ApiKeySettings::default(),
         }
     }
 }
@@ -142,6 +153,33 @@ impl Default for BodyLimitSettings {
     }
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RateLimitSettings {
+    per_ip_per_minute: u32,
+    per_ip_burst: u32,
+    per_key_per_minute: u32,
+    per_key_burst: u32,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            per_ip_per_minute: 600,
+            per_ip_burst: 60,
+            per_key_per_minute: 100,
+            per_key_burst: 10,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ApiKeySettings {
+    /// Hex SHA-256 hashes of the accepted keys (`battlement::auth::api_key::hash_key`).
+    hashes: Vec<String>,
+}
+
 fn load_settings() -> Result<Settings, String> {
     let mut args = std::env::args_os().skip(1);
     let mut settings = match args.next() {
@@ -168,9 +206,10 @@ fn read_settings(path: PathBuf) -> Result<Settings, String> {
 }
 
 /// Wraps the application router in the whole stack, outermost first (DESIGN.md §3).
-fn build_app(settings: &Settings) -> Result<Router, ConfigError> {
+fn build_app(settings: &Settings, keys: ApiKeys) -> Result<Router, ConfigError> {
     let trusted = TrustedProxies::new(settings.trusted_proxies.iter().map(String::as_str))
         .map_err(|e| e.within("trusted_proxies"))?;
+    let trusted_for_limits = trusted.clone();
 
     let request_id = SetRequestIdLayer::new()
         .try_header(&settings.request_id.header)
@@ -195,7 +234,7 @@ fn build_app(settings: &Settings) -> Result<Router, ConfigError> {
     let https = if settings.https.redirect {
         let mut layer = HttpsRedirectLayer::new(settings.https.allowed_hosts.iter())
             .map_err(|e| e.within("https"))?
-            .trusted_proxies(trusted);
+            .trusted_proxies(trusted.clone());
         for path in &settings.https.exempt_paths {
             layer = layer.exempt_path(path).map_err(|e| e.within("https"))?;
         }
@@ -204,7 +243,26 @@ fn build_app(settings: &Settings) -> Result<Router, ConfigError> {
         None
     };
 
+    let rl = &settings.rate_limit;
+    let per_ip = Limit::new(
+        ClientIp::new(trusted_for_limits),
+        quota(rl.per_ip_per_minute, rl.per_ip_burst).map_err(|e| e.within("rate_limit.per_ip"))?,
+    );
+    let per_key = Limit::new(
+        ExtensionKey::<Principal>::new(),
+        quota(rl.per_key_per_minute, rl.per_key_burst)
+            .map_err(|e| e.within("rate_limit.per_key"))?,
+    );
+
+    // `/api/private` needs an API key; its principal then has its own rate limit.
+    let private = Router::new().route("/private", get(private)).layer(
+        ServiceBuilder::new()
+            .layer(ApiKeyLayer::new(keys).trusted_proxies(trusted.clone()))
+            .layer(RateLimitLayer::new(per_key)),
+    );
+
     let api = Router::new()
+        .merge(private)
         .route("/hello", get(hello))
         .route(
             "/echo",
@@ -230,8 +288,38 @@ fn build_app(settings: &Settings) -> Result<Router, ConfigError> {
             .layer(
                 BodyLimitLayer::new(settings.body_limit.default)
                     .max_route_limit(settings.body_limit.default.max(settings.body_limit.echo)),
-            ),
+            )
+            .layer(RateLimitLayer::new(per_ip)),
     ))
+}
+
+fn quota(per_minute: u32, burst: u32) -> Result<Quota, ConfigError> {
+    Quota::try_new(per_minute, Duration::from_secs(60))?.try_with_burst(burst)
+}
+
+/// The accepted API keys: the configured hashes, or one key made for this run and printed once
+/// on the terminal (development only: configure hashes in production).
+fn api_keys(settings: &ApiKeySettings) -> Result<ApiKeys, ConfigError> {
+    if !settings.hashes.is_empty() {
+        return ApiKeys::from_hash_list(&settings.hashes.join(","))
+            .map_err(|e| e.within("api_keys.hashes"));
+    }
+    let generated = generate_key("demo_")?;
+    let principal = Principal::with_scopes(PrincipalId::new("demo")?, ["demo"], None)?;
+    let keys = ApiKeys::builder()
+        .key(generated.hash(), &principal)
+        .build()?;
+    println!(
+        "no api_keys.hashes configured: this run accepts the key {} (try: curl -H 'authorization: Bearer {}' http://ADDR/api/private)",
+        generated.key(),
+        generated.key()
+    );
+    Ok(keys)
+}
+
+async fn private(Extension(who): Extension<Principal>) -> Json<Value> {
+    tracing::info!(principal = %who.id(), "private data served");
+    Json(json!({ "principal": who.id().to_string(), "scopes": who.scopes().collect::<Vec<_>>() }))
 }
 
 async fn page(Extension(nonce): Extension<CspNonce>) -> Html<String> {
@@ -283,7 +371,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let app = match build_app(&settings) {
+    let app = match api_keys(&settings.api_keys).and_then(|keys| build_app(&settings, keys)) {
         Ok(app) => app,
         Err(e) => {
             eprintln!("configuration error: {e}");

@@ -147,6 +147,15 @@ impl PartialEq for Principal {
 
 impl Eq for Principal {}
 
+/// Hashes the id only (equal principals have equal ids), so a principal can key a rate limit:
+/// `ExtensionKey::<Principal>::new()` in [`crate::rate_limit`] gives every principal its own
+/// bucket, shared by all of its keys.
+impl std::hash::Hash for Principal {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.id.hash(state);
+    }
+}
+
 impl fmt::Debug for Principal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Principal")
