@@ -49,6 +49,35 @@ impl Target<'_> {
     }
 }
 
+/// The signature base (RFC 9421 §2.5) of `req` for `input`: the exact bytes that are MACed.
+///
+/// `assume_scheme` is used when the request URI has no scheme (origin-form). Useful to debug
+/// interop and to sign or verify by hand with [`Key::sign`](super::Key::sign).
+///
+/// # Errors
+///
+/// [`SignatureErrorKind::ComponentUnavailable`] when a covered component cannot be derived
+/// from the request (a missing header, a missing `@query-param`, no authority, ...).
+pub fn signature_base<B>(
+    req: &http::Request<B>,
+    input: &super::SignatureInput,
+    assume_scheme: crate::net::Scheme,
+) -> Result<Vec<u8>, super::SignatureError> {
+    let target = Target {
+        method: req.method(),
+        uri: req.uri(),
+        headers: req.headers(),
+        default_scheme: match assume_scheme {
+            crate::net::Scheme::Http => "http",
+            crate::net::Scheme::Https => "https",
+        },
+    };
+    let mut out = Vec::with_capacity(512);
+    write_base(&target, &input.components, &input.params_line, &mut out)
+        .map_err(super::SignatureError::new)?;
+    Ok(out)
+}
+
 /// Writes the signature base for `components` and the `@signature-params` value `params_line`.
 pub(crate) fn write_base(
     target: &Target<'_>,

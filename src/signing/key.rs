@@ -163,6 +163,15 @@ impl Key {
         self.not_after
     }
 
+    /// The HMAC-SHA256 of `data` with this key (for a signature base built by
+    /// [`signature_base`](super::signature_base), or any custom scheme).
+    pub fn sign(&self, data: &[u8]) -> [u8; 32] {
+        use hmac::Mac as _;
+        let mut mac = self.mac.clone();
+        mac.update(data);
+        mac.finalize().into_bytes().into()
+    }
+
     /// A fresh copy of the pre-keyed MAC state.
     pub(crate) fn mac(&self) -> HmacSha256 {
         self.mac.clone()

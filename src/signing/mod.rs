@@ -16,6 +16,7 @@ pub mod sign;
 pub mod verify;
 pub mod webhooks;
 
+pub use base::signature_base;
 pub use body::BufferedBody;
 pub use clock::{Clock, SystemClock, TokioClock};
 pub use digest::{DigestAlgorithm, content_digest, verify_content_digest};

@@ -312,7 +312,9 @@ impl Verifier {
             }
         }
         let covers_digest = input.covers("\"content-digest\"");
-        if has_body && !covers_digest {
+        if (has_body && !covers_digest)
+            || (covers_digest && !target.headers.contains_key("content-digest"))
+        {
             return Err(fail(SignatureErrorKind::MissingDigest));
         }
         let now_i = i64::try_from(now).unwrap_or(i64::MAX);
