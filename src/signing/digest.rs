@@ -98,27 +98,25 @@ impl ExpectedDigests {
         if value.len() > MAX_DIGEST_HEADER_LEN {
             return Err(malformed());
         }
-        let dict = sfv::Parser::parse_dictionary(value).map_err(|_| malformed())?;
+        let dict = super::sf::parse_dictionary(value).map_err(|_| malformed())?;
         let mut out = Vec::with_capacity(1);
-        for (name, member) in &dict {
-            let alg = match name.as_str() {
+        for (name, member) in dict.members {
+            let alg = match name {
                 "sha-256" => DigestAlgorithm::Sha256,
                 "sha-512" => DigestAlgorithm::Sha512,
                 _ => continue,
             };
-            let sfv::ListEntry::Item(item) = member else {
-                return Err(malformed());
-            };
-            let Some(bytes) = item.bare_item.as_byte_seq() else {
+            let super::sf::Member::Item(super::sf::Item {
+                bare: super::sf::Bare::Bytes(bytes),
+                ..
+            }) = member
+            else {
                 return Err(malformed());
             };
             if bytes.len() != alg.output_len() {
                 return Err(SignatureError::new(SignatureErrorKind::DigestMismatch));
             }
-            out.push(Expected {
-                alg,
-                value: bytes.clone(),
-            });
+            out.push(Expected { alg, value: bytes });
         }
         if out.is_empty() {
             return Err(SignatureError::new(SignatureErrorKind::UnsupportedDigest));

@@ -12,6 +12,7 @@ mod error;
 mod key;
 mod parse;
 mod replay;
+mod sf;
 pub mod sign;
 pub mod verify;
 pub mod webhooks;

@@ -3,9 +3,11 @@
 use std::fmt;
 
 use http::HeaderName;
-use sfv::{BareItem, ListEntry, SerializeValue};
 
-use super::error::{SignatureError, SignatureErrorKind};
+use super::{
+    error::{SignatureError, SignatureErrorKind},
+    sf::{self, Bare, Member, SfError},
+};
 use crate::error::ConfigError;
 
 /// The most bytes of a combined `Signature-Input` or `Signature` field that are parsed.
@@ -38,7 +40,8 @@ pub(crate) enum ComponentKind {
 /// `"@query-param";name="id"`, `"example-dict";key="a"`, ...
 #[derive(Clone, PartialEq, Eq)]
 pub struct Component {
-    name: String,
+    /// The name is `serialized[1..=name_len]` (names never need escaping).
+    name_len: usize,
     pub(crate) kind: ComponentKind,
     serialized: String,
 }
@@ -56,10 +59,10 @@ impl Component {
         } else {
             format!("\"{s}\"")
         };
-        let item = sfv::Parser::parse_item(text.as_bytes()).map_err(|_| {
+        let item = sf::parse_item(&text).map_err(|_| {
             ConfigError::invalid("signing.components", "not a component identifier")
         })?;
-        Self::from_item(&item).map_err(|kind| {
+        Self::from_item(&item, false).map_err(|kind| {
             ConfigError::invalid(
                 "signing.components",
                 match kind {
@@ -70,18 +73,22 @@ impl Component {
         })
     }
 
-    pub(crate) fn from_item(item: &sfv::Item) -> Result<Self, SignatureErrorKind> {
-        let BareItem::String(name) = &item.bare_item else {
+    /// `canonical`: the item's source text is its canonical serialization.
+    pub(crate) fn from_item(
+        item: &sf::Item<'_>,
+        canonical: bool,
+    ) -> Result<Self, SignatureErrorKind> {
+        let Bare::Str(name) = &item.bare else {
             return Err(SignatureErrorKind::MalformedSignatureInput);
         };
         let mut sf = false;
         let mut key = None;
         let mut param_name = None;
         for (p, v) in &item.params {
-            match (p.as_str(), v) {
-                ("sf", BareItem::Boolean(true)) => sf = true,
-                ("key", BareItem::String(k)) => key = Some(k.clone()),
-                ("name", BareItem::String(n)) => param_name = Some(n.clone()),
+            match (*p, v) {
+                ("sf", Bare::Bool(true)) => sf = true,
+                ("key", Bare::Str(k)) => key = Some(k.to_string()),
+                ("name", Bare::Str(n)) => param_name = Some(n.to_string()),
                 ("sf" | "key" | "name", _) => {
                     return Err(SignatureErrorKind::MalformedSignatureInput);
                 }
@@ -97,7 +104,7 @@ impl Component {
                 Ok(kind)
             }
         };
-        let kind = match name.as_str() {
+        let kind = match name.as_ref() {
             "@method" => derived(ComponentKind::Method)?,
             "@target-uri" => derived(ComponentKind::TargetUri)?,
             "@authority" => derived(ComponentKind::Authority)?,
@@ -127,11 +134,15 @@ impl Component {
                 ComponentKind::Field { sf, key }
             }
         };
-        let serialized = item
-            .serialize_value()
-            .map_err(|_| SignatureErrorKind::MalformedSignatureInput)?;
+        let serialized = if canonical {
+            item.raw.to_owned()
+        } else {
+            let mut s = String::with_capacity(item.raw.len());
+            sf::write_item(&mut s, item);
+            s
+        };
         Ok(Self {
-            name: name.clone(),
+            name_len: name.len(),
             kind,
             serialized,
         })
@@ -140,7 +151,7 @@ impl Component {
     /// A parameterless component whose `name` needs no escaping.
     pub(crate) fn fixed(name: &str, kind: ComponentKind) -> Self {
         Self {
-            name: name.to_owned(),
+            name_len: name.len(),
             kind,
             serialized: format!("\"{name}\""),
         }
@@ -148,7 +159,7 @@ impl Component {
 
     /// The component name, e.g. `@method` or `content-digest`.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.serialized[1..=self.name_len]
     }
 
     /// The serialized identifier as it appears in the signature base, e.g. `"@method"`.
@@ -166,7 +177,7 @@ impl fmt::Debug for Component {
 /// One parsed member of `Signature-Input`: a label, the covered components and the parameters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignatureInput {
-    label: String,
+    pub(crate) label: String,
     pub(crate) components: Vec<Component>,
     pub(crate) created: Option<i64>,
     pub(crate) expires: Option<i64>,
@@ -246,31 +257,32 @@ pub fn parse_signature_input(value: &[u8]) -> Result<Vec<SignatureInput>, Signat
     if value.len() > MAX_FIELD_LEN {
         return Err(malformed());
     }
-    if has_duplicate_keys(value) {
-        return Err(err(SignatureErrorKind::DuplicateLabel));
-    }
-    let dict = sfv::Parser::parse_dictionary(value).map_err(|_| malformed())?;
-    if dict.is_empty() || dict.len() > MAX_SIGNATURES {
+    let dict = sf::parse_dictionary(value).map_err(|e| match e {
+        SfError::DuplicateKey => err(SignatureErrorKind::DuplicateLabel),
+        SfError::Invalid => malformed(),
+    })?;
+    if dict.members.is_empty() || dict.members.len() > MAX_SIGNATURES {
         return Err(malformed());
     }
-    let mut out = Vec::with_capacity(dict.len());
-    for (label, member) in dict {
-        let ListEntry::InnerList(list) = member else {
+    let canonical = dict.canonical;
+    let mut out = Vec::with_capacity(dict.members.len());
+    for (label, member) in dict.members {
+        let Member::List(items, params, raw) = member else {
             return Err(malformed());
         };
-        if list.items.len() > MAX_COMPONENTS {
+        if items.len() > MAX_COMPONENTS {
             return Err(malformed());
         }
-        let mut components: Vec<Component> = Vec::with_capacity(list.items.len());
-        for item in &list.items {
-            let c = Component::from_item(item).map_err(err)?;
+        let mut components: Vec<Component> = Vec::with_capacity(items.len());
+        for item in &items {
+            let c = Component::from_item(item, canonical).map_err(err)?;
             if components.iter().any(|o| o.serialized == c.serialized) {
                 return Err(err(SignatureErrorKind::DuplicateComponent));
             }
             components.push(c);
         }
         let mut input = SignatureInput {
-            label,
+            label: label.to_owned(),
             components,
             created: None,
             expires: None,
@@ -280,20 +292,33 @@ pub fn parse_signature_input(value: &[u8]) -> Result<Vec<SignatureInput>, Signat
             tag: None,
             params_line: String::new(),
         };
-        for (name, v) in &list.params {
-            match name.as_str() {
-                "created" => input.created = Some(v.as_int().ok_or_else(malformed)?),
-                "expires" => input.expires = Some(v.as_int().ok_or_else(malformed)?),
-                "nonce" => input.nonce = Some(v.as_str().ok_or_else(malformed)?.to_owned()),
-                "keyid" => input.keyid = Some(v.as_str().ok_or_else(malformed)?.to_owned()),
-                "alg" => input.alg = Some(v.as_str().ok_or_else(malformed)?.to_owned()),
-                "tag" => input.tag = Some(v.as_str().ok_or_else(malformed)?.to_owned()),
+        let int = |v: &Bare<'_>| match v {
+            Bare::Int(i) => Ok(*i),
+            _ => Err(malformed()),
+        };
+        let string = |v: &Bare<'_>| match v {
+            Bare::Str(s) => Ok(s.to_string()),
+            _ => Err(malformed()),
+        };
+        for (name, v) in &params {
+            match *name {
+                "created" => input.created = Some(int(v)?),
+                "expires" => input.expires = Some(int(v)?),
+                "nonce" => input.nonce = Some(string(v)?),
+                "keyid" => input.keyid = Some(string(v)?),
+                "alg" => input.alg = Some(string(v)?),
+                "tag" => input.tag = Some(string(v)?),
                 // Parameters registered later are kept in the base but not interpreted.
                 _ => {}
             }
         }
-        let list: sfv::List = vec![ListEntry::InnerList(list)];
-        input.params_line = list.serialize_value().map_err(|_| malformed())?;
+        input.params_line = if canonical {
+            raw.to_owned()
+        } else {
+            let mut line = String::with_capacity(raw.len());
+            sf::write_inner_list(&mut line, &items, &params);
+            line
+        };
         out.push(input);
     }
     Ok(out)
@@ -309,75 +334,23 @@ pub fn parse_signature(value: &[u8]) -> Result<Vec<(String, Vec<u8>)>, Signature
     if value.len() > MAX_FIELD_LEN {
         return Err(malformed());
     }
-    if has_duplicate_keys(value) {
-        return Err(SignatureError::new(SignatureErrorKind::DuplicateLabel));
-    }
-    let dict = sfv::Parser::parse_dictionary(value).map_err(|_| malformed())?;
-    if dict.is_empty() || dict.len() > MAX_SIGNATURES {
+    let dict = sf::parse_dictionary(value).map_err(|e| match e {
+        SfError::DuplicateKey => SignatureError::new(SignatureErrorKind::DuplicateLabel),
+        SfError::Invalid => malformed(),
+    })?;
+    if dict.members.is_empty() || dict.members.len() > MAX_SIGNATURES {
         return Err(malformed());
     }
-    dict.into_iter()
+    dict.members
+        .into_iter()
         .map(|(label, member)| match member {
-            ListEntry::Item(sfv::Item {
-                bare_item: BareItem::ByteSeq(bytes),
+            Member::Item(sf::Item {
+                bare: Bare::Bytes(bytes),
                 ..
-            }) => Ok((label, bytes)),
+            }) => Ok((label.to_owned(), bytes)),
             _ => Err(malformed()),
         })
         .collect()
-}
-
-/// Whether a dictionary field names the same member twice.
-///
-/// RFC 8941 parsers keep the last of duplicate keys; for signatures that would let an attacker
-/// shadow a label, so this scan (which only needs to find the top-level member names: commas
-/// can only appear inside sf-strings) refuses them instead.
-fn has_duplicate_keys(value: &[u8]) -> bool {
-    fn push<'a>(member: &'a [u8], keys: &mut Vec<&'a [u8]>) -> bool {
-        let member = member.trim_ascii_start();
-        let end = member
-            .iter()
-            .position(|b| {
-                !(b.is_ascii_lowercase()
-                    || b.is_ascii_digit()
-                    || matches!(b, b'_' | b'-' | b'.' | b'*'))
-            })
-            .unwrap_or(member.len());
-        let key = &member[..end];
-        if keys.contains(&key) {
-            return true;
-        }
-        keys.push(key);
-        false
-    }
-
-    let mut keys: Vec<&[u8]> = Vec::new();
-    let mut start = 0;
-    let mut in_string = false;
-    let mut escaped = false;
-    for (i, &b) in value.iter().enumerate() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b',' => {
-                if push(&value[start..i], &mut keys) {
-                    return true;
-                }
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    push(&value[start..], &mut keys)
 }
 
 #[cfg(test)]
@@ -404,6 +377,23 @@ mod tests {
             parse_signature(b"sig-b25=:pxcQw6G3AjtMBQjwo8XzkZf/bws5LelbaMk5rGIGtE8=:").unwrap();
         assert_eq!(sigs[0].0, "sig-b25");
         assert_eq!(sigs[0].1.len(), 32);
+    }
+
+    #[test]
+    fn signature_params_are_reserialized_canonically() {
+        let i = parse_signature_input(
+            br#"s=( "@method"   "@query-param";name="a" );created=01;keyid="k";x=?1"#,
+        )
+        .unwrap();
+        assert_eq!(
+            i[0].signature_params(),
+            r#"("@method" "@query-param";name="a");created=1;keyid="k";x"#
+        );
+        let i = parse_signature_input(br#"s=("@method");created=1;keyid="k""#).unwrap();
+        assert_eq!(
+            i[0].signature_params(),
+            r#"("@method");created=1;keyid="k""#
+        );
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! What a verifier accepts, and the synchronous part of verification.
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{borrow::Cow, fmt, sync::Arc, time::Duration};
 
 use hmac::Mac;
-use http::{HeaderMap, Method, Uri};
+use http::{HeaderMap, HeaderName, Method, Uri};
 
 use crate::{
     error::ConfigError,
@@ -178,7 +178,7 @@ pub struct VerifiedSignature {
     expires: Option<i64>,
     nonce: Option<String>,
     tag: Option<String>,
-    components: Vec<String>,
+    signature_params: String,
 }
 
 impl VerifiedSignature {
@@ -212,9 +212,10 @@ impl VerifiedSignature {
         self.tag.as_deref()
     }
 
-    /// The covered component identifiers, in order.
-    pub fn components(&self) -> &[String] {
-        &self.components
+    /// The `@signature-params` value: the covered components and all parameters, e.g.
+    /// `("@method" "@authority");created=1700000000;keyid="k"`.
+    pub fn signature_params(&self) -> &str {
+        &self.signature_params
     }
 }
 
@@ -246,9 +247,9 @@ impl Verifier {
         has_body: bool,
         now: u64,
     ) -> Result<Checked, SignatureError> {
-        let input_value = combined(headers, "signature-input")
+        let input_value = combined(headers, &SIGNATURE_INPUT)
             .ok_or(SignatureError::new(SignatureErrorKind::MissingSignature))?;
-        let sig_value = combined(headers, "signature")
+        let sig_value = combined(headers, &SIGNATURE)
             .ok_or(SignatureError::new(SignatureErrorKind::MissingSignature))?;
         let inputs = parse_signature_input(&input_value)?;
         let signatures = parse_signature(&sig_value)?;
@@ -262,7 +263,7 @@ impl Verifier {
             },
         };
         let mut first_err = None;
-        for input in &inputs {
+        for input in inputs {
             if self
                 .policy
                 .label
@@ -287,7 +288,7 @@ impl Verifier {
     fn check_one(
         &self,
         target: &Target<'_>,
-        input: &SignatureInput,
+        input: SignatureInput,
         signature: &[u8],
         has_body: bool,
         now: u64,
@@ -313,7 +314,7 @@ impl Verifier {
         }
         let covers_digest = input.covers("\"content-digest\"");
         if (has_body && !covers_digest)
-            || (covers_digest && !target.headers.contains_key("content-digest"))
+            || (covers_digest && !target.headers.contains_key(&CONTENT_DIGEST))
         {
             return Err(fail(SignatureErrorKind::MissingDigest));
         }
@@ -361,7 +362,7 @@ impl Verifier {
             .map_err(|_| fail(SignatureErrorKind::InvalidSignature))?;
 
         let digest = if covers_digest {
-            let value = combined(target.headers, "content-digest")
+            let value = combined(target.headers, &CONTENT_DIGEST)
                 .ok_or_else(|| fail(SignatureErrorKind::MissingDigest))?;
             Some(ExpectedDigests::parse(&value).map_err(with_key)?)
         } else {
@@ -382,16 +383,12 @@ impl Verifier {
         Ok(Checked {
             verified: VerifiedSignature {
                 key_id: key.shared_id(),
-                label: input.label().to_owned(),
+                label: input.label,
                 created: input.created,
                 expires: input.expires,
-                nonce: input.nonce.clone(),
-                tag: input.tag.clone(),
-                components: input
-                    .components
-                    .iter()
-                    .map(|c| c.identifier().to_owned())
-                    .collect(),
+                nonce: input.nonce,
+                tag: input.tag,
+                signature_params: input.params_line,
             },
             digest,
             replay,
@@ -399,14 +396,21 @@ impl Verifier {
     }
 }
 
-/// All field lines of `name` joined with `", "`, or `None` when there is none.
-pub(crate) fn combined(headers: &HeaderMap, name: &str) -> Option<Vec<u8>> {
+pub(crate) const SIGNATURE_INPUT: HeaderName = HeaderName::from_static("signature-input");
+pub(crate) const SIGNATURE: HeaderName = HeaderName::from_static("signature");
+pub(crate) const CONTENT_DIGEST: HeaderName = HeaderName::from_static("content-digest");
+
+/// All field lines of `name` joined with `", "` (borrowed when there is one), or `None`.
+pub(crate) fn combined<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<Cow<'h, [u8]>> {
     let mut it = headers.get_all(name).iter();
     let first = it.next()?;
+    let Some(second) = it.next() else {
+        return Some(Cow::Borrowed(first.as_bytes()));
+    };
     let mut out = first.as_bytes().to_vec();
-    for v in it {
+    for v in std::iter::once(second).chain(it) {
         out.extend_from_slice(b", ");
         out.extend_from_slice(v.as_bytes());
     }
-    Some(out)
+    Some(Cow::Owned(out))
 }
