@@ -86,7 +86,7 @@ fn bench(c: &mut criterion::Criterion) {
                 let req = Request::post("http://api.example.com/orders?id=42")
                     .body(Full::new(body.clone()))
                     .unwrap();
-                let svc = bare.clone();
+                let svc = bare;
                 async move {
                     let res = svc.oneshot(req).await.unwrap();
                     assert_eq!(res.status(), StatusCode::OK);

@@ -211,7 +211,7 @@ pub(crate) fn validate_key_id(id: &str) -> Result<(), &'static str> {
 }
 
 pub(crate) fn decode_hex(s: &str) -> Option<Zeroizing<Vec<u8>>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     fn nibble(b: u8) -> Option<u8> {
