@@ -724,3 +724,49 @@ async fn webhook_layer_verifies_refuses_replays_and_accepts_binary_bodies() {
         .unwrap();
     assert_eq!(kind(&res), Some(WebhookErrorKind::MissingHeader));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Audit log of failed attempts.
+
+#[derive(Clone, Default)]
+struct LogBuf(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn failed_attempts_are_logged_without_secrets_or_signatures() {
+    let buf = LogBuf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let clock = Manual::new(NOW);
+    let app =
+        app(VerifySignatureLayer::new(KeyRing::new(key("client-1", 8))).with_clock(clock.clock()));
+    let mut r = into_body(sign(signer(&clock), post("{}")).await);
+    r.extensions_mut().insert(battlement::net::PeerAddr(
+        "203.0.113.9:4711".parse().unwrap(),
+    ));
+    let signature = r.headers()["signature"].to_str().unwrap().to_owned();
+    let b64 = signature.split(':').nth(1).unwrap().to_owned();
+    assert_eq!(send(&app, r).await.0, StatusCode::UNAUTHORIZED);
+
+    let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("WARN"), "{log}");
+    assert!(log.contains("key_id=client-1"), "{log}");
+    assert!(log.contains("reason=invalid_signature"), "{log}");
+    assert!(log.contains("203.0.113.9"), "{log}");
+    assert!(!log.contains(&b64), "{log}");
+    assert!(!log.contains("0808080808"), "{log}");
+}

@@ -133,7 +133,8 @@ impl SignatureError {
         self.kind
     }
 
-    /// The key id the signature named, when it was known to the key ring.
+    /// The key id the signature named, once it was read: for an unknown key, the id as
+    /// claimed (at most 64 characters).
     pub fn key_id(&self) -> Option<&str> {
         self.key_id.as_deref()
     }

@@ -406,7 +406,12 @@ impl KeyRing {
     pub(crate) fn verifying_key(&self, id: &str, now: u64) -> Result<Arc<Key>, SignatureError> {
         let ring = self.read();
         let Some(entry) = ring.keys.get(id) else {
-            return Err(SignatureError::new(SignatureErrorKind::UnknownKey));
+            // The claimed id goes to the audit log: it is an sf-string (printable ASCII), cut
+            // to 64 characters so a client cannot flood the log through it.
+            let claimed: String = id.chars().take(64).collect();
+            return Err(
+                SignatureError::new(SignatureErrorKind::UnknownKey).with_key_id(Arc::from(claimed))
+            );
         };
         let in_grace = entry
             .retired_at

@@ -88,24 +88,24 @@ pub(crate) fn reject<R, B>(rejection: &R, extensions: &Extensions, err: GateErro
 where
     R: MakeRejection<B>,
 {
-    let peer = crate::net::peer_addr(extensions);
+    let peer = crate::net::peer_addr(extensions).map_or_else(|| "-".to_owned(), |p| p.to_string());
     let request_id = extensions.get::<RequestId>().map(RequestId::as_str);
     match &err {
         GateError::Signature(e) => tracing::warn!(
             target: "battlement::signing",
             scheme = "rfc9421",
-            key_id = e.key_id().unwrap_or("-"),
-            reason = e.kind().as_str(),
-            client = ?peer,
-            request_id = request_id.unwrap_or("-"),
+            key_id = %e.key_id().unwrap_or("-"),
+            reason = %e.kind().as_str(),
+            client = %peer,
+            request_id = %request_id.unwrap_or("-"),
             "request signature refused"
         ),
         GateError::Webhook(e) => tracing::warn!(
             target: "battlement::signing",
             scheme = "standard-webhooks",
-            reason = e.kind().as_str(),
-            client = ?peer,
-            request_id = request_id.unwrap_or("-"),
+            reason = %e.kind().as_str(),
+            client = %peer,
+            request_id = %request_id.unwrap_or("-"),
             "webhook signature refused"
         ),
     }
