@@ -1,5 +1,7 @@
 //! The signature base (RFC 9421 §2.5): the exact bytes that are MACed.
 
+use std::borrow::Cow;
+
 use http::{HeaderMap, Method, Uri};
 use sfv::SerializeValue;
 
@@ -18,35 +20,67 @@ pub(crate) struct Target<'a> {
     pub(crate) default_scheme: &'static str,
 }
 
-impl Target<'_> {
-    fn scheme(&self) -> String {
+impl<'a> Target<'a> {
+    fn scheme(&self) -> Cow<'a, str> {
         match self.uri.scheme_str() {
-            Some(s) => s.to_ascii_lowercase(),
-            None => self.default_scheme.to_owned(),
+            Some(s) if s.bytes().any(|b| b.is_ascii_uppercase()) => {
+                Cow::Owned(s.to_ascii_lowercase())
+            }
+            Some(s) => Cow::Borrowed(s),
+            None => Cow::Borrowed(self.default_scheme),
         }
     }
 
-    /// `@authority`: host lowercased, default port dropped (RFC 9421 §2.2.3).
-    fn authority(&self, scheme: &str) -> Option<String> {
-        let parsed;
-        let authority = match self.uri.authority() {
-            Some(a) => a,
-            None => {
-                let host = self.headers.get(http::header::HOST)?.to_str().ok()?;
-                parsed = host.trim().parse::<http::uri::Authority>().ok()?;
-                &parsed
-            }
+    /// `@authority`: host lowercased, default port dropped (RFC 9421 §2.2.3). Borrowed from the
+    /// request unless it has to change.
+    fn authority(&self, scheme: &str) -> Option<Cow<'a, str>> {
+        let raw = match self.uri.authority() {
+            Some(a) => a.as_str(),
+            None => self.headers.get(http::header::HOST)?.to_str().ok()?.trim(),
         };
-        let mut out = authority.host().to_ascii_lowercase();
-        match (authority.port_u16(), scheme) {
-            (Some(80), "http") | (Some(443), "https") | (None, _) => {}
-            (Some(port), _) => {
-                out.push(':');
-                out.push_str(&port.to_string());
-            }
+        // Drop userinfo (never in `Host`, but an absolute URI may carry it).
+        let raw = raw.rsplit_once('@').map_or(raw, |(_, h)| h);
+        let (host, port) = split_host_port(raw)?;
+        let default_port = matches!(
+            (port, scheme),
+            (Some("80"), "http") | (Some("443"), "https")
+        );
+        let keep = if port.is_none() || default_port {
+            host
+        } else {
+            raw
+        };
+        if keep.bytes().any(|b| b.is_ascii_uppercase()) {
+            Some(Cow::Owned(keep.to_ascii_lowercase()))
+        } else {
+            Some(Cow::Borrowed(keep))
         }
-        Some(out)
     }
+}
+
+/// Splits `host[:port]` (IPv6 hosts in brackets), checking the characters of each part.
+fn split_host_port(raw: &str) -> Option<(&str, Option<&str>)> {
+    let (host, port) = if raw.starts_with('[') {
+        let end = raw.find(']')?;
+        let (h, rest) = raw.split_at(end + 1);
+        match rest.strip_prefix(':') {
+            Some(p) => (h, Some(p)),
+            None if rest.is_empty() => (h, None),
+            None => return None,
+        }
+    } else {
+        match raw.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (raw, None),
+        }
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=[]:".contains(&b));
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    (host_ok && port_ok).then_some((host, port))
 }
 
 /// The signature base (RFC 9421 §2.5) of `req` for `input`: the exact bytes that are MACed.
@@ -86,7 +120,7 @@ pub(crate) fn write_base(
     out: &mut Vec<u8>,
 ) -> Result<(), SignatureErrorKind> {
     let unavailable = SignatureErrorKind::ComponentUnavailable;
-    let mut scheme_cache: Option<String> = None;
+    let mut scheme_cache: Option<Cow<'_, str>> = None;
     for c in components {
         let line = |value: &[u8], out: &mut Vec<u8>| {
             out.extend_from_slice(c.identifier().as_bytes());
@@ -107,18 +141,19 @@ pub(crate) fn write_base(
                 line(a.as_bytes(), out);
             }
             ComponentKind::TargetUri => {
-                let s = scheme_cache.get_or_insert_with(scheme).clone();
-                let a = target.authority(&s).ok_or(unavailable)?;
-                let mut v = String::with_capacity(s.len() + a.len() + 64);
-                v.push_str(&s);
-                v.push_str("://");
-                v.push_str(&a);
-                v.push_str(path(target.uri));
+                let s = scheme_cache.get_or_insert_with(scheme);
+                let a = target.authority(s).ok_or(unavailable)?;
+                out.extend_from_slice(c.identifier().as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(s.as_bytes());
+                out.extend_from_slice(b"://");
+                out.extend_from_slice(a.as_bytes());
+                out.extend_from_slice(path(target.uri).as_bytes());
                 if let Some(q) = target.uri.query() {
-                    v.push('?');
-                    v.push_str(q);
+                    out.push(b'?');
+                    out.extend_from_slice(q.as_bytes());
                 }
-                line(v.as_bytes(), out);
+                out.push(b'\n');
             }
             ComponentKind::RequestTarget => {
                 let v = target.uri.path_and_query().map_or("/", |pq| pq.as_str());
@@ -426,6 +461,20 @@ mod tests {
         h.insert("x-dict", "a=1,   b=(x  y);p".parse().unwrap());
         let b = base(r#"s=("x-dict";key="b" "x-dict";sf)"#, &m, &u, &h).unwrap();
         assert!(b.starts_with("\"x-dict\";key=\"b\": (x y);p\n\"x-dict\";sf: a=1, b=(x y);p\n"));
+    }
+
+    #[test]
+    fn host_port_splitting() {
+        assert_eq!(
+            split_host_port("a.example:8080"),
+            Some(("a.example", Some("8080")))
+        );
+        assert_eq!(split_host_port("[::1]:443"), Some(("[::1]", Some("443"))));
+        assert_eq!(split_host_port("[::1]"), Some(("[::1]", None)));
+        assert_eq!(split_host_port("a b"), None);
+        assert_eq!(split_host_port("a:"), None);
+        assert_eq!(split_host_port("a:8x"), None);
+        assert_eq!(split_host_port(""), None);
     }
 
     #[test]

@@ -133,6 +133,20 @@ impl ExpectedDigests {
     }
 }
 
+/// A finished digest, without a heap allocation.
+pub(crate) struct DigestOutput {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl std::ops::Deref for DigestOutput {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
 /// An incremental digest of a body.
 #[derive(Clone, Debug)]
 pub(crate) enum Hasher {
@@ -162,11 +176,22 @@ impl Hasher {
         }
     }
 
-    pub(crate) fn finish(self) -> Vec<u8> {
+    pub(crate) fn finish(self) -> DigestOutput {
+        let mut out = DigestOutput {
+            buf: [0; 64],
+            len: 0,
+        };
         match self {
-            Self::Sha256(h) => h.finalize().to_vec(),
-            Self::Sha512(h) => h.finalize().to_vec(),
+            Self::Sha256(h) => {
+                out.buf[..32].copy_from_slice(&h.finalize());
+                out.len = 32;
+            }
+            Self::Sha512(h) => {
+                out.buf.copy_from_slice(&h.finalize());
+                out.len = 64;
+            }
         }
+        out
     }
 
     pub(crate) fn header_value(self) -> HeaderValue {
@@ -175,7 +200,7 @@ impl Hasher {
         let mut s = String::with_capacity(12 + 4 * digest.len().div_ceil(3));
         s.push_str(alg.as_str());
         s.push_str("=:");
-        STANDARD.encode_string(&digest, &mut s);
+        STANDARD.encode_string(&digest[..], &mut s);
         s.push(':');
         // Only ASCII from a fixed prefix and base64: always a valid header value.
         HeaderValue::try_from(s).unwrap_or_else(|_| HeaderValue::from_static(""))

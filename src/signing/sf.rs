@@ -204,6 +204,19 @@ impl<'a> Parser<'a> {
     fn string(&mut self) -> Res<Bare<'a>> {
         self.i += 1; // opening quote
         let start = self.i;
+        // Fast path: no escape before the closing quote, borrow the text.
+        let rest = &self.b[start..];
+        let stop = rest
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || !(0x20..=0x7e).contains(&c));
+        match stop {
+            Some(n) if rest[n] == b'"' => {
+                self.i = start + n + 1;
+                return Ok(Bare::Str(Cow::Borrowed(&self.s[start..start + n])));
+            }
+            Some(n) if rest[n] == b'\\' => {}
+            _ => return Err(SfError::Invalid),
+        }
         let mut owned: Option<String> = None;
         loop {
             let c = self.peek().ok_or(SfError::Invalid)?;
@@ -239,21 +252,19 @@ impl<'a> Parser<'a> {
         self.canonical = false;
         self.i += 1;
         let start = self.i;
-        while let Some(c) = self.peek() {
-            if c == b':' {
-                let content = &self.b[start..self.i];
-                self.i += 1;
-                return B64_LENIENT
-                    .decode(content)
-                    .map(Bare::Bytes)
-                    .map_err(|_| SfError::Invalid);
-            }
-            if !(c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=')) {
-                return Err(SfError::Invalid);
-            }
-            self.i += 1;
+        let rest = &self.b[start..];
+        let end = rest
+            .iter()
+            .position(|&c| !(c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=')))
+            .ok_or(SfError::Invalid)?;
+        if rest[end] != b':' {
+            return Err(SfError::Invalid);
         }
-        Err(SfError::Invalid)
+        self.i = start + end + 1;
+        B64_LENIENT
+            .decode(&rest[..end])
+            .map(Bare::Bytes)
+            .map_err(|_| SfError::Invalid)
     }
 
     fn params(&mut self) -> Res<Params<'a>> {
@@ -324,10 +335,8 @@ impl<'a> Parser<'a> {
 
 /// Parses a dictionary (RFC 8941 §4.2.2), refusing duplicate keys.
 pub(crate) fn parse_dictionary(input: &[u8]) -> Res<Dict<'_>> {
-    // Structured fields are ASCII; anything else fails (and makes the `str` view trivial).
-    if !input.is_ascii() {
-        return Err(SfError::Invalid);
-    }
+    // Structured fields are ASCII: every accepted character class below is ASCII, so a
+    // non-ASCII byte fails where it is met (and the parser never slices inside a character).
     let s = std::str::from_utf8(input).map_err(|_| SfError::Invalid)?;
     let mut p = Parser {
         s,
