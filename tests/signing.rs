@@ -726,47 +726,87 @@ async fn webhook_layer_verifies_refuses_replays_and_accepts_binary_bodies() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Audit log of failed attempts.
+// Several signatures; signing errors.
 
-#[derive(Clone, Default)]
-struct LogBuf(Arc<std::sync::Mutex<Vec<u8>>>);
+#[tokio::test]
+async fn the_verifier_picks_the_signature_its_policy_accepts() {
+    let clock = Manual::new(NOW);
+    let app = verifier(&clock);
+    let mut r = into_body(sign(signer(&clock), post("{}")).await);
+    let input = r.headers()["signature-input"].to_str().unwrap().to_owned();
+    let sig = r.headers()["signature"].to_str().unwrap().to_owned();
+    // An extra signature first, by a key this server does not know.
+    let bogus_input =
+        format!(r#"other=("@method");created={NOW};keyid="someone-else";nonce="x", {input}"#);
+    let bogus_sig = format!("other=:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=:, {sig}");
+    r.headers_mut()
+        .insert("signature-input", bogus_input.parse().unwrap());
+    r.headers_mut()
+        .insert("signature", bogus_sig.parse().unwrap());
+    let (p, b) = r.into_parts();
+    let body = b.collect().await.unwrap().to_bytes();
+    assert_eq!(
+        send(
+            &app,
+            Request::from_parts(p.clone(), Body::from(body.clone()))
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
 
-impl std::io::Write for LogBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    // A policy pinned to the label `other` refuses the same request.
+    let pinned = app(VerifySignatureLayer::with_policy(
+        KeyRing::new(key("client-1", 7)),
+        VerifyPolicy::new().label("other"),
+    )
+    .with_clock(clock.clock()));
+    let (status, kind, _) = send(&pinned, Request::from_parts(p, Body::from(body))).await;
+    assert_eq!(
+        (status, kind),
+        (
+            StatusCode::UNAUTHORIZED,
+            Some(SignatureErrorKind::UnknownKey)
+        )
+    );
 }
 
 #[tokio::test]
-async fn failed_attempts_are_logged_without_secrets_or_signatures() {
-    let buf = LogBuf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
+async fn signing_errors_are_typed() {
+    use battlement::signing::{SignError, SignErrorKind};
     let clock = Manual::new(NOW);
-    let app =
-        app(VerifySignatureLayer::new(KeyRing::new(key("client-1", 8))).with_clock(clock.clock()));
-    let mut r = into_body(sign(signer(&clock), post("{}")).await);
-    r.extensions_mut().insert(battlement::net::PeerAddr(
-        "203.0.113.9:4711".parse().unwrap(),
-    ));
-    let signature = r.headers()["signature"].to_str().unwrap().to_owned();
-    let b64 = signature.split(':').nth(1).unwrap().to_owned();
-    assert_eq!(send(&app, r).await.0, StatusCode::UNAUTHORIZED);
+    let svc = |layer: SignRequestLayer| {
+        ServiceBuilder::new().layer(layer).service(service_fn(
+            |r: Request<BufferedBody>| async move { Ok::<_, Infallible>(r) },
+        ))
+    };
+    let err = svc(signer(&clock).with_body_limit(4))
+        .oneshot(post("0123456789"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<SignError>().map(SignError::kind),
+        Some(SignErrorKind::BodyTooLarge)
+    );
 
-    let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-    assert!(log.contains("WARN"), "{log}");
-    assert!(log.contains("key_id=client-1"), "{log}");
-    assert!(log.contains("reason=invalid_signature"), "{log}");
-    assert!(log.contains("203.0.113.9"), "{log}");
-    assert!(!log.contains(&b64), "{log}");
-    assert!(!log.contains("0808080808"), "{log}");
+    // A streamed body over the limit, without a length.
+    let mut req = post("");
+    *req.body_mut() = chunked(&[b"0123", b"4567"]);
+    let err = svc(signer(&clock).with_body_limit(6))
+        .oneshot(req)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<SignError>().map(SignError::kind),
+        Some(SignErrorKind::BodyTooLarge)
+    );
+
+    let no_header = Request::post("http://api.example.com/x")
+        .body(Body::empty())
+        .unwrap();
+    let err = svc(signer(&clock)).oneshot(no_header).await.unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<SignError>().map(SignError::kind),
+        Some(SignErrorKind::ComponentUnavailable)
+    );
 }
