@@ -731,7 +731,7 @@ async fn webhook_layer_verifies_refuses_replays_and_accepts_binary_bodies() {
 #[tokio::test]
 async fn the_verifier_picks_the_signature_its_policy_accepts() {
     let clock = Manual::new(NOW);
-    let app = verifier(&clock);
+    let server = verifier(&clock);
     let mut r = into_body(sign(signer(&clock), post("{}")).await);
     let input = r.headers()["signature-input"].to_str().unwrap().to_owned();
     let sig = r.headers()["signature"].to_str().unwrap().to_owned();
@@ -747,7 +747,7 @@ async fn the_verifier_picks_the_signature_its_policy_accepts() {
     let body = b.collect().await.unwrap().to_bytes();
     assert_eq!(
         send(
-            &app,
+            &server,
             Request::from_parts(p.clone(), Body::from(body.clone()))
         )
         .await
