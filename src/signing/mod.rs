@@ -96,6 +96,7 @@
 mod base;
 mod body;
 mod clock;
+mod config;
 mod digest;
 mod error;
 mod key;
@@ -109,6 +110,7 @@ pub mod webhooks;
 pub use base::signature_base;
 pub use body::BufferedBody;
 pub use clock::{Clock, SystemClock, TokioClock};
+pub use config::{KeyConfig, SigningConfig};
 pub use digest::{DigestAlgorithm, content_digest, verify_content_digest};
 pub use error::{SignError, SignErrorKind, SignatureError, SignatureErrorKind};
 pub use key::{
