@@ -32,6 +32,8 @@
 //!
 //! Shared pieces: [`problem`] (the one rejection response), [`net`] (peer addresses and
 //! trusted proxies), [`error`] (typed configuration errors naming the field).
+//! * [`signing`]: RFC 9421 HTTP Message Signatures (`hmac-sha256`) with RFC 9530
+//!   `Content-Digest`, a rotating key ring, replay protection, and Standard Webhooks.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -46,5 +48,6 @@ pub mod rate_limit;
 pub mod request_id;
 pub mod retry;
 pub mod security_headers;
+pub mod signing;
 
 pub use error::{ConfigError, ConfigErrorKind};

@@ -1,0 +1,128 @@
+//! [`VerifySignatureLayer`]: configuration shared by every clone of the service.
+
+use std::{fmt, sync::Arc};
+
+use tower::Layer;
+
+use super::{
+    policy::{Verifier, VerifyPolicy},
+    service::VerifySignature,
+};
+use crate::{
+    problem::DefaultRejection,
+    signing::{
+        clock::{Clock, SharedClock},
+        key::KeyRing,
+        replay::{MemoryReplayStore, ReplayStore},
+    },
+};
+
+pub(crate) struct Shared<St> {
+    pub(crate) verifier: Verifier,
+    pub(crate) store: Arc<St>,
+    pub(crate) clock: SharedClock,
+}
+
+/// Verifies RFC 9421 `hmac-sha256` signatures on requests before the inner service sees them.
+///
+/// See the [module docs](crate::signing) for what is checked. `R` makes the rejection response
+/// ([`DefaultRejection`]: problem+json), `St` is the replay store ([`MemoryReplayStore`]).
+pub struct VerifySignatureLayer<R = DefaultRejection, St = MemoryReplayStore> {
+    pub(crate) shared: Arc<Shared<St>>,
+    pub(crate) rejection: R,
+}
+
+impl VerifySignatureLayer {
+    /// Verifies with the keys of `ring` and the default [`VerifyPolicy`], an in-memory replay
+    /// store and the system clock.
+    pub fn new(ring: KeyRing) -> Self {
+        Self::with_policy(ring, VerifyPolicy::new())
+    }
+
+    /// Verifies with the keys of `ring` and `policy`.
+    pub fn with_policy(ring: KeyRing, policy: VerifyPolicy) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                verifier: Verifier { ring, policy },
+                store: Arc::new(MemoryReplayStore::new()),
+                clock: SharedClock::default(),
+            }),
+            rejection: DefaultRejection,
+        }
+    }
+}
+
+impl<R, St> VerifySignatureLayer<R, St> {
+    fn rebuild<St2>(self, store: Arc<St2>, clock: SharedClock) -> VerifySignatureLayer<R, St2> {
+        let (ring, policy) = (
+            self.shared.verifier.ring.clone(),
+            self.shared.verifier.policy.clone(),
+        );
+        VerifySignatureLayer {
+            shared: Arc::new(Shared {
+                verifier: Verifier { ring, policy },
+                store,
+                clock,
+            }),
+            rejection: self.rejection,
+        }
+    }
+
+    /// Uses `store` for nonces (e.g. a Redis store shared by every instance).
+    #[must_use]
+    pub fn with_replay_store<St2: ReplayStore>(self, store: St2) -> VerifySignatureLayer<R, St2> {
+        let clock = self.shared.clock.clone();
+        self.rebuild(Arc::new(store), clock)
+    }
+
+    /// Reads time from `clock` (for tests: [`TokioClock`](crate::signing::TokioClock)).
+    #[must_use]
+    pub fn with_clock(self, clock: impl Clock) -> Self {
+        let store = self.shared.store.clone();
+        self.rebuild(store, SharedClock::new(clock))
+    }
+
+    /// Answers rejections with `rejection` instead of problem+json.
+    #[must_use]
+    pub fn with_rejection<R2>(self, rejection: R2) -> VerifySignatureLayer<R2, St> {
+        VerifySignatureLayer {
+            shared: self.shared,
+            rejection,
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &VerifyPolicy {
+        &self.shared.verifier.policy
+    }
+}
+
+impl<R: Clone, St> Clone for VerifySignatureLayer<R, St> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            rejection: self.rejection.clone(),
+        }
+    }
+}
+
+impl<R, St> fmt::Debug for VerifySignatureLayer<R, St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifySignatureLayer")
+            .field("ring", &self.shared.verifier.ring)
+            .field("policy", &self.shared.verifier.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, R: Clone, St> Layer<S> for VerifySignatureLayer<R, St> {
+    type Service = VerifySignature<S, R, St>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        VerifySignature {
+            inner,
+            shared: self.shared.clone(),
+            rejection: self.rejection.clone(),
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The server side: [`VerifySignatureLayer`] and its policy. See [`crate::signing`].
+
+mod future;
+mod layer;
+mod policy;
+mod service;
+
+pub use future::ResponseFuture;
+pub(crate) use future::{Finish, GateError, Pending, reject};
+pub use layer::VerifySignatureLayer;
+pub use policy::{DEFAULT_BODY_LIMIT, NonceRequirement, VerifiedSignature, VerifyPolicy};
+pub use service::VerifySignature;
