@@ -520,15 +520,17 @@ async fn an_open_circuit_is_not_retried() {
     let err = client.oneshot(get()).await.unwrap_err();
     assert_eq!(err.kind(), RetryErrorKind::NotRetryable);
     assert_eq!(err.attempts(), 2);
-    assert!(err.inner().downcast_ref::<CircuitOpen>().is_some() || {
-        let mut src = err.inner().source();
-        let mut found = false;
-        while let Some(e) = src {
-            found |= e.is::<CircuitOpen>();
-            src = e.source();
+    assert!(
+        err.inner().downcast_ref::<CircuitOpen>().is_some() || {
+            let mut src = err.inner().source();
+            let mut found = false;
+            while let Some(e) = src {
+                found |= e.is::<CircuitOpen>();
+                src = e.source();
+            }
+            found
         }
-        found
-    });
+    );
     assert_eq!(log.lock().unwrap().len(), 1, "the upstream was called once");
     assert_eq!(breaker.snapshot().rejections, 1);
 }
