@@ -20,6 +20,8 @@
 //!   in-memory store.
 //! * [`auth::api_key`]: API keys stored as SHA-256 hashes, with principals, scopes, expiry and
 //!   rotation.
+//! * [`signing`]: RFC 9421 HTTP Message Signatures (`hmac-sha256`) (verify) with RFC 9530
+//!   `Content-Digest`, a rotating key ring, replay protection, and Standard Webhooks.
 //! * [`circuit_breaker`] (server mode): a 503 with `Retry-After` in front of a fragile handler.
 //!
 //! Client side:
@@ -28,12 +30,11 @@
 //!   `Retry-After` and bounded body replay.
 //! * [`circuit_breaker`]: closed/open/half-open breakers, per key, failing fast with a typed
 //!   `CircuitOpen` error.
+//! * [`signing`] (sign): a fresh signature, `created` and nonce on every attempt.
 //! * [`request_id::ForwardRequestIdLayer`]: the current request id on outgoing calls.
 //!
 //! Shared pieces: [`problem`] (the one rejection response), [`net`] (peer addresses and
 //! trusted proxies), [`error`] (typed configuration errors naming the field).
-//! * [`signing`]: RFC 9421 HTTP Message Signatures (`hmac-sha256`) with RFC 9530
-//!   `Content-Digest`, a rotating key ring, replay protection, and Standard Webhooks.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
