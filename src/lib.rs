@@ -52,3 +52,8 @@ pub mod security_headers;
 pub mod signing;
 
 pub use error::{ConfigError, ConfigErrorKind};
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
