@@ -20,7 +20,7 @@
 //!   in-memory store.
 //! * [`auth::api_key`]: API keys stored as SHA-256 hashes, with principals, scopes, expiry and
 //!   rotation.
-//! * [`signing`]: RFC 9421 HTTP Message Signatures (`hmac-sha256`) (verify) with RFC 9530
+//! * [`signing`] (verify): RFC 9421 HTTP Message Signatures (`hmac-sha256`) with RFC 9530
 //!   `Content-Digest`, a rotating key ring, replay protection, and Standard Webhooks.
 //! * [`circuit_breaker`] (server mode): a 503 with `Retry-After` in front of a fragile handler.
 //!

@@ -253,3 +253,51 @@ async fn plain_http_is_redirected_with_the_request_id() {
     );
     assert!(res.headers().contains_key("x-request-id"));
 }
+
+/// `Router::nest` strips the prefix before the nested router's layers run; the signature covers
+/// the path the client sent, so the verify layer reads axum's `OriginalUri`.
+#[tokio::test]
+async fn signatures_verify_inside_a_nested_router() {
+    use battlement::signing::{BufferedBody, Key, KeyRing, SignRequestLayer, VerifySignatureLayer};
+    use tower::service_fn;
+
+    let ring = KeyRing::new(Key::hmac_sha256("partner-1", &[9u8; 32]).unwrap());
+    let signed = Router::new()
+        .route("/orders", post(|b: Bytes| async move { b }))
+        .layer(VerifySignatureLayer::new(ring.clone()));
+    let app = Router::new().nest("/signed", signed);
+
+    let signed_req = ServiceBuilder::new()
+        .layer(SignRequestLayer::new(ring))
+        .service(service_fn(|req: Request<BufferedBody>| async move {
+            Ok::<_, std::convert::Infallible>(req)
+        }))
+        .oneshot(
+            Request::post("http://api.example/signed/orders")
+                .body(Body::from("{\"qty\":1}"))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let (mut parts, body) = signed_req.into_parts();
+    // As a server sees it: origin-form URI, authority in `Host`.
+    parts.uri = "/signed/orders".parse().unwrap();
+    parts
+        .headers
+        .insert(header::HOST, "api.example".parse().unwrap());
+    let req = Request::from_parts(parts, Body::from(body.into_bytes()));
+    let res = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+
+    // Without a signature the nested route refuses.
+    let res = app
+        .oneshot(
+            Request::post("/signed/orders")
+                .header(header::HOST, "api.example")
+                .body(Body::from("{}"))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
