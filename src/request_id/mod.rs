@@ -2,7 +2,8 @@
 //!
 //! [`SetRequestIdLayer`] gives every request an id and puts it
 //!
-//! * in the request extensions as a [`RequestId`] (handlers: `Extension<RequestId>`), and in
+//! * in the request extensions as a [`RequestId`] (axum handlers: `id: RequestId` or
+//!   `Extension<RequestId>`), and in
 //!   the request's `x-request-id` header, so inner layers and the handler see the final id;
 //! * in a `tracing` span `request{request_id=…}` around the inner service, so every event logged
 //!   while handling the request carries it;
@@ -85,6 +86,8 @@
 //! OpenTelemetry-instrumented proxy, [`SetRequestIdLayer::use_traceparent`] makes the request
 //! id equal to the trace id.
 
+#[cfg(feature = "axum")]
+mod extract;
 mod forward;
 mod future;
 mod id;
@@ -97,6 +100,8 @@ mod validate;
 
 use http::HeaderName;
 
+#[cfg(feature = "axum")]
+pub use extract::MissingRequestId;
 pub use forward::{ForwardRequestId, ForwardRequestIdLayer};
 pub use future::ResponseFuture;
 pub use id::{InvalidRequestId, RequestId};
