@@ -63,13 +63,11 @@ fn request_id(c: &mut criterion::Criterion) {
     group.bench_function("battlement_incoming", |b| run(&rt, b, ours.clone(), true));
 
     group.finish();
+    support::report("request_id", "bare", &[("battlement", "tower_http")]);
     support::report(
         "request_id",
-        "bare",
-        &[
-            ("battlement", "tower_http"),
-            ("battlement_incoming", "tower_http"),
-        ],
+        "bare_incoming",
+        &[("battlement_incoming", "tower_http_incoming")],
     );
 
     let mut group = c.benchmark_group("request_id_generate");

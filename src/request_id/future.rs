@@ -8,7 +8,7 @@ use http::{HeaderName, Response};
 use pin_project_lite::pin_project;
 use tracing::Span;
 
-use super::Scoped;
+use super::{RequestId, Scoped};
 
 pin_project! {
     /// The response future of [`SetRequestId`](super::SetRequestId).
@@ -25,9 +25,10 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: Scoped<F>, span: Span, header: HeaderName) -> Self {
+    #[inline]
+    pub(crate) fn new(inner: F, id: RequestId, span: Span, header: HeaderName) -> Self {
         Self {
-            inner,
+            inner: Scoped::new(inner, id),
             span,
             header,
         }

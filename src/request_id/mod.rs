@@ -2,7 +2,8 @@
 //!
 //! [`SetRequestIdLayer`] gives every request an id and puts it
 //!
-//! * in the request extensions as a [`RequestId`] (handlers: `Extension<RequestId>`), and in
+//! * in the request extensions as a [`RequestId`] (axum handlers: `id: RequestId` or
+//!   `Extension<RequestId>`), and in
 //!   the request's `x-request-id` header, so inner layers and the handler see the final id;
 //! * in a `tracing` span `request{request_id=…}` around the inner service, so every event logged
 //!   while handling the request carries it;
@@ -68,8 +69,8 @@
 //! # Pitfalls
 //!
 //! * An error returned as `Err` by the inner service has no response to carry the id: the
-//!   layers of this crate never do that, but a plain `tower` layer may. axum's `Router` turns
-//!   errors into responses before they reach this layer.
+//!   layers of this crate never do that, but a plain `tower` layer may (under axum's
+//!   `Router::layer` the inner service cannot fail: its error type is `Infallible`).
 //! * `tokio::spawn` starts a task without the current id; use [`RequestId::scope`] to pass it.
 //! * A client id is still client data: even a valid one may collide with another request's on
 //!   purpose. Trust ids from your own proxies only ([`SetRequestIdLayer::trust_incoming_from`])
@@ -78,11 +79,15 @@
 //!
 //! # Deployment
 //!
-//! Behind a load balancer that sets `x-request-id` (AWS ALB sets `x-amzn-trace-id`, use
-//! [`SetRequestIdLayer::header`]), trust it from the balancer's range only. Behind an
+//! Behind a load balancer that sets `x-request-id`, trust it from the balancer's range only
+//! ([`SetRequestIdLayer::trust_incoming_from`]). AWS ALB sets `x-amzn-trace-id` instead: use
+//! [`SetRequestIdLayer::header`], and allow its `Root=1-…;Parent=…` syntax with
+//! `DefaultValidateRequestId::new().also_allow("=;")`. Behind an
 //! OpenTelemetry-instrumented proxy, [`SetRequestIdLayer::use_traceparent`] makes the request
 //! id equal to the trace id.
 
+#[cfg(feature = "axum")]
+mod extract;
 mod forward;
 mod future;
 mod id;
@@ -95,6 +100,8 @@ mod validate;
 
 use http::HeaderName;
 
+#[cfg(feature = "axum")]
+pub use extract::MissingRequestId;
 pub use forward::{ForwardRequestId, ForwardRequestIdLayer};
 pub use future::ResponseFuture;
 pub use id::{InvalidRequestId, RequestId};

@@ -75,11 +75,9 @@ impl RequestId {
     /// assert_eq!(RequestId::current(), None);
     /// # }
     /// ```
+    #[inline]
     pub fn scope<F: Future>(self, future: F) -> Scoped<F> {
-        Scoped {
-            inner: future,
-            id: Some(self),
-        }
+        Scoped::new(future, self)
     }
 
     /// Runs `f` with `self` as the [`current`](Self::current) request id.
@@ -101,6 +99,14 @@ pin_project! {
 }
 
 impl<F> Scoped<F> {
+    #[inline]
+    pub(crate) fn new(inner: F, id: RequestId) -> Self {
+        Self {
+            inner,
+            id: Some(id),
+        }
+    }
+
     /// Takes the id back out (after the future completed, typically). The future no longer
     /// sees it if polled again.
     pub(crate) fn take_id(self: Pin<&mut Self>) -> Option<RequestId> {

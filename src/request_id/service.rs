@@ -109,11 +109,10 @@ where
         } else {
             tracing::Span::none()
         };
-        let future = {
-            let _entered = span.enter();
-            self.inner.call(req)
-        };
-        ResponseFuture::new(id.scope(future), span, self.config.header.clone())
+        let entered = span.enter();
+        let future = self.inner.call(req);
+        drop(entered);
+        ResponseFuture::new(future, id, span, self.config.header.clone())
     }
 }
 
