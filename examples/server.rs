@@ -21,7 +21,8 @@
 //! - `GET /healthz`: a health check, exempt from the HTTPS redirect.
 //! - `GET /panic`: a handler bug, answered with a 500 problem that leaks nothing.
 //!
-//! Every route is rate-limited per client address (behind `trusted_proxies` only).
+//! Every route is rate-limited per client address (behind `trusted_proxies` only); the quota
+//! comes from `[rate_limit]` or `BATTLEMENT_RATE_PER_MINUTE` / `BATTLEMENT_RATE_BURST`.
 //!
 //! Try:
 //!
@@ -201,6 +202,23 @@ fn load_settings() -> Result<Settings, String> {
         }
         Some(path) => read_settings(PathBuf::from(path))?,
     };
+    for (var, field) in [
+        (
+            "BATTLEMENT_RATE_PER_MINUTE",
+            &mut settings.rate_limit.per_ip_per_minute,
+        ),
+        (
+            "BATTLEMENT_RATE_BURST",
+            &mut settings.rate_limit.per_ip_burst,
+        ),
+    ] {
+        if let Some(value) = std::env::var_os(var) {
+            let value = value.to_string_lossy();
+            *field = value
+                .parse()
+                .map_err(|e| format!("{var}={value:?} is not a whole number: {e}"))?;
+        }
+    }
     if let Some(addr) = std::env::var_os("BATTLEMENT_ADDR") {
         let addr = addr.to_string_lossy();
         settings.addr = addr
