@@ -1,0 +1,323 @@
+//! The shared connection: a reconnecting multiplexed connection, a timeout on every call and a
+//! breaker that stops calling Redis while it fails.
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use ::redis::{
+    Client, Script,
+    aio::{ConnectionManager, ConnectionManagerConfig},
+};
+
+use super::{
+    config::{FailurePolicy, RedisConfig},
+    hash::StableKeyHasher,
+    rate_limit::RedisRateLimitStore,
+    replay::RedisReplayStore,
+};
+use crate::circuit_breaker::{Breaker, Outcome, Permit, State};
+
+/// Connecting to Redis failed.
+#[derive(Clone)]
+pub struct ConnectError {
+    kind: ConnectErrorKind,
+    detail: String,
+}
+
+/// What kind of [`ConnectError`] it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConnectErrorKind {
+    /// The URL is not a `redis://`, `rediss://` or `unix://` URL this build supports.
+    InvalidUrl,
+    /// Not called inside a tokio runtime.
+    NoRuntime,
+    /// Redis did not answer `PING` and `SCRIPT LOAD` in time.
+    Unreachable,
+    /// The breaker configuration is invalid.
+    Config,
+}
+
+impl ConnectError {
+    fn new(kind: ConnectErrorKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    /// The kind of error.
+    pub fn kind(&self) -> ConnectErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Debug for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectError")
+            .field("kind", &self.kind)
+            .field("detail", &self.detail)
+            .finish()
+    }
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the URL: it may hold a password.
+        match self.kind {
+            ConnectErrorKind::InvalidUrl => write!(f, "invalid Redis URL: {}", self.detail),
+            ConnectErrorKind::NoRuntime => {
+                write!(f, "the Redis stores need a tokio runtime: {}", self.detail)
+            }
+            ConnectErrorKind::Unreachable => write!(f, "Redis unreachable: {}", self.detail),
+            ConnectErrorKind::Config => write!(f, "invalid Redis store config: {}", self.detail),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+/// A Redis error turned into text that cannot carry the URL (the `redis` crate does not put
+/// credentials in its errors; only the kind and the server's message are kept).
+pub(crate) fn describe(e: &::redis::RedisError) -> String {
+    let mut s = format!("{:?}", e.kind());
+    if let Some(detail) = e.detail() {
+        s.push_str(": ");
+        s.push_str(detail);
+    } else if e.is_io_error() {
+        s.push_str(": I/O error");
+    }
+    s
+}
+
+pub(crate) struct Inner {
+    pub(crate) manager: ConnectionManager,
+    pub(crate) config: RedisConfig,
+    pub(crate) breaker: Breaker,
+    pub(crate) hasher: StableKeyHasher,
+    pub(crate) gcra: Script,
+    pub(crate) adjust: Script,
+    /// `{prefix}:rl:`
+    pub(crate) rl_prefix: String,
+    /// `prefix:nonce:`
+    pub(crate) nonce_prefix: String,
+}
+
+/// One connection to Redis shared by the Redis stores: reconnects by itself
+/// (`redis::aio::ConnectionManager`), bounds every call with the configured timeout, and stops
+/// calling Redis while it fails (a [`Breaker`]; every transition is a `tracing` event).
+///
+/// Cloning shares the connection.
+#[derive(Clone)]
+pub struct RedisConnection {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl RedisConnection {
+    /// Connects to `url` (`redis://[user[:password]@]host[:port][/db]`, `rediss://` for TLS
+    /// when the crate is built with TLS support), checks Redis answers (`PING`) and loads the
+    /// scripts, within the larger of the call timeout and 5 s.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConnectError`]: invalid URL, no tokio runtime, or Redis unreachable.
+    pub async fn connect(url: &str, config: RedisConfig) -> Result<Self, ConnectError> {
+        let conn = Self::connect_lazy(url, config)?;
+        let wait = conn.inner.config.timeout.max(Duration::from_secs(5));
+        let mut con = conn.inner.manager.clone();
+        let inner = conn.inner.clone();
+        let warm = async move {
+            ::redis::cmd("PING").query_async::<()>(&mut con).await?;
+            inner.gcra.load_async(&mut con).await?;
+            inner.adjust.load_async(&mut con).await?;
+            Ok::<(), ::redis::RedisError>(())
+        };
+        match tokio::time::timeout(wait, warm).await {
+            Ok(Ok(())) => Ok(conn),
+            Ok(Err(e)) => Err(ConnectError::new(
+                ConnectErrorKind::Unreachable,
+                describe(&e),
+            )),
+            Err(_) => Err(ConnectError::new(
+                ConnectErrorKind::Unreachable,
+                format!("no answer within {wait:?}"),
+            )),
+        }
+    }
+
+    /// A connection made on first use: starting does not need Redis up (requests get the
+    /// failure policy until it is). Scripts are loaded on first use (`EVALSHA`, then
+    /// `SCRIPT LOAD` on `NOSCRIPT`).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConnectError`]: invalid URL or breaker config, or no tokio runtime.
+    pub fn connect_lazy(url: &str, config: RedisConfig) -> Result<Self, ConnectError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(ConnectError::new(
+                ConnectErrorKind::NoRuntime,
+                "call inside a tokio runtime",
+            ));
+        }
+        let client = Client::open(url)
+            .map_err(|e| ConnectError::new(ConnectErrorKind::InvalidUrl, describe(&e)))?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(10))
+            .set_max_delay(Duration::from_millis(100))
+            .set_connection_timeout(Some(config.timeout.max(Duration::from_secs(2))))
+            .set_response_timeout(None);
+        let manager = ConnectionManager::new_lazy_with_config(client, manager_config)
+            .map_err(|e| ConnectError::new(ConnectErrorKind::InvalidUrl, describe(&e)))?;
+        let breaker_config = with_events(&config);
+        breaker_config
+            .validate()
+            .map_err(|e| ConnectError::new(ConnectErrorKind::Config, e.to_string()))?;
+        let breaker = Breaker::from_validated(Arc::new(breaker_config), Some(Arc::from("redis")));
+        let rl_prefix = format!("{{{}}}:rl:", config.prefix);
+        let nonce_prefix = format!("{}:nonce:", config.prefix);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                manager,
+                hasher: StableKeyHasher::new(config.hash_key),
+                config,
+                breaker,
+                gcra: Script::new(include_str!("gcra.lua")),
+                adjust: Script::new(include_str!("adjust.lua")),
+                rl_prefix,
+                nonce_prefix,
+            }),
+        })
+    }
+
+    /// A rate-limit store on this connection.
+    pub fn rate_limit_store(&self) -> RedisRateLimitStore {
+        RedisRateLimitStore::new(self.clone())
+    }
+
+    /// A replay-nonce store on this connection.
+    pub fn replay_store(&self) -> RedisReplayStore {
+        RedisReplayStore::new(self.clone())
+    }
+
+    /// The breaker guarding Redis (its state, its counters).
+    pub fn breaker(&self) -> &Breaker {
+        &self.inner.breaker
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RedisConfig {
+        &self.inner.config
+    }
+
+    /// Leave to call Redis now, or `None` while the breaker is open.
+    pub(crate) fn permit(&self) -> Option<Permit> {
+        self.inner.breaker.try_acquire().ok()
+    }
+}
+
+impl fmt::Debug for RedisConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConnection")
+            .field("config", &self.inner.config)
+            .field("breaker", &self.inner.breaker.state())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The breaker config with a `battlement::redis` event on every transition (and the user's
+/// callback, if any, after it).
+fn with_events(config: &RedisConfig) -> crate::circuit_breaker::BreakerConfig {
+    let policy = config.failure;
+    let user = config.breaker.on_state_change.clone();
+    config.breaker.clone().on_state_change(move |change| {
+        match change.to {
+            State::Open => tracing::error!(
+                target: "battlement::redis",
+                from = %change.from,
+                reason = %change.reason,
+                cooldown_ms = change.cooldown.map_or(0, |d| d.as_millis() as u64),
+                ?policy,
+                "Redis unavailable: stores stop calling it and apply the failure policy"
+            ),
+            State::HalfOpen => tracing::warn!(
+                target: "battlement::redis",
+                "probing Redis again"
+            ),
+            State::Closed => tracing::info!(
+                target: "battlement::redis",
+                from = %change.from,
+                "Redis is back: stores use it again"
+            ),
+            other => tracing::warn!(
+                target: "battlement::redis",
+                state = %other,
+                "Redis breaker state changed"
+            ),
+        }
+        if let Some(user) = &user {
+            user(change);
+        }
+    })
+}
+
+/// Runs `call` under `permit` and the timeout; records the outcome on the breaker.
+pub(crate) async fn guarded<T, F>(
+    permit: Permit,
+    timeout: Duration,
+    what: &'static str,
+    call: F,
+) -> Result<T, String>
+where
+    F: Future<Output = ::redis::RedisResult<T>>,
+{
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(v)) => {
+            permit.record(Outcome::Success);
+            Ok(v)
+        }
+        Ok(Err(e)) => {
+            permit.record(Outcome::Failure);
+            let e = describe(&e);
+            tracing::warn!(target: "battlement::redis", error = %e, "{what} failed");
+            Err(e)
+        }
+        Err(_) => {
+            permit.record(Outcome::Failure);
+            tracing::warn!(target: "battlement::redis", timeout_ms = timeout.as_millis() as u64, "{what} timed out");
+            Err(format!("no answer within {timeout:?}"))
+        }
+    }
+}
+
+/// A future that is either ready or a boxed Redis call (real I/O, the one place the crate
+/// boxes a future on the request path).
+pub(crate) enum IoFuture<T> {
+    Ready(Option<T>),
+    Io(Pin<Box<dyn Future<Output = T> + Send>>),
+}
+
+impl<T> Future for IoFuture<T> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        match self.get_mut() {
+            Self::Ready(v) => Poll::Ready(v.take().expect("redis future polled after completion")),
+            Self::Io(f) => f.as_mut().poll(cx),
+        }
+    }
+}
+
+// `IoFuture` is `Unpin`: it only holds an `Option` or a `Pin<Box<_>>`.
+impl<T> Unpin for IoFuture<T> {}
+
+/// Whether a failure policy falls back to memory.
+pub(crate) fn falls_back(policy: FailurePolicy) -> bool {
+    matches!(policy, FailurePolicy::FallbackToMemory)
+}

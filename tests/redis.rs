@@ -1,0 +1,562 @@
+//! Integration tests of `battlement::redis` against a real `redis-server` started by the test.
+//!
+//! Without `redis-server` on the PATH the tests print "skipped: redis-server not found" and
+//! pass; with `BATTLEMENT_REQUIRE_REDIS=1` a missing server fails them.
+#![cfg(feature = "redis")]
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    num::NonZeroU32,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use axum::{Router, body::Body, extract::ConnectInfo, routing::get};
+use battlement::{
+    circuit_breaker::{BreakerConfig, State},
+    rate_limit::{GlobalKey, Limit, PeerIp, Quota, RateLimitLayer, RateLimitStore},
+    redis::{FailurePolicy, RedisConfig, RedisConnection, RedisRateLimitStore},
+    signing::{
+        BufferedBody, Key, KeyRing, ReplayCheck, ReplayStore, SignRequestLayer, SignatureError,
+        SignatureErrorKind, VerifySignatureLayer,
+    },
+};
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+
+/// A `redis-server` on a free loopback port, killed on drop.
+struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn have_redis() -> bool {
+    let found = Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        if std::env::var("BATTLEMENT_REQUIRE_REDIS").is_ok_and(|v| v == "1") {
+            panic!("redis-server not found and BATTLEMENT_REQUIRE_REDIS=1");
+        }
+        eprintln!("skipped: redis-server not found (set BATTLEMENT_REQUIRE_REDIS=1 to fail)");
+    }
+    found
+}
+
+/// Sends one inline command and reads one reply (enough for PING, INFO, CONFIG, DBSIZE).
+fn raw(port: u16, command: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.write_all(format!("{command}\r\n").as_bytes())?;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16384];
+    loop {
+        let n = s.read(&mut buf)?;
+        out.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&out);
+        // A bulk string: `$len\r\n...\r\n`; anything else is one line.
+        let complete = match text.strip_prefix('$') {
+            Some(rest) => rest.split_once("\r\n").is_some_and(|(len, body)| {
+                len.parse::<usize>().map_or(true, |l| body.len() >= l + 2)
+            }),
+            None => text.ends_with("\r\n"),
+        };
+        if n == 0 || complete {
+            return Ok(text.into_owned());
+        }
+    }
+}
+
+impl RedisServer {
+    fn start() -> Option<Self> {
+        if !have_redis() {
+            return None;
+        }
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+        };
+        server.spawn();
+        Some(server)
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if raw(self.port, "PING").is_ok_and(|r| r.starts_with("+PONG")) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server did not answer PING on port {}", self.port);
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    fn cmd(&self, command: &str) -> String {
+        raw(self.port, command).expect("redis command")
+    }
+
+    /// `calls` of `cmdstat_<name>` in `INFO commandstats` (0 when absent).
+    fn calls(&self, name: &str) -> u64 {
+        let info = self.cmd("INFO commandstats");
+        let prefix = format!("cmdstat_{name}:calls=");
+        info.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+const fn nz(n: u32) -> NonZeroU32 {
+    match NonZeroU32::new(n) {
+        Some(n) => n,
+        None => panic!("zero"),
+    }
+}
+
+fn config(policy: FailurePolicy) -> RedisConfig {
+    RedisConfig::new()
+        .with_prefix("test")
+        .unwrap()
+        .with_failure_policy(policy)
+        .with_breaker(BreakerConfig::consecutive_failures(2).cooldown(Duration::from_millis(200)))
+}
+
+fn router(store: RedisRateLimitStore, quota: Quota) -> Router {
+    Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(RateLimitLayer::new(Limit::new(PeerIp::new(), quota).with_id(1)).with_store(store))
+}
+
+fn request() -> Request<Body> {
+    let mut req = Request::get("/").body(Body::empty()).unwrap();
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from(([203, 0, 113, 7], 40000))));
+    req
+}
+
+async fn status(app: &Router) -> (StatusCode, bool) {
+    let res = app.clone().oneshot(request()).await.unwrap();
+    (res.status(), res.headers().contains_key("ratelimit"))
+}
+
+/// Serves `app` on a loopback port with connect info.
+async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    addr
+}
+
+/// One HTTP/1.1 GET over a fresh connection; the status code.
+async fn http_get(addr: SocketAddr) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out);
+    text.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_two_ports_share_one_quota() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let quota = Quota::per_minute(nz(10));
+    // Two instances: two connections, two routers, two sockets.
+    let a = RedisConnection::connect(&redis.url(), config(FailurePolicy::FailClosed))
+        .await
+        .unwrap();
+    let b = RedisConnection::connect(&redis.url(), config(FailurePolicy::FailClosed))
+        .await
+        .unwrap();
+    let addr_a = serve(router(a.rate_limit_store(), quota.clone())).await;
+    let addr_b = serve(router(b.rate_limit_store(), quota)).await;
+
+    let (mut ok, mut limited) = (0, 0);
+    for i in 0..30 {
+        let code = http_get(if i % 2 == 0 { addr_a } else { addr_b }).await;
+        match code {
+            200 => ok += 1,
+            429 => limited += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    // One quota's worth in total, not one per instance.
+    assert_eq!((ok, limited), (10, 20));
+    assert_eq!(a.breaker().state(), State::Closed);
+}
+
+#[tokio::test]
+async fn multi_limit_weighted_decisions_are_all_or_nothing_in_one_round_trip() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let conn = RedisConnection::connect(&redis.url(), config(FailurePolicy::FailClosed))
+        .await
+        .unwrap();
+    // Per IP: burst 5; global: burst 8. Cost 2 per request.
+    let layer =
+        RateLimitLayer::new(Limit::new(PeerIp::new(), Quota::per_minute(nz(5))).with_id(10))
+            .and(
+                Limit::new(
+                    GlobalKey,
+                    Quota::per_minute(nz(8)).with_name("global").unwrap(),
+                )
+                .with_id(11),
+            )
+            .unwrap()
+            .with_cost(|_| 2)
+            .with_store(conn.rate_limit_store());
+    let app = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(layer);
+
+    redis.cmd("CONFIG RESETSTAT");
+    let mut decisions = 0;
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        let res = app.clone().oneshot(request()).await.unwrap();
+        decisions += 1;
+        codes.push(res.status());
+        if res.status() == StatusCode::OK {
+            assert!(
+                res.headers()["ratelimit"]
+                    .to_str()
+                    .unwrap()
+                    .contains("\"global\";r=")
+            );
+        }
+    }
+    // 2 + 2 pass (per IP 5 → 1 left), the third needs 2 per IP: refused, global not charged.
+    assert_eq!(
+        codes,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    // Another client still finds 4 global units (8 − 2×2): the refusals charged nothing.
+    let other = || {
+        let mut req = Request::get("/").body(Body::empty()).unwrap();
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([198, 51, 100, 1], 1))));
+        req
+    };
+    for want in [
+        StatusCode::OK,
+        StatusCode::OK,
+        StatusCode::TOO_MANY_REQUESTS,
+    ] {
+        let res = app.clone().oneshot(other()).await.unwrap();
+        decisions += 1;
+        assert_eq!(res.status(), want);
+    }
+    // A cost above a burst is refused at once.
+    let big = RateLimitLayer::new(Limit::new(PeerIp::new(), Quota::per_minute(nz(5))).with_id(12))
+        .with_cost(|_| 6)
+        .with_store(conn.rate_limit_store());
+    let res = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(big)
+        .oneshot(request())
+        .await
+        .unwrap();
+    decisions += 1;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    // Exactly one round trip per decision, by Redis's own statistics.
+    assert_eq!(redis.calls("evalsha"), decisions);
+    assert_eq!(redis.calls("eval"), 0);
+    assert_eq!(redis.calls("script|load"), 0);
+    // Keys expire by themselves.
+    let store = conn.rate_limit_store();
+    let fp = {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let mut h = store.key_hasher().build_hasher();
+        h.write_u64(11);
+        ().hash(&mut h);
+        h.finish()
+    };
+    let ttl = redis.cmd(&format!("PTTL {}", store.redis_key(fp)));
+    let ttl: i64 = ttl.trim().trim_start_matches(':').parse().unwrap();
+    assert!(ttl > 0 && ttl <= 60_000, "{ttl}");
+}
+
+#[tokio::test]
+async fn noscript_is_reloaded_by_itself() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let conn = RedisConnection::connect(&redis.url(), config(FailurePolicy::FailClosed))
+        .await
+        .unwrap();
+    let app = router(conn.rate_limit_store(), Quota::per_minute(nz(3)));
+    assert_eq!(status(&app).await, (StatusCode::OK, true));
+    redis.cmd("SCRIPT FLUSH");
+    assert_eq!(status(&app).await, (StatusCode::OK, true));
+    assert_eq!(status(&app).await, (StatusCode::OK, true));
+    assert_eq!(status(&app).await.0, StatusCode::TOO_MANY_REQUESTS);
+}
+
+async fn sign(req: Request<Body>) -> Request<Body> {
+    let ring = KeyRing::new(Key::hmac_sha256("client-1", &[7; 32]).unwrap());
+    let signed: Request<BufferedBody> = ServiceBuilder::new()
+        .layer(SignRequestLayer::new(ring))
+        .service(service_fn(|r: Request<BufferedBody>| async move {
+            Ok::<_, std::convert::Infallible>(r)
+        }))
+        .oneshot(req)
+        .await
+        .unwrap();
+    let (p, b) = signed.into_parts();
+    Request::from_parts(p, Body::from(b.into_bytes()))
+}
+
+#[tokio::test]
+async fn a_nonce_used_at_one_instance_is_refused_at_the_other() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let verifier = |conn: RedisConnection| {
+        let ring = KeyRing::new(Key::hmac_sha256("client-1", &[7; 32]).unwrap());
+        Router::new()
+            .route("/orders", axum::routing::post(|| async { "done" }))
+            .layer(VerifySignatureLayer::new(ring).with_replay_store(conn.replay_store()))
+    };
+    let a = verifier(
+        RedisConnection::connect(&redis.url(), config(FailurePolicy::FailClosed))
+            .await
+            .unwrap(),
+    );
+    let b = verifier(
+        RedisConnection::connect(&redis.url(), config(FailurePolicy::FailClosed))
+            .await
+            .unwrap(),
+    );
+    let req = sign(
+        Request::post("http://api.example.com/orders")
+            .body(Body::from("{\"qty\":1}"))
+            .unwrap(),
+    )
+    .await;
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    let again = Request::from_parts(parts.clone(), Body::from(body.clone()));
+    let res = a
+        .oneshot(Request::from_parts(parts, Body::from(body)))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = b.oneshot(again).await.unwrap();
+    let kind = res.extensions().get::<SignatureError>().map(|e| e.kind());
+    assert_eq!(kind, Some(SignatureErrorKind::Replayed));
+    assert_eq!(redis.cmd("DBSIZE").trim(), ":1");
+}
+
+/// Kills Redis mid-test under `policy`: the policy holds, nothing waits past the timeout,
+/// and the stores go back to Redis by themselves once it is restarted.
+async fn outage(policy: FailurePolicy) {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let timeout = battlement::redis::DEFAULT_TIMEOUT;
+    let conn = RedisConnection::connect(&redis.url(), config(policy))
+        .await
+        .unwrap();
+    let app = router(conn.rate_limit_store(), Quota::per_minute(nz(3)));
+    let replay = conn.replay_store();
+    let ttl = Duration::from_secs(60);
+    assert_eq!(status(&app).await, (StatusCode::OK, true));
+    assert_eq!(
+        replay.check_and_insert("k:1", ttl).await,
+        Ok(ReplayCheck::Fresh)
+    );
+
+    redis.kill();
+    let margin = Duration::from_millis(150);
+    let mut codes = Vec::new();
+    let mut replays = Vec::new();
+    for i in 0..6 {
+        let start = Instant::now();
+        let (code, headers) = status(&app).await;
+        let took = start.elapsed();
+        assert!(
+            took < timeout + margin,
+            "request {i} waited {took:?} under {policy:?}"
+        );
+        codes.push((code, headers));
+        let start = Instant::now();
+        replays.push(replay.check_and_insert(&format!("k:{}", i % 2), ttl).await);
+        assert!(start.elapsed() < timeout + margin);
+    }
+    assert_eq!(conn.breaker().state(), State::Open);
+    match policy {
+        FailurePolicy::FailOpen => {
+            assert!(
+                codes.iter().all(|&c| c == (StatusCode::OK, false)),
+                "{codes:?}"
+            );
+            assert!(replays.iter().all(|r| *r == Ok(ReplayCheck::Fresh)));
+        }
+        FailurePolicy::FailClosed => {
+            assert!(
+                codes
+                    .iter()
+                    .all(|&(c, _)| c == StatusCode::SERVICE_UNAVAILABLE),
+                "{codes:?}"
+            );
+            assert!(replays.iter().all(Result::is_err));
+        }
+        _ => {
+            // The same quota, in memory, from a fresh bucket: 3 then refusals.
+            let got: Vec<StatusCode> = codes.iter().map(|c| c.0).collect();
+            assert_eq!(
+                got[..4],
+                [
+                    StatusCode::OK,
+                    StatusCode::OK,
+                    StatusCode::OK,
+                    StatusCode::TOO_MANY_REQUESTS
+                ]
+            );
+            assert!(codes.iter().all(|c| c.1));
+            assert_eq!(replays[0], Ok(ReplayCheck::Fresh));
+            assert_eq!(replays[1], Ok(ReplayCheck::Fresh));
+            assert_eq!(replays[2], Ok(ReplayCheck::Replayed));
+        }
+    }
+
+    // Redis comes back (empty): after the cooldown a probe goes through and the breaker closes.
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let start = Instant::now();
+        let _ = status(&app).await;
+        assert!(start.elapsed() < timeout + margin);
+        if conn.breaker().state() == State::Closed {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the store never went back to Redis"
+        );
+    }
+    // Decided by Redis again: its bucket is in Redis, and its state is Redis's.
+    redis.cmd("CONFIG RESETSTAT");
+    assert_eq!(status(&app).await, (StatusCode::OK, true));
+    assert_eq!(redis.calls("evalsha"), 1);
+    assert_eq!(
+        replay.check_and_insert("k:1", ttl).await,
+        Ok(ReplayCheck::Fresh)
+    );
+    assert_eq!(
+        replay.check_and_insert("k:1", ttl).await,
+        Ok(ReplayCheck::Replayed)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_fail_open() {
+    outage(FailurePolicy::FailOpen).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_fail_closed() {
+    outage(FailurePolicy::FailClosed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_fallback_to_memory() {
+    outage(FailurePolicy::FallbackToMemory).await;
+}
+
+#[tokio::test]
+async fn bad_urls_and_unreachable_servers_are_typed_errors() {
+    use battlement::redis::ConnectErrorKind;
+    let err = RedisConnection::connect("http://nope", RedisConfig::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ConnectErrorKind::InvalidUrl);
+    let err = RedisConnection::connect_lazy("redis://:secret-pw@127.0.0.1:1/", RedisConfig::new());
+    assert!(err.is_ok());
+    let port = free_port();
+    let err = RedisConnection::connect(
+        &format!("redis://user:secret-pw@127.0.0.1:{port}/"),
+        RedisConfig::new(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ConnectErrorKind::Unreachable);
+    assert!(!err.to_string().contains("secret-pw"));
+    assert!(!format!("{err:?}").contains("secret-pw"));
+}
+
+#[test]
+fn connect_lazy_outside_a_runtime_is_an_error() {
+    let err = RedisConnection::connect_lazy("redis://127.0.0.1/", RedisConfig::new()).unwrap_err();
+    assert_eq!(err.kind(), battlement::redis::ConnectErrorKind::NoRuntime);
+}
