@@ -54,7 +54,11 @@ fn have_redis() -> bool {
         if std::env::var("BATTLEMENT_REQUIRE_REDIS").is_ok_and(|v| v == "1") {
             panic!("redis-server not found and BATTLEMENT_REQUIRE_REDIS=1");
         }
-        eprintln!("skipped: redis-server not found (set BATTLEMENT_REQUIRE_REDIS=1 to fail)");
+        // Straight to stderr, past the test harness's capture, so the skip is seen.
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: redis-server not found (set BATTLEMENT_REQUIRE_REDIS=1 to fail)"
+        );
     }
     found
 }
@@ -124,6 +128,16 @@ impl RedisServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to the server process.
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{signal} {pid}");
     }
 
     fn restart(&mut self) {
@@ -334,10 +348,10 @@ async fn multi_limit_weighted_decisions_are_all_or_nothing_in_one_round_trip() {
     // Keys expire by themselves.
     let store = conn.rate_limit_store();
     let fp = {
-        use std::hash::{BuildHasher, Hash, Hasher};
+        use std::hash::{BuildHasher, Hasher};
+        // The global limit's key is `()`, which hashes to nothing: the fingerprint is the id's.
         let mut h = store.key_hasher().build_hasher();
         h.write_u64(11);
-        ().hash(&mut h);
         h.finish()
     };
     let ttl = redis.cmd(&format!("PTTL {}", store.redis_key(fp)));
@@ -439,10 +453,12 @@ async fn outage(policy: FailurePolicy) {
     let margin = Duration::from_millis(150);
     let mut codes = Vec::new();
     let mut replays = Vec::new();
+    let mut slowest = Duration::ZERO;
     for i in 0..6 {
         let start = Instant::now();
         let (code, headers) = status(&app).await;
         let took = start.elapsed();
+        slowest = slowest.max(took);
         assert!(
             took < timeout + margin,
             "request {i} waited {took:?} under {policy:?}"
@@ -453,6 +469,7 @@ async fn outage(policy: FailurePolicy) {
         assert!(start.elapsed() < timeout + margin);
     }
     assert_eq!(conn.breaker().state(), State::Open);
+    eprintln!("{policy:?}: slowest request while Redis was down: {slowest:?}");
     match policy {
         FailurePolicy::FailOpen => {
             assert!(
@@ -559,4 +576,181 @@ async fn bad_urls_and_unreachable_servers_are_typed_errors() {
 fn connect_lazy_outside_a_runtime_is_an_error() {
     let err = RedisConnection::connect_lazy("redis://127.0.0.1/", RedisConfig::new()).unwrap_err();
     assert_eq!(err.kind(), battlement::redis::ConnectErrorKind::NoRuntime);
+}
+
+/// Property: on random sequences of weighted two-limit requests, the Lua script decides
+/// exactly like the in-memory store (same verdicts, same binding limit, same remaining units;
+/// retry-after within the few milliseconds the test takes). Hourly quotas: nothing refills
+/// while a case runs, so Redis's moving clock and the frozen in-memory one agree.
+#[test]
+fn the_script_decides_like_the_memory_store() {
+    use battlement::rate_limit::{Check, MemoryStore, StoreResult, Verdict};
+    use proptest::{
+        collection::vec,
+        test_runner::{Config, TestRunner},
+    };
+
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let conn = rt
+        .block_on(RedisConnection::connect(
+            &redis.url(),
+            config(FailurePolicy::FailClosed),
+        ))
+        .unwrap();
+    let store = conn.rate_limit_store();
+    let next_case = std::sync::atomic::AtomicU64::new(0);
+    let mut runner = TestRunner::new(Config::with_cases(64));
+    runner
+        .run(
+            &(1u32..12, 1u32..12, vec((0u64..3, 0u64..14), 1..40)),
+            |(burst_a, burst_b, requests)| {
+                let case = next_case.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                let check = |key: u64, burst: u32, cost: u64| {
+                    let q = Quota::per_hour(nz(burst));
+                    let emission = q.emission_interval().as_nanos() as u64;
+                    Check {
+                        key,
+                        emission_ns: emission,
+                        limit_ns: emission * u64::from(burst),
+                        cost,
+                    }
+                };
+                let memory = MemoryStore::new();
+                for (client, cost) in requests {
+                    // Limit A per client, limit B shared by every client of the case.
+                    let checks = [
+                        check((case << 8) | client, burst_a, cost),
+                        check((case << 8) | 0xff, burst_b, cost),
+                    ];
+                    let want = match memory.check(&checks, 1_000) {
+                        StoreResult::Ready(d) => d.unwrap(),
+                        StoreResult::Pending(_) => unreachable!(),
+                    };
+                    let got = match store.check(&checks, 0) {
+                        StoreResult::Pending(f) => rt.block_on(f).unwrap(),
+                        StoreResult::Ready(_) => panic!("decided without Redis"),
+                    };
+                    match (want.verdict, got.verdict) {
+                        (
+                            Verdict::Denied {
+                                index: i,
+                                retry_after: w,
+                            },
+                            Verdict::Denied {
+                                index: j,
+                                retry_after: g,
+                            },
+                        ) => {
+                            let diff = w.abs_diff(g);
+                            proptest::prop_assert!(diff < Duration::from_secs(1), "{w:?} {g:?}");
+                            proptest::prop_assert!(i == j || diff < Duration::from_millis(1));
+                        }
+                        (w, g) => proptest::prop_assert_eq!(w, g),
+                    }
+                    let rem = |d: &battlement::rate_limit::Decision| {
+                        d.states().iter().map(|s| s.remaining).collect::<Vec<_>>()
+                    };
+                    proptest::prop_assert_eq!(rem(&want), rem(&got));
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+}
+
+#[tokio::test]
+async fn adjustments_reach_redis_in_the_background() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let conn = RedisConnection::connect(&redis.url(), config(FailurePolicy::FailClosed))
+        .await
+        .unwrap();
+    // Charged 1 up front, then the real cost from the handler's `x-cost` header.
+    let layer =
+        RateLimitLayer::new(Limit::new(PeerIp::new(), Quota::per_minute(nz(10))).with_id(20))
+            .with_adjustment(|res| res.headers.get("x-cost")?.to_str().ok()?.parse().ok())
+            .with_store(conn.rate_limit_store());
+    let app = Router::new()
+        .route("/", get(|| async { ([("x-cost", "6")], "ok") }))
+        .layer(layer);
+    let remaining = |res: &http::Response<Body>| {
+        let v = res.headers()["ratelimit"].to_str().unwrap().to_owned();
+        v.split(";r=")
+            .nth(1)
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let res = app.clone().oneshot(request()).await.unwrap();
+    assert_eq!(remaining(&res), 9);
+    // The adjustment (+5) is sent after the response: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if redis.calls("evalsha") >= 2 || Instant::now() > deadline {
+            break;
+        }
+    }
+    let res = app.clone().oneshot(request()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // 10 − 6 (first, adjusted) − 1 (this one, before its own adjustment).
+    assert_eq!(remaining(&res), 3);
+}
+
+/// A Redis that hangs (SIGSTOP: the socket stays open, nothing answers) costs each request at
+/// most the timeout, then nothing once the breaker is open; it is used again after SIGCONT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_redis_costs_at_most_the_timeout() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let timeout = Duration::from_millis(50);
+    let conn = RedisConnection::connect(
+        &redis.url(),
+        config(FailurePolicy::FallbackToMemory)
+            .with_timeout(timeout)
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let app = router(conn.rate_limit_store(), Quota::per_minute(nz(100)));
+    assert_eq!(status(&app).await, (StatusCode::OK, true));
+
+    redis.signal("STOP");
+    let mut took = Vec::new();
+    for _ in 0..6 {
+        let start = Instant::now();
+        assert_eq!(status(&app).await, (StatusCode::OK, true));
+        took.push(start.elapsed());
+    }
+    redis.signal("CONT");
+    // The first two waited for the timeout and tripped the breaker; the rest did not wait.
+    assert!(
+        took.iter()
+            .all(|&t| t < timeout + Duration::from_millis(100)),
+        "{took:?}"
+    );
+    assert!(took[0] >= timeout && took[1] >= timeout, "{took:?}");
+    assert!(
+        took[2..].iter().all(|&t| t < Duration::from_millis(5)),
+        "{took:?}"
+    );
+    assert_eq!(conn.breaker().state(), State::Open);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while conn.breaker().state() != State::Closed {
+        assert!(Instant::now() < deadline, "never went back to Redis");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let _ = status(&app).await;
+    }
+    redis.cmd("CONFIG RESETSTAT");
+    assert_eq!(status(&app).await, (StatusCode::OK, true));
+    assert_eq!(redis.calls("evalsha"), 1);
 }

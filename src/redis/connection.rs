@@ -216,6 +216,28 @@ impl RedisConnection {
         &self.inner.config
     }
 
+    /// Sends `PING` within the timeout, outside the breaker: a readiness check.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConnectError`] of kind [`Unreachable`](ConnectErrorKind::Unreachable).
+    pub async fn ping(&self) -> Result<(), ConnectError> {
+        let mut con = self.inner.manager.clone();
+        let timeout = self.inner.config.timeout;
+        match tokio::time::timeout(timeout, ::redis::cmd("PING").query_async::<()>(&mut con)).await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(ConnectError::new(
+                ConnectErrorKind::Unreachable,
+                describe(&e),
+            )),
+            Err(_) => Err(ConnectError::new(
+                ConnectErrorKind::Unreachable,
+                format!("no answer within {timeout:?}"),
+            )),
+        }
+    }
+
     /// Leave to call Redis now, or `None` while the breaker is open.
     pub(crate) fn permit(&self) -> Option<Permit> {
         self.inner.breaker.try_acquire().ok()

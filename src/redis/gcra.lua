@@ -13,18 +13,20 @@ local n = #KEYS
 local tat, T, L, inc = {}, {}, {}, {}
 local status, index, worst = 0, 0, 0
 for i = 1, n do
-  T[i] = tonumber(ARGV[3 * i - 2]) / 1000
+  local e = tonumber(ARGV[3 * i - 2])
+  T[i] = e / 1000
   L[i] = tonumber(ARGV[3 * i - 1]) / 1000
-  inc[i] = tonumber(ARGV[3 * i]) * T[i]
+  -- cost x emission in ns first: exact when it equals the capacity, as in the Rust store.
+  inc[i] = tonumber(ARGV[3 * i]) * e / 1000
   local v = redis.call('GET', KEYS[i])
   local x = v and tonumber(v) or now
   if x < now then x = now end
   tat[i] = x
-  if inc[i] > L[i] then
+  -- 0.1 us of slack (here and below) absorbs floating-point rounding.
+  if inc[i] > L[i] + 0.1 then
     if status ~= 2 then status = 2; index = i - 1 end
   elseif status ~= 2 then
     local over = x + inc[i] - now - L[i]
-    -- 0.1 us of slack absorbs floating-point rounding.
     if over > 0.1 and over > worst then status = 1; index = i - 1; worst = over end
   end
 end
