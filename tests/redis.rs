@@ -33,6 +33,8 @@ use tower::{ServiceBuilder, ServiceExt, service_fn};
 struct RedisServer {
     child: Option<Child>,
     port: u16,
+    /// Extra arguments (TLS setup); with them the server is only probed by a TCP connect.
+    extra: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -89,21 +91,33 @@ fn raw(port: u16, command: &str) -> std::io::Result<String> {
 
 impl RedisServer {
     fn start() -> Option<Self> {
+        Self::start_with(Vec::new())
+    }
+
+    fn start_with(extra: Vec<String>) -> Option<Self> {
         if !have_redis() {
             return None;
         }
         let mut server = Self {
             child: None,
             port: free_port(),
+            extra,
         };
         server.spawn();
         Some(server)
     }
 
     fn spawn(&mut self) {
+        let port = self.port.to_string();
+        let ports: [&str; 4] = if self.extra.is_empty() {
+            ["--port", &port, "--bind", "127.0.0.1"]
+        } else {
+            ["--port", "0", "--tls-port", &port]
+        };
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(ports)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -111,7 +125,12 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if raw(self.port, "PING").is_ok_and(|r| r.starts_with("+PONG")) {
+            let up = if self.extra.is_empty() {
+                raw(self.port, "PING").is_ok_and(|r| r.starts_with("+PONG"))
+            } else {
+                TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            };
+            if up {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -753,4 +772,142 @@ async fn a_hung_redis_costs_at_most_the_timeout() {
     redis.cmd("CONFIG RESETSTAT");
     assert_eq!(status(&app).await, (StatusCode::OK, true));
     assert_eq!(redis.calls("evalsha"), 1);
+}
+
+#[tokio::test]
+async fn password_and_acl_user_from_the_url() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    assert!(
+        redis
+            .cmd("ACL SETUSER app on >s3cret-pw ~* &* +@all")
+            .starts_with("+OK")
+    );
+    let url = format!("redis://app:s3cret-pw@127.0.0.1:{}/", redis.port);
+    let conn = RedisConnection::connect(&url, config(FailurePolicy::FailClosed))
+        .await
+        .unwrap();
+    let app = router(conn.rate_limit_store(), Quota::per_minute(nz(2)));
+    assert_eq!(status(&app).await, (StatusCode::OK, true));
+    assert!(redis.cmd("CLIENT LIST").contains("user=app"));
+
+    let wrong = format!("redis://app:wrong-pw@127.0.0.1:{}/", redis.port);
+    let err = RedisConnection::connect(&wrong, config(FailurePolicy::FailClosed))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), battlement::redis::ConnectErrorKind::Unreachable);
+    assert!(!format!("{err} {err:?}").contains("wrong-pw"), "{err}");
+}
+
+#[cfg(not(feature = "redis-tls"))]
+#[tokio::test]
+async fn rediss_needs_the_tls_feature() {
+    let err = RedisConnection::connect_lazy("rediss://127.0.0.1/", RedisConfig::new()).unwrap_err();
+    assert_eq!(err.kind(), battlement::redis::ConnectErrorKind::InvalidUrl);
+    assert!(err.to_string().contains("redis-tls"));
+}
+
+/// `rediss://` against a TLS-only `redis-server` with a private CA made by `openssl`.
+#[cfg(feature = "redis-tls")]
+#[tokio::test]
+async fn rediss_with_a_private_ca() {
+    let dir = std::env::temp_dir().join(format!("battlement-redis-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |args: &[&str]| {
+        Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    let made = run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=battlement-test-ca",
+    ]) && run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]) && run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    if !made {
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: openssl could not make test certificates"
+        );
+        return;
+    }
+    let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    let Some(redis) = RedisServer::start_with(vec![
+        "--tls-cert-file".into(),
+        path("server.crt"),
+        "--tls-key-file".into(),
+        path("server.key"),
+        "--tls-ca-cert-file".into(),
+        path("ca.crt"),
+        "--tls-auth-clients".into(),
+        "no".into(),
+    ]) else {
+        return;
+    };
+    let ca = std::fs::read(dir.join("ca.crt")).unwrap();
+    let url = format!("rediss://localhost:{}/", redis.port);
+    let conn =
+        RedisConnection::connect(&url, config(FailurePolicy::FailClosed).with_tls_root_ca(ca))
+            .await
+            .unwrap();
+    let app = router(conn.rate_limit_store(), Quota::per_minute(nz(1)));
+    assert_eq!(status(&app).await, (StatusCode::OK, true));
+    assert_eq!(status(&app).await.0, StatusCode::TOO_MANY_REQUESTS);
+
+    // Without the CA (the built-in roots only) the server is not trusted.
+    let err = RedisConnection::connect(&url, config(FailurePolicy::FailClosed))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), battlement::redis::ConnectErrorKind::Unreachable);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -54,6 +54,16 @@ pub struct RedisConfig {
     pub(crate) breaker: BreakerConfig,
     pub(crate) hash_key: [u8; 16],
     pub(crate) fallback_max_keys: usize,
+    #[cfg(feature = "redis-tls")]
+    pub(crate) tls: TlsFiles,
+}
+
+/// PEM files for `rediss://` beyond the built-in roots.
+#[cfg(feature = "redis-tls")]
+#[derive(Clone, Default)]
+pub(crate) struct TlsFiles {
+    pub(crate) root_ca: Option<Vec<u8>>,
+    pub(crate) client: Option<(Vec<u8>, zeroize::Zeroizing<Vec<u8>>)>,
 }
 
 impl RedisConfig {
@@ -70,6 +80,8 @@ impl RedisConfig {
                 .cooldown_growth(2, Duration::from_secs(10)),
             hash_key: DEFAULT_HASH_KEY,
             fallback_max_keys: 1 << 20,
+            #[cfg(feature = "redis-tls")]
+            tls: TlsFiles::default(),
         }
     }
 
@@ -154,6 +166,30 @@ impl RedisConfig {
         Ok(self)
     }
 
+    /// Trusts only the CA in `pem` (PEM certificates) for `rediss://`, instead of the built-in
+    /// Mozilla roots: for a Redis with a private CA.
+    #[cfg(feature = "redis-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis-tls")))]
+    #[must_use]
+    pub fn with_tls_root_ca(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.root_ca = Some(pem.into());
+        self
+    }
+
+    /// Presents the client certificate `cert_pem` with its key `key_pem` (mutual TLS). The key
+    /// is zeroed when the config is dropped and never shown by `Debug`.
+    #[cfg(feature = "redis-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis-tls")))]
+    #[must_use]
+    pub fn with_tls_client_cert(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls.client = Some((cert_pem.into(), zeroize::Zeroizing::new(key_pem.into())));
+        self
+    }
+
     /// The key prefix.
     pub fn prefix(&self) -> &str {
         &self.prefix
@@ -167,6 +203,30 @@ impl RedisConfig {
     /// The failure policy.
     pub const fn failure_policy(&self) -> FailurePolicy {
         self.failure
+    }
+}
+
+impl RedisConfig {
+    fn has_root_ca(&self) -> bool {
+        #[cfg(feature = "redis-tls")]
+        {
+            self.tls.root_ca.is_some()
+        }
+        #[cfg(not(feature = "redis-tls"))]
+        {
+            false
+        }
+    }
+
+    fn has_client_cert(&self) -> bool {
+        #[cfg(feature = "redis-tls")]
+        {
+            self.tls.client.is_some()
+        }
+        #[cfg(not(feature = "redis-tls"))]
+        {
+            false
+        }
     }
 }
 
@@ -184,6 +244,8 @@ impl fmt::Debug for RedisConfig {
             .field("failure", &self.failure)
             .field("breaker", &self.breaker)
             .field("fallback_max_keys", &self.fallback_max_keys)
+            .field("tls_root_ca", &self.has_root_ca())
+            .field("tls_client_cert", &self.has_client_cert())
             .finish_non_exhaustive()
     }
 }

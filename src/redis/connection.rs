@@ -165,8 +165,7 @@ impl RedisConnection {
                 "call inside a tokio runtime",
             ));
         }
-        let client = Client::open(url)
-            .map_err(|e| ConnectError::new(ConnectErrorKind::InvalidUrl, describe(&e)))?;
+        let client = open_client(url, &config)?;
         let manager_config = ConnectionManagerConfig::new()
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(10))
@@ -251,6 +250,46 @@ impl fmt::Debug for RedisConnection {
             .field("breaker", &self.inner.breaker.state())
             .finish_non_exhaustive()
     }
+}
+
+#[cfg(not(feature = "redis-tls"))]
+fn open_client(url: &str, _config: &RedisConfig) -> Result<Client, ConnectError> {
+    if url.starts_with("rediss://") {
+        return Err(ConnectError::new(
+            ConnectErrorKind::InvalidUrl,
+            "rediss:// needs the `redis-tls` feature",
+        ));
+    }
+    Client::open(url).map_err(|e| ConnectError::new(ConnectErrorKind::InvalidUrl, describe(&e)))
+}
+
+#[cfg(feature = "redis-tls")]
+fn open_client(url: &str, config: &RedisConfig) -> Result<Client, ConnectError> {
+    let invalid =
+        |e: ::redis::RedisError| ConnectError::new(ConnectErrorKind::InvalidUrl, describe(&e));
+    if !url.starts_with("rediss://") {
+        return Client::open(url).map_err(invalid);
+    }
+    // rustls needs a process-wide crypto provider; install ring's unless the application
+    // installed one (an error here means another thread just did: fine).
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    let tls = &config.tls;
+    if tls.root_ca.is_none() && tls.client.is_none() {
+        return Client::open(url).map_err(invalid);
+    }
+    let certs = ::redis::TlsCertificates {
+        client_tls: tls
+            .client
+            .as_ref()
+            .map(|(cert, key)| ::redis::ClientTlsConfig {
+                client_cert: cert.clone(),
+                client_key: key.to_vec(),
+            }),
+        root_cert: tls.root_ca.clone(),
+    };
+    Client::build_with_tls(url, certs).map_err(invalid)
 }
 
 /// The breaker config with a `battlement::redis` event on every transition (and the user's

@@ -46,8 +46,8 @@
 //! * [`RedisReplayStore`]: a [`ReplayStore`](crate::signing::ReplayStore) doing
 //!   `SET key 1 NX PX ttl`: a nonce used at one instance is refused at every other.
 //! * [`RedisConnection`]: one `redis::aio::ConnectionManager` (multiplexed, reconnects by
-//!   itself) shared by both stores; `redis://` URLs with `user:password@` for ACL users or a
-//!   password; a timeout on every call (50 ms by default); a [`Breaker`] that stops calling
+//!   itself) shared by both stores; `redis://` and `rediss://` (feature `redis-tls`) URLs with
+//!   `user:password@` for ACL users or `:password@`; a timeout on every call (50 ms by default); a [`Breaker`] that stops calling
 //!   Redis while it fails and lets a probe through after a cooldown, so the stores go back to
 //!   Redis by themselves.
 //! * [`FailurePolicy`]: what happens while Redis cannot answer.
@@ -119,7 +119,9 @@
 //! with the password in the URL or an ACL user limited to `EVALSHA`, `SCRIPT`, `GET`, `SET`,
 //! `DEL`, `PING` on `prefix*` keys). Keep the timeout well under the request timeout and Redis
 //! close to the instances (one round trip per rate-limited request). `rediss://` (TLS) needs
-//! the `redis` crate's TLS support, which this crate does not enable (see the changelog).
+//! the `redis-tls` feature (rustls with the ring provider, installed as the process default
+//! unless the application installed one): Mozilla's roots by default, or a private CA with
+//! `RedisConfig::with_tls_root_ca`, and mutual TLS with `RedisConfig::with_tls_client_cert`.
 //! Size the fallback store ([`RedisConfig::with_fallback_max_keys`]) like an in-memory store.
 //!
 //! [`Breaker`]: crate::circuit_breaker::Breaker
