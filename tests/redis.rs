@@ -168,6 +168,16 @@ impl RedisServer {
         raw(self.port, command).expect("redis command")
     }
 
+    /// The ids of the clients whose last command was `cmd`.
+    fn clients_running(&self, cmd: &str) -> Vec<u64> {
+        let list = self.cmd("CLIENT LIST");
+        let needle = format!(" cmd={cmd} ");
+        list.lines()
+            .filter(|l| l.contains(&needle))
+            .filter_map(|l| l.split_once("id=")?.1.split(' ').next()?.parse().ok())
+            .collect()
+    }
+
     /// `calls` of `cmdstat_<name>` in `INFO commandstats` (0 when absent).
     fn calls(&self, name: &str) -> u64 {
         let info = self.cmd("INFO commandstats");
@@ -741,6 +751,8 @@ async fn a_hung_redis_costs_at_most_the_timeout() {
     .unwrap();
     let app = router(conn.rate_limit_store(), Quota::per_minute(nz(100)));
     assert_eq!(status(&app).await, (StatusCode::OK, true));
+    let before = redis.clients_running("evalsha");
+    assert_eq!(before.len(), 1);
 
     redis.signal("STOP");
     let mut took = Vec::new();
@@ -772,6 +784,12 @@ async fn a_hung_redis_costs_at_most_the_timeout() {
     redis.cmd("CONFIG RESETSTAT");
     assert_eq!(status(&app).await, (StatusCode::OK, true));
     assert_eq!(redis.calls("evalsha"), 1);
+    // The hung connection was replaced by a fresh one.
+    let after = redis.clients_running("evalsha");
+    assert!(
+        !after.is_empty() && !after.contains(&before[0]),
+        "{before:?} {after:?}"
+    );
 }
 
 #[tokio::test]

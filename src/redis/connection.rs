@@ -5,7 +5,7 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, PoisonError, RwLock},
     task::{Context, Poll},
     time::Duration,
 };
@@ -97,7 +97,11 @@ pub(crate) fn describe(e: &::redis::RedisError) -> String {
 }
 
 pub(crate) struct Inner {
-    pub(crate) manager: ConnectionManager,
+    /// Replaced by a fresh one when calls time out and the breaker opens (a hung connection
+    /// never errors by itself, so the manager would keep it).
+    manager: RwLock<ConnectionManager>,
+    client: Client,
+    manager_config: ConnectionManagerConfig,
     pub(crate) config: RedisConfig,
     pub(crate) breaker: Breaker,
     pub(crate) hasher: StableKeyHasher,
@@ -130,7 +134,7 @@ impl RedisConnection {
     pub async fn connect(url: &str, config: RedisConfig) -> Result<Self, ConnectError> {
         let conn = Self::connect_lazy(url, config)?;
         let wait = conn.inner.config.timeout.max(Duration::from_secs(5));
-        let mut con = conn.inner.manager.clone();
+        let mut con = conn.inner.manager();
         let inner = conn.inner.clone();
         let warm = async move {
             ::redis::cmd("PING").query_async::<()>(&mut con).await?;
@@ -172,8 +176,9 @@ impl RedisConnection {
             .set_max_delay(Duration::from_millis(100))
             .set_connection_timeout(Some(config.timeout.max(Duration::from_secs(2))))
             .set_response_timeout(None);
-        let manager = ConnectionManager::new_lazy_with_config(client, manager_config)
-            .map_err(|e| ConnectError::new(ConnectErrorKind::InvalidUrl, describe(&e)))?;
+        let manager =
+            ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone())
+                .map_err(|e| ConnectError::new(ConnectErrorKind::InvalidUrl, describe(&e)))?;
         let breaker_config = with_events(&config);
         breaker_config
             .validate()
@@ -183,7 +188,9 @@ impl RedisConnection {
         let nonce_prefix = format!("{}:nonce:", config.prefix);
         Ok(Self {
             inner: Arc::new(Inner {
-                manager,
+                manager: RwLock::new(manager),
+                client,
+                manager_config,
                 hasher: StableKeyHasher::new(config.hash_key),
                 config,
                 breaker,
@@ -221,7 +228,7 @@ impl RedisConnection {
     ///
     /// A [`ConnectError`] of kind [`Unreachable`](ConnectErrorKind::Unreachable).
     pub async fn ping(&self) -> Result<(), ConnectError> {
-        let mut con = self.inner.manager.clone();
+        let mut con = self.inner.manager();
         let timeout = self.inner.config.timeout;
         match tokio::time::timeout(timeout, ::redis::cmd("PING").query_async::<()>(&mut con)).await
         {
@@ -240,6 +247,37 @@ impl RedisConnection {
     /// Leave to call Redis now, or `None` while the breaker is open.
     pub(crate) fn permit(&self) -> Option<Permit> {
         self.inner.breaker.try_acquire().ok()
+    }
+}
+
+impl Inner {
+    /// A handle on the current connection (an `Arc` bump under a read lock held for no await).
+    pub(crate) fn manager(&self) -> ConnectionManager {
+        self.manager
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Drops the current connection for a fresh one, made on its first use.
+    fn renew(&self) {
+        match ConnectionManager::new_lazy_with_config(
+            self.client.clone(),
+            self.manager_config.clone(),
+        ) {
+            Ok(fresh) => {
+                *self.manager.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+                tracing::info!(
+                    target: "battlement::redis",
+                    "Redis calls timed out: the connection will be made again"
+                );
+            }
+            Err(e) => tracing::warn!(
+                target: "battlement::redis",
+                error = %describe(&e),
+                "could not make a new Redis connection"
+            ),
+        }
     }
 }
 
@@ -328,16 +366,19 @@ fn with_events(config: &RedisConfig) -> crate::circuit_breaker::BreakerConfig {
     })
 }
 
-/// Runs `call` under `permit` and the timeout; records the outcome on the breaker.
+/// Runs `call` under `permit` and the timeout; records the outcome on the breaker. When a
+/// timeout opens the breaker, the connection is replaced: the probe after the cooldown uses
+/// a fresh one.
 pub(crate) async fn guarded<T, F>(
+    inner: &Inner,
     permit: Permit,
-    timeout: Duration,
     what: &'static str,
     call: F,
 ) -> Result<T, String>
 where
     F: Future<Output = ::redis::RedisResult<T>>,
 {
+    let timeout = inner.config.timeout;
     match tokio::time::timeout(timeout, call).await {
         Ok(Ok(v)) => {
             permit.record(Outcome::Success);
@@ -352,6 +393,9 @@ where
         Err(_) => {
             permit.record(Outcome::Failure);
             tracing::warn!(target: "battlement::redis", timeout_ms = timeout.as_millis() as u64, "{what} timed out");
+            if inner.breaker.state() == State::Open {
+                inner.renew();
+            }
             Err(format!("no answer within {timeout:?}"))
         }
     }

@@ -89,7 +89,9 @@
 //! No request waits more than the timeout. After three failed calls in a row (by default)
 //! the breaker opens: requests apply the policy at once without calling Redis; after a
 //! cooldown (1 s, doubling up to 10 s while Redis stays down) one request probes Redis, and
-//! when it answers the breaker closes and the stores use Redis again. Every transition is a
+//! when it answers the breaker closes and the stores use Redis again. A connection that hangs
+//! (a stopped process, a black-holed network) never fails by itself, so when timeouts open
+//! the breaker the connection is replaced and the probe uses a fresh one. Every transition is a
 //! `tracing` event with target `battlement::redis` (error when opening, info when closing),
 //! and [`RedisConnection::breaker`] gives its counters.
 //!

@@ -120,7 +120,7 @@ async fn eval(inner: &Inner, checks: &[Check]) -> ::redis::RedisResult<Decision>
     for c in checks {
         inv.arg(c.emission_ns.max(1)).arg(c.limit_ns).arg(c.cost);
     }
-    let mut con = inner.manager.clone();
+    let mut con = inner.manager();
     let v: Vec<i64> = inv.invoke_async(&mut con).await?;
     parse(&v, checks.len()).ok_or_else(|| {
         ::redis::RedisError::from((
@@ -199,8 +199,7 @@ impl RateLimitStore for RedisRateLimitStore {
             inner: IoFuture::Io(Box::pin(async move {
                 let checks = &batch[..len];
                 let inner = &store.conn.inner;
-                let timeout = inner.config.timeout;
-                match guarded(permit, timeout, "rate-limit decision", eval(inner, checks)).await {
+                match guarded(inner, permit, "rate-limit decision", eval(inner, checks)).await {
                     Ok(decision) => Ok(decision),
                     Err(e) => store.on_failure(checks, now_ns, &e),
                 }
@@ -245,11 +244,11 @@ async fn run_adjust(
         for c in &batch[..len] {
             inv.arg(c.emission_ns.max(1));
         }
-        let mut con = inner.manager.clone();
+        let mut con = inner.manager();
         inv.invoke_async::<i64>(&mut con).await
     };
     // Errors are logged by `guarded`; an adjustment is best effort.
-    let _ = guarded(permit, inner.config.timeout, "rate-limit adjustment", call).await;
+    let _ = guarded(&inner, permit, "rate-limit adjustment", call).await;
 }
 
 impl fmt::Debug for RedisRateLimitStore {

@@ -142,7 +142,7 @@ impl ReplayStore for RedisReplayStore {
             inner: IoFuture::Io(Box::pin(async move {
                 let inner = &store.conn.inner;
                 let call = async {
-                    let mut con = inner.manager.clone();
+                    let mut con = inner.manager();
                     ::redis::cmd("SET")
                         .arg(&redis_key)
                         .arg(1)
@@ -152,7 +152,7 @@ impl ReplayStore for RedisReplayStore {
                         .query_async::<Option<String>>(&mut con)
                         .await
                 };
-                match guarded(permit, inner.config.timeout, "replay check", call).await {
+                match guarded(inner, permit, "replay check", call).await {
                     Ok(Some(_)) => Ok(ReplayCheck::Fresh),
                     Ok(None) => Ok(ReplayCheck::Replayed),
                     Err(e) => Self::without_redis(policy, &store.fallback, &key, ttl, &e),
