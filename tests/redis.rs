@@ -770,7 +770,7 @@ async fn a_hung_redis_costs_at_most_the_timeout() {
     );
     assert!(took[0] >= timeout && took[1] >= timeout, "{took:?}");
     assert!(
-        took[2..].iter().all(|&t| t < Duration::from_millis(5)),
+        took[2..].iter().all(|&t| t < Duration::from_millis(20)),
         "{took:?}"
     );
     assert_eq!(conn.breaker().state(), State::Open);
