@@ -929,3 +929,30 @@ async fn rediss_with_a_private_ca() {
     assert_eq!(err.kind(), battlement::redis::ConnectErrorKind::Unreachable);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// How a server picks Redis or memory at startup (e.g. from `BATTLEMENT_REDIS_URL`): the two
+/// layer types joined with `tower::util::Either`, which `Router::layer` accepts.
+#[tokio::test]
+async fn redis_or_memory_chosen_at_startup_fits_router_layer() {
+    use tower::util::Either;
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    for url in [Some(redis.url()), None] {
+        let per_ip = Limit::new(PeerIp::new(), Quota::per_minute(nz(1))).with_id(1);
+        let layer = match &url {
+            Some(url) => {
+                let conn = RedisConnection::connect_lazy(url, RedisConfig::new()).unwrap();
+                Either::Left(RateLimitLayer::new(per_ip).with_store(conn.rate_limit_store()))
+            }
+            None => Either::Right(RateLimitLayer::new(per_ip)),
+        };
+        let app = Router::new()
+            .route("/", get(|| async { "ok" }))
+            .layer(layer);
+        assert_eq!(status(&app).await, (StatusCode::OK, true));
+        assert_eq!(status(&app).await.0, StatusCode::TOO_MANY_REQUESTS);
+    }
+    // The lazy connection loaded the script on first use (`NOSCRIPT`, then `SCRIPT LOAD`).
+    assert_eq!(redis.cmd("DBSIZE").trim(), ":1");
+}
