@@ -3,8 +3,8 @@
 //!
 //! 1. Criterion, one group over a bare `service_fn`: the layer on the in-memory store, the
 //!    layer on the Redis store, and the floor: the bare service plus one `PING` round trip on
-//!    the same connection. The printed ratio compares the Redis decision's overhead with a
-//!    bare round trip's.
+//!    the same connection; and the store's decision alone (`store_check`). The printed ratio
+//!    compares the Redis decision's overhead with a bare round trip's.
 //! 2. A bounded load loop (a fixed count, stopped after a time cap): decisions per second and
 //!    p50/p99 latency, sequential and with 32 requests in flight on the one multiplexed
 //!    connection, next to `PING` done the same way.
@@ -22,7 +22,7 @@ use std::{
 
 use axum::{body::Body, extract::ConnectInfo};
 use battlement::{
-    rate_limit::{Limit, PeerIp, Quota, RateLimitLayer},
+    rate_limit::{Check, Limit, PeerIp, Quota, RateLimitLayer, RateLimitStore, StoreResult},
     redis::{RedisConfig, RedisConnection},
 };
 use criterion::criterion_main;
@@ -136,6 +136,25 @@ fn benches(c: &mut criterion::Criterion) {
     bench!("memory_store", memory);
     bench!("ping_floor", ping_floor);
     bench!("redis_store", redis.clone());
+    // The store alone (no layer, no request): one decision, one `EVALSHA`.
+    let store = conn.rate_limit_store();
+    let mut i = 0u64;
+    group.bench_function("store_check", |b| {
+        b.to_async(&rt).iter(|| {
+            i = i.wrapping_add(1);
+            let check = Check {
+                key: i % 4096,
+                emission_ns: 1,
+                limit_ns: 1_000_000_000,
+                cost: 1,
+            };
+            let decision = match store.check(&[check], 0) {
+                StoreResult::Pending(f) => f,
+                StoreResult::Ready(_) => panic!("decided without Redis"),
+            };
+            async move { assert!(decision.await.unwrap().is_allowed()) }
+        })
+    });
     group.finish();
     support::report("redis", "bare", &[("redis_store", "ping_floor")]);
 
