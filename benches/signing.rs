@@ -191,6 +191,9 @@ enum CpuClock {
 
 impl CpuClock {
     fn read() -> Option<u64> {
+        // The kernel brings the running thread's total up to date when it passes through the
+        // scheduler; a yield makes sure it does.
+        std::thread::yield_now();
         std::fs::read_to_string("/proc/thread-self/schedstat")
             .ok()?
             .split_whitespace()

@@ -6,10 +6,19 @@
 //! cargo run --example client
 //! ```
 //!
-//! The upstream answers normally, then with 500s, then drops connections, then answers too
-//! slowly, then recovers. The breaker goes closed → open → half-open → open → half-open → open →
-//! half-open → closed; the example prints every transition and every call, and exits non-zero
-//! when the transitions are not exactly those (CI runs it).
+//! Part 1: the upstream answers normally, then with 500s, then drops connections, then answers
+//! too slowly, then recovers. The breaker goes closed → open → half-open → open → half-open →
+//! open → half-open → closed; the example prints every transition and every call.
+//!
+//! Part 2: signed calls (RFC 9421 `hmac-sha256`, `Content-Digest`, a fresh nonce per attempt)
+//! to `/signed/orders` and `/signed/status`, and an API-key call to `/keyed/me`. By default they
+//! go to a verifying server started in this process with a key made for the run; set
+//! `BATTLEMENT_SERVER=http://127.0.0.1:3000` (with `BATTLEMENT_SIGNING_KEY_ID`,
+//! `BATTLEMENT_SIGNING_SECRET` and optionally `BATTLEMENT_API_KEY`) to call
+//! `cargo run --example server` instead.
+//!
+//! The example exits non-zero when the transitions or the answers are not the expected ones
+//! (CI runs it).
 
 use std::{
     net::SocketAddr,
@@ -21,11 +30,20 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::{Router, extract::State as AxumState, http::StatusCode, routing::get};
+use axum::{
+    Extension, Router,
+    extract::State as AxumState,
+    http::StatusCode,
+    routing::{get, post},
+};
 use battlement::{
+    auth::api_key::{ApiKeyLayer, ApiKeys, KeyHash, Principal, PrincipalId, generate_key},
     circuit_breaker::{Breaker, BreakerConfig, CircuitBreakerLayer, CircuitOpen, State},
-    request_id::{ForwardRequestIdLayer, RequestId},
+    request_id::{ForwardRequestIdLayer, RequestId, SetRequestIdLayer},
     retry::{ExponentialBackoff, ReplayBody, RetryLayer, RetryPolicy},
+    signing::{
+        BufferedBody, Key, KeyRing, SignRequestLayer, VerifiedSignature, VerifySignatureLayer,
+    },
 };
 use bytes::Bytes;
 use http::Request;
@@ -109,7 +127,11 @@ async fn data(AxumState(fault): AxumState<Arc<AtomicU8>>) -> Result<&'static str
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
+    let outcome = match run().await {
+        Ok(true) => signed_calls().await,
+        other => other,
+    };
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -266,6 +288,153 @@ async fn run() -> Result<bool, BoxError> {
         eprintln!("unexpected transitions: {seen:?}");
         Ok(false)
     }
+}
+
+const ID_VAR: &str = "BATTLEMENT_SIGNING_KEY_ID";
+const SECRET_VAR: &str = "BATTLEMENT_SIGNING_SECRET";
+
+/// Part 2: signed and API-key calls through the full client stack.
+async fn signed_calls() -> Result<bool, BoxError> {
+    let (base, ring, api_key) = match std::env::var("BATTLEMENT_SERVER") {
+        Ok(base) => (
+            base,
+            KeyRing::from_env(ID_VAR, SECRET_VAR)?,
+            std::env::var("BATTLEMENT_API_KEY").ok(),
+        ),
+        Err(_) => {
+            let ring = KeyRing::new(Key::hmac_sha256("client-demo", &random_secret()?)?);
+            let api_key = generate_key("demo_")?;
+            let addr = start_verifying_server(ring.clone(), api_key.hash()).await?;
+            (
+                format!("http://{addr}"),
+                ring,
+                Some(api_key.key().to_owned()),
+            )
+        }
+    };
+    println!("signed calls to {base}:");
+
+    // The client stack of DESIGN.md §3 with the sign layer inside retry and breaker, so every
+    // attempt gets a fresh `created` and nonce.
+    let http = Client::builder(TokioExecutor::new()).build_http::<BufferedBody>();
+    let breaker = Breaker::new(BreakerConfig::default())?;
+    let client = ServiceBuilder::new()
+        .layer(ForwardRequestIdLayer::new())
+        .layer(RetryLayer::new(RetryPolicy::default()))
+        .layer(CircuitBreakerLayer::new(breaker))
+        .layer(SignRequestLayer::new(ring))
+        .layer(TimeoutLayer::new(Duration::from_secs(5)))
+        .service(http);
+
+    let mut ok = true;
+    let mut expect = |what: &str, got: StatusCode, want: StatusCode, body: &[u8]| {
+        println!("  {what}: {got} {}", String::from_utf8_lossy(body));
+        if got != want {
+            eprintln!("  expected {want}");
+            ok = false;
+        }
+    };
+
+    let order = Request::post(format!("{base}/signed/orders"))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from_static(br#"{"sku":"B-42","qty":3}"#)))?;
+    let res = client.clone().oneshot(order).await?;
+    let (status, body) = (res.status(), res.into_body().collect().await?.to_bytes());
+    expect(
+        "signed POST /signed/orders",
+        status,
+        StatusCode::CREATED,
+        &body,
+    );
+
+    let status_req = Request::get(format!("{base}/signed/status")).body(Full::new(Bytes::new()))?;
+    let res = client.clone().oneshot(status_req).await?;
+    let (status, body) = (res.status(), res.into_body().collect().await?.to_bytes());
+    expect("signed GET /signed/status", status, StatusCode::OK, &body);
+
+    // The same order without a signature: refused.
+    let plain = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let unsigned = Request::post(format!("{base}/signed/orders"))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from_static(
+            br#"{"sku":"B-42","qty":300}"#,
+        )))?;
+    let res = plain.request(unsigned).await?;
+    let (status, body) = (res.status(), res.into_body().collect().await?.to_bytes());
+    expect(
+        "unsigned POST /signed/orders",
+        status,
+        StatusCode::UNAUTHORIZED,
+        &body,
+    );
+
+    if let Some(key) = api_key {
+        let me = Request::get(format!("{base}/keyed/me"))
+            .header(http::header::AUTHORIZATION, format!("Bearer {key}"))
+            .body(Full::new(Bytes::new()))?;
+        let res = client.clone().oneshot(me).await?;
+        let (status, body) = (res.status(), res.into_body().collect().await?.to_bytes());
+        expect(
+            "GET /keyed/me with an API key",
+            status,
+            StatusCode::OK,
+            &body,
+        );
+    } else {
+        println!("  (set BATTLEMENT_API_KEY to call /keyed/me)");
+    }
+    Ok(ok)
+}
+
+fn random_secret() -> Result<[u8; 32], BoxError> {
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|e| BoxError::from(e.to_string()))?;
+    Ok(secret)
+}
+
+/// A server that verifies what `examples/server.rs` verifies on `/signed/` and `/keyed/`.
+async fn start_verifying_server(ring: KeyRing, key: KeyHash) -> Result<SocketAddr, BoxError> {
+    let principal = Principal::new(PrincipalId::new("client-demo")?);
+    let keys = ApiKeys::builder().key(key, &principal).build()?;
+    let signed = Router::new()
+        .route(
+            "/orders",
+            post(
+                |Extension(sig): Extension<VerifiedSignature>, body: String| async move {
+                    (
+                        StatusCode::CREATED,
+                        format!("{} ordered {body}", sig.key_id()),
+                    )
+                },
+            ),
+        )
+        .route(
+            "/status",
+            get(|Extension(sig): Extension<VerifiedSignature>| async move {
+                format!("ok, signed by {}", sig.key_id())
+            }),
+        )
+        .layer(VerifySignatureLayer::new(ring));
+    let keyed = Router::new()
+        .route(
+            "/me",
+            get(|Extension(p): Extension<Principal>| async move { p.id().to_string() }),
+        )
+        .layer(ApiKeyLayer::new(keys));
+    let app = Router::new()
+        .nest("/signed", signed)
+        .nest("/keyed", keyed)
+        .layer(SetRequestIdLayer::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await;
+    });
+    Ok(addr)
 }
 
 /// Finds an error of type `E` in an error's chain of sources.

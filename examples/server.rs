@@ -11,8 +11,13 @@
 //!   nonce.
 //! - `GET /api/hello`: a JSON answer that includes the request id.
 //! - `POST /api/echo`: echoes a JSON body (a smaller body limit on this one route).
-//! - `GET /api/private`: needs an API key (`Authorization: Bearer …`); a key made for the run
-//!   is printed at start when none is configured. Rate-limited per principal.
+//! - `GET /keyed/me`: needs an API key (`Authorization: Bearer …`), rate-limited per principal.
+//!   Key hashes come from `[api_keys] hashes` or `BATTLEMENT_API_KEY_HASHES` (comma-separated
+//!   hex SHA-256); with neither, a key is made for the run and printed once at start.
+//! - `POST /signed/orders`, `GET /signed/status`: need an RFC 9421 `hmac-sha256` signature
+//!   (with `Content-Digest` when there is a body). The key comes from `[signing]` in the file or
+//!   `BATTLEMENT_SIGNING_KEY_ID` + `BATTLEMENT_SIGNING_SECRET` (hex); with neither, a key is made
+//!   for the run and printed once. `cargo run --example client` signs its calls to these routes.
 //! - `GET /healthz`: a health check, exempt from the HTTPS redirect.
 //! - `GET /panic`: a handler bug, answered with a 500 problem that leaks nothing.
 //!
@@ -30,12 +35,15 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use axum::{
     Extension, Json, Router,
+    http::StatusCode,
     response::Html,
     routing::{get, post},
 };
 use battlement::{
-    ConfigError,
-    auth::api_key::{ApiKeyLayer, ApiKeys, Principal, PrincipalId, generate_key},
+    ConfigError, ConfigErrorKind,
+    auth::api_key::{
+        ApiKeyLayer, ApiKeys, ENV_API_KEY_HASHES, Principal, PrincipalId, generate_key,
+    },
     body_limit::BodyLimitLayer,
     https::HttpsRedirectLayer,
     net::TrustedProxies,
@@ -43,6 +51,7 @@ use battlement::{
     rate_limit::{ClientIp, ExtensionKey, Limit, Quota, RateLimitLayer},
     request_id::{RequestId, SetRequestIdLayer},
     security_headers::{ContentSecurityPolicy, CspNonce, Hsts, SecurityHeaders},
+    signing::{Key, KeyRing, SigningConfig, VerifiedSignature, VerifyPolicy, VerifySignatureLayer},
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -61,6 +70,7 @@ struct Settings {
     body_limit: BodyLimitSettings,
     rate_limit: RateLimitSettings,
     api_keys: ApiKeySettings,
+    signing: Option<SigningConfig>,
 }
 
 impl Default for Settings {
@@ -74,6 +84,7 @@ impl Default for Settings {
             body_limit: BodyLimitSettings::default(),
             rate_limit: RateLimitSettings::default(),
             api_keys: ApiKeySettings::default(),
+            signing: None,
         }
     }
 }
@@ -206,7 +217,11 @@ fn read_settings(path: PathBuf) -> Result<Settings, String> {
 }
 
 /// Wraps the application router in the whole stack, outermost first (DESIGN.md §3).
-fn build_app(settings: &Settings, keys: ApiKeys) -> Result<Router, ConfigError> {
+fn build_app(
+    settings: &Settings,
+    keys: ApiKeys,
+    (ring, policy): (KeyRing, VerifyPolicy),
+) -> Result<Router, ConfigError> {
     let trusted = TrustedProxies::new(settings.trusted_proxies.iter().map(String::as_str))
         .map_err(|e| e.within("trusted_proxies"))?;
     let trusted_for_limits = trusted.clone();
@@ -254,25 +269,30 @@ fn build_app(settings: &Settings, keys: ApiKeys) -> Result<Router, ConfigError> 
             .map_err(|e| e.within("rate_limit.per_key"))?,
     );
 
-    // `/api/private` needs an API key; its principal then has its own rate limit.
-    let private = Router::new().route("/private", get(private)).layer(
+    // `/keyed/*` needs an API key; its principal then has its own rate limit.
+    let keyed = Router::new().route("/me", get(whoami)).layer(
         ServiceBuilder::new()
             .layer(ApiKeyLayer::new(keys).trusted_proxies(trusted.clone()))
             .layer(RateLimitLayer::new(per_key)),
     );
 
-    let api = Router::new()
-        .merge(private)
-        .route("/hello", get(hello))
-        .route(
-            "/echo",
-            post(echo).layer(BodyLimitLayer::new(settings.body_limit.echo)),
-        );
+    // `/signed/*` needs an RFC 9421 signature (and `Content-Digest` over any body).
+    let signed = Router::new()
+        .route("/orders", post(create_order))
+        .route("/status", get(signed_status))
+        .layer(VerifySignatureLayer::with_policy(ring, policy));
+
+    let api = Router::new().route("/hello", get(hello)).route(
+        "/echo",
+        post(echo).layer(BodyLimitLayer::new(settings.body_limit.echo)),
+    );
     let app = Router::new()
         .route("/", get(page))
         .route("/healthz", get(|| async { "ok" }))
         .route("/panic", get(panic))
-        .nest("/api", api);
+        .nest("/api", api)
+        .nest("/keyed", keyed)
+        .nest("/signed", signed);
 
     Ok(app.layer(
         ServiceBuilder::new()
@@ -300,6 +320,9 @@ fn quota(per_minute: u32, burst: u32) -> Result<Quota, ConfigError> {
 /// The accepted API keys: the configured hashes, or one key made for this run and printed once
 /// on the terminal (development only: configure hashes in production).
 fn api_keys(settings: &ApiKeySettings) -> Result<ApiKeys, ConfigError> {
+    if std::env::var_os(ENV_API_KEY_HASHES).is_some() {
+        return ApiKeys::from_env_hashes(ENV_API_KEY_HASHES);
+    }
     if !settings.hashes.is_empty() {
         return ApiKeys::from_hash_list(&settings.hashes.join(","))
             .map_err(|e| e.within("api_keys.hashes"));
@@ -310,14 +333,54 @@ fn api_keys(settings: &ApiKeySettings) -> Result<ApiKeys, ConfigError> {
         .key(generated.hash(), &principal)
         .build()?;
     println!(
-        "no api_keys.hashes configured: this run accepts the key {} (try: curl -H 'authorization: Bearer {}' http://ADDR/api/private)",
+        "no api_keys.hashes configured: this run accepts the key {} (try: curl -H 'authorization: Bearer {}' http://ADDR/keyed/me)",
         generated.key(),
         generated.key()
     );
     Ok(keys)
 }
 
-async fn private(Extension(who): Extension<Principal>) -> Json<Value> {
+/// The signing key ring and policy: the environment, then the file, then a key for this run.
+fn signing(settings: Option<&SigningConfig>) -> Result<(KeyRing, VerifyPolicy), ConfigError> {
+    const ID_VAR: &str = "BATTLEMENT_SIGNING_KEY_ID";
+    const SECRET_VAR: &str = "BATTLEMENT_SIGNING_SECRET";
+    let policy = match settings {
+        Some(s) => s.policy().map_err(|e| e.within("signing"))?,
+        None => VerifyPolicy::new(),
+    };
+    if std::env::var_os(ID_VAR).is_some() || std::env::var_os(SECRET_VAR).is_some() {
+        return Ok((KeyRing::from_env(ID_VAR, SECRET_VAR)?, policy));
+    }
+    if let Some(s) = settings {
+        return Ok((s.key_ring().map_err(|e| e.within("signing"))?, policy));
+    }
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret)
+        .map_err(|_| ConfigError::new(ConfigErrorKind::Invalid, "signing", "no OS randomness"))?;
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    println!(
+        "no signing key configured: this run verifies key id \"demo\" with a secret made for it; \
+         sign with: {ID_VAR}=demo {SECRET_VAR}={hex} cargo run --example client"
+    );
+    Ok((KeyRing::new(Key::hmac_sha256("demo", &secret)?), policy))
+}
+
+async fn create_order(
+    Extension(sig): Extension<VerifiedSignature>,
+    Json(order): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    tracing::info!(key_id = sig.key_id(), "signed order accepted");
+    (
+        StatusCode::CREATED,
+        Json(json!({ "accepted": order, "signed_by": sig.key_id() })),
+    )
+}
+
+async fn signed_status(Extension(sig): Extension<VerifiedSignature>) -> Json<Value> {
+    Json(json!({ "status": "ok", "signed_by": sig.key_id() }))
+}
+
+async fn whoami(Extension(who): Extension<Principal>) -> Json<Value> {
     tracing::info!(principal = %who.id(), "private data served");
     Json(json!({ "principal": who.id().to_string(), "scopes": who.scopes().collect::<Vec<_>>() }))
 }
@@ -371,7 +434,10 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let app = match api_keys(&settings.api_keys).and_then(|keys| build_app(&settings, keys)) {
+    let app = match api_keys(&settings.api_keys).and_then(|keys| {
+        let signing = signing(settings.signing.as_ref())?;
+        build_app(&settings, keys, signing)
+    }) {
         Ok(app) => app,
         Err(e) => {
             eprintln!("configuration error: {e}");

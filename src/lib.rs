@@ -20,7 +20,7 @@
 //!   in-memory store.
 //! * [`auth::api_key`]: API keys stored as SHA-256 hashes, with principals, scopes, expiry and
 //!   rotation.
-//! * [`signing`]: RFC 9421 HTTP Message Signatures (`hmac-sha256`) (verify) with RFC 9530
+//! * [`signing`] (verify): RFC 9421 HTTP Message Signatures (`hmac-sha256`) with RFC 9530
 //!   `Content-Digest`, a rotating key ring, replay protection, and Standard Webhooks.
 //! * [`circuit_breaker`] (server mode): a 503 with `Retry-After` in front of a fragile handler.
 //!
@@ -58,3 +58,8 @@ pub mod security_headers;
 pub mod signing;
 
 pub use error::{ConfigError, ConfigErrorKind};
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -74,6 +74,29 @@ pub fn peer_addr(extensions: &Extensions) -> Option<SocketAddr> {
     None
 }
 
+/// The request's URI as the client sent it.
+///
+/// A router that strips a prefix before calling a nested service (axum's `Router::nest`)
+/// rewrites `req.uri()`; axum keeps the original in its `OriginalUri` extension, which this
+/// returns when the `axum` feature is on. Anything that must see what the client sent (the
+/// covered components of a signature, a redirect's `Location`) reads the URI through here.
+pub fn original_uri<B>(req: &http::Request<B>) -> &http::Uri {
+    original_uri_of(req.uri(), req.extensions())
+}
+
+/// [`original_uri`] for a request taken apart: `uri` unless the extensions hold the original.
+pub fn original_uri_of<'a>(uri: &'a http::Uri, extensions: &'a Extensions) -> &'a http::Uri {
+    #[cfg(feature = "axum")]
+    if let Some(axum::extract::OriginalUri(original)) =
+        extensions.get::<axum::extract::OriginalUri>()
+    {
+        return original;
+    }
+    #[cfg(not(feature = "axum"))]
+    let _ = extensions;
+    uri
+}
+
 /// The address ranges of the proxies whose forwarding headers are believed.
 ///
 /// Empty by default: no forwarding header is believed until you say which proxies send them.

@@ -2,8 +2,7 @@
 //! `Authorization` or `x-api-key` must give a response (never a panic), 200 only for the one
 //! valid key; `KeyHash::from_hex` and RFC 3339 expiry parsing must never panic.
 //!
-//! Needs `tower = "0.5"` in the fuzz crate's dependencies and in `fuzz/Cargo.toml`:
-//! `[[bin]] name = "api_key_header" path = "fuzz_targets/api_key_header.rs" test = false doc = false bench = false`
+//! Run with `cargo fuzz run api_key_header` from the repository root.
 #![no_main]
 
 use std::{

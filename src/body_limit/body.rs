@@ -14,6 +14,8 @@ use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+use crate::request_id::RequestId;
+
 /// A boxed error, as `http_body_util::Limited` and axum's `Body` use.
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -28,6 +30,10 @@ pub(crate) struct Shared {
     limit: AtomicU64,
     ceiling: u64,
     exceeded: AtomicBool,
+    /// For the 413, should the body cross the limit: kept here rather than in the future,
+    /// so that the common path's future stays small.
+    pub(crate) declared: Option<u64>,
+    pub(crate) request_id: Option<RequestId>,
 }
 
 impl Shared {
@@ -36,6 +42,8 @@ impl Shared {
             limit: AtomicU64::new(limit),
             ceiling,
             exceeded: AtomicBool::new(false),
+            declared: None,
+            request_id: None,
         }
     }
 
@@ -109,11 +117,10 @@ pin_project! {
         inner: B,
         // Data bytes handed out so far.
         read: u64,
-        // The limit when there is no shared cell (`u64::MAX` when an outer layer enforces it).
-        limit: u64,
-        // The declared length (`Content-Length` or an exact size hint), `u64::MAX` if unknown
-        // (a declared `u64::MAX` is treated as unknown: the limit still applies).
-        declared: u64,
+        // The most bytes handed out: min(limit, declared length) when there is no shared cell;
+        // the declared length with one (the limit is in the cell). `u64::MAX` when unknown (a
+        // declared `u64::MAX` is treated as unknown: the limit still applies).
+        cap: u64,
         shared: Option<Arc<Shared>>,
         done: bool,
     }
@@ -125,8 +132,7 @@ impl<B> RequestBody<B> {
         Self {
             inner,
             read: 0,
-            limit,
-            declared,
+            cap: limit.min(declared),
             shared: None,
             done: false,
         }
@@ -137,8 +143,7 @@ impl<B> RequestBody<B> {
         Self {
             inner,
             read: 0,
-            limit: u64::MAX,
-            declared,
+            cap: declared,
             shared: Some(shared),
             done: false,
         }
@@ -149,11 +154,11 @@ impl<B> RequestBody<B> {
         Self::fixed(inner, u64::MAX, u64::MAX)
     }
 
-    /// The limit in force now, in bytes.
+    /// The most bytes this body hands out now: the limit, or the declared length if smaller.
     pub fn limit(&self) -> u64 {
         match &self.shared {
-            Some(shared) => shared.limit(),
-            None => self.limit,
+            Some(shared) => shared.limit().min(self.cap),
+            None => self.cap,
         }
     }
 
@@ -173,10 +178,6 @@ impl<B> fmt::Debug for RequestBody<B> {
         f.debug_struct("RequestBody")
             .field("limit", &self.limit())
             .field("read", &self.read)
-            .field(
-                "declared",
-                &(self.declared != u64::MAX).then_some(self.declared),
-            )
             .finish_non_exhaustive()
     }
 }
@@ -189,6 +190,7 @@ where
     type Data = B::Data;
     type Error = BoxError;
 
+    #[inline]
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -197,61 +199,79 @@ where
         if *this.done {
             return Poll::Ready(None);
         }
-        let limit = match this.shared {
-            Some(shared) => shared.limit(),
-            None => *this.limit,
-        };
-        // A declared length over the limit (an outer layer let it through for an inner one to
-        // raise the limit, which it did not): refuse before reading a byte.
-        if *this.declared != u64::MAX && *this.declared > limit {
-            *this.done = true;
-            if let Some(shared) = this.shared {
-                shared.mark_exceeded();
+        // In a shared cell the limit may have been changed by an inner layer.
+        let (cap, limit) = match this.shared {
+            Some(shared) => {
+                let limit = shared.limit();
+                // A declared length over the limit (an outer layer let it through for an inner
+                // one to raise the limit, which it did not): refuse before reading a byte.
+                if *this.cap != u64::MAX && *this.cap > limit {
+                    *this.done = true;
+                    return Poll::Ready(Some(Err(exceeded(Some(shared), limit))));
+                }
+                ((*this.cap).min(limit), limit)
             }
-            return Poll::Ready(Some(Err(LengthLimitExceeded { limit }.into())));
-        }
-        let frame = match this.inner.poll_frame(cx) {
-            Poll::Pending => return Poll::Pending,
+            None => (*this.cap, u64::MAX),
+        };
+        match this.inner.poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
             Poll::Ready(None) => {
                 *this.done = true;
-                return Poll::Ready(None);
+                Poll::Ready(None)
             }
             Poll::Ready(Some(Err(err))) => {
                 *this.done = true;
-                return Poll::Ready(Some(Err(err.into())));
+                Poll::Ready(Some(Err(box_error(err))))
             }
-            Poll::Ready(Some(Ok(frame))) => frame,
-        };
-        if let Some(data) = frame.data_ref() {
-            let read = this.read.saturating_add(data.remaining() as u64);
-            let cap = limit.min(*this.declared);
-            if read > cap {
-                *this.done = true;
-                // Past the declared length but within the limit is a lying peer, not a large
-                // body: the body errors, but the handler's answer stands.
-                if let Some(shared) = this.shared.as_ref().filter(|_| read > limit) {
-                    shared.mark_exceeded();
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let read = this.read.saturating_add(data.remaining() as u64);
+                    if read > cap {
+                        *this.done = true;
+                        // Past the declared length but within the limit is a lying peer, not a
+                        // large body: the body errors, but the handler's answer stands.
+                        let shared = this.shared.as_ref().filter(|_| read > limit);
+                        return Poll::Ready(Some(Err(exceeded(shared, cap))));
+                    }
+                    *this.read = read;
                 }
-                return Poll::Ready(Some(Err(LengthLimitExceeded { limit: cap }.into())));
+                Poll::Ready(Some(Ok(frame)))
             }
-            *this.read = read;
         }
-        Poll::Ready(Some(Ok(frame)))
     }
 
+    #[inline]
     fn is_end_stream(&self) -> bool {
         self.done || self.inner.is_end_stream()
     }
 
+    #[inline]
     fn size_hint(&self) -> SizeHint {
         let inner = self.inner.size_hint();
-        let cap = self.limit().min(self.declared).saturating_sub(self.read);
+        let cap = self.limit().saturating_sub(self.read);
         let upper = inner.upper().map_or(cap, |u| u.min(cap));
         let mut hint = SizeHint::new();
         hint.set_upper(upper);
         hint.set_lower(inner.lower().min(upper));
         hint
     }
+}
+
+// The error paths are out of line so that `poll_frame` stays small enough to inline into
+// whatever reads the body.
+#[cold]
+#[inline(never)]
+fn exceeded(shared: Option<&Arc<Shared>>, limit: u64) -> BoxError {
+    if let Some(shared) = shared {
+        shared.mark_exceeded();
+    }
+    Box::new(LengthLimitExceeded { limit })
+}
+
+#[cold]
+#[inline(never)]
+fn box_error<E: Into<BoxError>>(err: E) -> BoxError {
+    err.into()
 }
 
 #[cfg(test)]

@@ -26,11 +26,8 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<F, R> {
-        Reject {
-            rejection: R,
-            cause: PayloadTooLarge,
-            request_id: Option<RequestId>,
-        },
+        // Boxed: the rejection path allocates anyway, and the common path's future stays small.
+        Reject { rejected: Box<Rejected<R>> },
         Inner {
             #[pin]
             future: F,
@@ -40,11 +37,15 @@ pin_project! {
     }
 }
 
+struct Rejected<R> {
+    rejection: R,
+    cause: PayloadTooLarge,
+    request_id: Option<RequestId>,
+}
+
 pub(crate) struct Watch<R> {
     pub(crate) shared: Arc<Shared>,
     pub(crate) rejection: R,
-    pub(crate) request_id: Option<RequestId>,
-    pub(crate) declared: Option<u64>,
 }
 
 impl<F, R> ResponseFuture<F, R> {
@@ -55,9 +56,11 @@ impl<F, R> ResponseFuture<F, R> {
     ) -> Self {
         Self {
             kind: Kind::Reject {
-                rejection,
-                cause,
-                request_id,
+                rejected: Box::new(Rejected {
+                    rejection,
+                    cause,
+                    request_id,
+                }),
             },
         }
     }
@@ -99,11 +102,11 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Reject {
-                rejection,
-                cause,
-                request_id,
-            } => Poll::Ready(Ok(reject(rejection, *cause, request_id.take()))),
+            KindProj::Reject { rejected } => Poll::Ready(Ok(reject(
+                &rejected.rejection,
+                rejected.cause,
+                rejected.request_id.take(),
+            ))),
             KindProj::Inner { future, watch } => {
                 let res = ready!(future.poll(cx))?;
                 match watch {
@@ -112,9 +115,10 @@ where
                         // past the limit: whatever it said, the answer is 413.
                         let cause = PayloadTooLarge {
                             limit: watch.shared.limit(),
-                            content_length: watch.declared,
+                            content_length: watch.shared.declared,
                         };
-                        Poll::Ready(Ok(reject(&watch.rejection, cause, watch.request_id.take())))
+                        let request_id = watch.shared.request_id.clone();
+                        Poll::Ready(Ok(reject(&watch.rejection, cause, request_id)))
                     }
                     _ => Poll::Ready(Ok(res)),
                 }

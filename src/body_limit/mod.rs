@@ -41,7 +41,9 @@
 //!
 //! * A request whose `Content-Length` (or exact body size hint) is over the limit is answered
 //!   413 `application/problem+json` ([`ProblemType::PAYLOAD_TOO_LARGE`]) at once: the inner
-//!   service is not called and no byte of the body is read.
+//!   service is not called and no byte of the body is read (a client that sent
+//!   `Expect: 100-continue` gets the 413 instead of `100 Continue`, since hyper only sends that
+//!   when the body is first read).
 //! * Every other body is wrapped in a [`RequestBody`] that hands out at most the limit, and at
 //!   most the declared `Content-Length` (a peer that sends more than it declared never gets the
 //!   extra bytes through, whatever the server below does). The frame that would cross the limit
@@ -100,7 +102,7 @@
 //! [`max_route_limit`](BodyLimitLayer::max_route_limit), which defaults to its limit**: the
 //! outer layer refuses a `Content-Length` over its limit before calling anything, and it cannot
 //! know whether a route further in would have accepted it. Set the ceiling to the largest
-//! per-route limit. With a ceiling above the limit, a request that declares a length between the
+//! per-route limit (only the outermost layer's ceiling counts). With a ceiling above the limit, a request that declares a length between the
 //! two reaches the route; on a route without its own layer, the body then fails on the first
 //! read without reading a byte and the answer is 413, but the handler has been entered (like
 //! axum's `DefaultBodyLimit`, which is enforced by the extractors).

@@ -152,8 +152,11 @@ where
             // an inner layer may accept: the limit lives in a cell that an inner layer can
             // change and through which the body reports crossing it.
             _ => {
-                let shared = Arc::new(Shared::new(self.limit, self.ceiling));
                 let (mut parts, body) = req.into_parts();
+                let mut shared = Shared::new(self.limit, self.ceiling);
+                shared.declared = declared;
+                shared.request_id = parts.extensions.get::<RequestId>().cloned();
+                let shared = Arc::new(shared);
                 // Without a ceiling above the limit an inner layer can only lower the limit,
                 // which it does by wrapping the body again: it needs no handle (and the
                 // extension map no allocation).
@@ -163,8 +166,6 @@ where
                 let watch = Watch {
                     shared: shared.clone(),
                     rejection: self.rejection.clone(),
-                    request_id: parts.extensions.get::<RequestId>().cloned(),
-                    declared,
                 };
                 let body = RequestBody::shared(body, shared, declared.unwrap_or(u64::MAX));
                 let future = self.inner.call(Request::from_parts(parts, body));

@@ -189,3 +189,64 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::https::HttpsRedirectLayer;
+
+    fn config() -> Arc<Config> {
+        HttpsRedirectLayer::new(["example.com"])
+            .and_then(|l| l.exempt_path("/healthz"))
+            .and_then(|l| l.exempt_prefix("/static"))
+            .and_then(|l| l.exempt_prefix("/files/"))
+            .unwrap()
+            .config
+    }
+
+    #[test]
+    fn exemptions_are_exact_or_segment_prefixes() {
+        let c = config();
+        for yes in [
+            "/healthz",
+            "/static",
+            "/static/a.css",
+            "/files/",
+            "/files/x",
+        ] {
+            assert!(c.is_exempt(yes), "{yes}");
+        }
+        for no in [
+            "/healthz/",
+            "/healthzz",
+            "/staticx",
+            "/files",
+            "/static/../admin",
+            "/static/./a",
+            "/static/%2e%2e/admin",
+            "/",
+        ] {
+            assert!(!c.is_exempt(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn location_uses_the_listed_host_and_the_https_port() {
+        let mut c = (*config()).clone();
+        let host = Host::Name("Example.com.");
+        assert_eq!(
+            c.location(&host, Some("/a?b")).unwrap(),
+            "https://example.com/a?b"
+        );
+        assert_eq!(
+            c.location(&host, Some("*")).unwrap(),
+            "https://example.com/"
+        );
+        assert_eq!(c.location(&host, None).unwrap(), "https://example.com/");
+        c.https_port = Some(8443);
+        assert_eq!(
+            c.location(&host, Some("/")).unwrap(),
+            "https://example.com:8443/"
+        );
+    }
+}

@@ -99,7 +99,7 @@ pub fn signature_base<B>(
 ) -> Result<Vec<u8>, super::SignatureError> {
     let target = Target {
         method: req.method(),
-        uri: req.uri(),
+        uri: crate::net::original_uri(req),
         headers: req.headers(),
         default_scheme: match assume_scheme {
             crate::net::Scheme::Http => "http",

@@ -2,8 +2,6 @@
 
 use std::fmt;
 
-use http::HeaderName;
-
 use super::{
     error::{SignatureError, SignatureErrorKind},
     sf::{self, Bare, Member, SfError},
@@ -125,10 +123,11 @@ impl Component {
                     return Err(SignatureErrorKind::UnsupportedComponent);
                 }
                 // Field names are lowercase in identifiers (RFC 9421 §2.1).
-                if n.is_empty()
-                    || n.bytes().any(|b| b.is_ascii_uppercase())
-                    || HeaderName::from_bytes(n.as_bytes()).is_err()
-                {
+                // A field name is a token (RFC 9110 §5.1), in lowercase here.
+                let tchar = |b: u8| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
+                };
+                if n.is_empty() || !n.bytes().all(tchar) {
                     return Err(SignatureErrorKind::MalformedSignatureInput);
                 }
                 ComponentKind::Field { sf, key }

@@ -310,7 +310,7 @@ impl<'a> Parser<'a> {
         }
         let start = self.i;
         self.i += 1;
-        let mut items = Vec::new();
+        let mut items = Vec::with_capacity(8);
         loop {
             let spaces = self.sp();
             if self.peek() == Some(b')') {
@@ -344,7 +344,7 @@ pub(crate) fn parse_dictionary(input: &[u8]) -> Res<Dict<'_>> {
         i: 0,
         canonical: true,
     };
-    let mut out: Vec<(&str, Member<'_>)> = Vec::new();
+    let mut out: Vec<(&str, Member<'_>)> = Vec::with_capacity(2);
     p.sp();
     if p.peek().is_none() {
         return Ok(Dict {

@@ -72,17 +72,19 @@ where
         let now = shared.clock.now();
         let hint = body.size_hint();
         let has_body = !body.is_end_stream() && hint.upper() != Some(0);
-        let checked =
-            match shared
-                .verifier
-                .check(&parts.method, &parts.uri, &parts.headers, has_body, now)
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    let res = reject(&self.rejection, &parts.extensions, GateError::Signature(e));
-                    return ResponseFuture::rejected(res);
-                }
-            };
+        let checked = match shared.verifier.check(
+            &parts.method,
+            crate::net::original_uri_of(&parts.uri, &parts.extensions),
+            &parts.headers,
+            has_body,
+            now,
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                let res = reject(&self.rejection, &parts.extensions, GateError::Signature(e));
+                return ResponseFuture::rejected(res);
+            }
+        };
         let limit = shared.verifier.policy.body_limit;
         let key_id = checked.verified_key_id();
         if usize::try_from(hint.lower()).map_or(true, |n| n > limit) {
