@@ -956,3 +956,60 @@ async fn redis_or_memory_chosen_at_startup_fits_router_layer() {
     // The lazy connection loaded the script on first use (`NOSCRIPT`, then `SCRIPT LOAD`).
     assert_eq!(redis.cmd("DBSIZE").trim(), ":1");
 }
+
+fn assert_shareable<T: Clone + Send + Sync + 'static>() {}
+fn assert_send<T: Send + 'static>() {}
+
+#[test]
+fn stores_are_clone_send_sync() {
+    assert_shareable::<RedisConnection>();
+    assert_shareable::<RedisRateLimitStore>();
+    assert_shareable::<battlement::redis::RedisReplayStore>();
+    assert_shareable::<RedisConfig>();
+    assert_send::<battlement::redis::DecisionFuture>();
+    assert_send::<battlement::redis::ReplayFuture>();
+}
+
+#[tokio::test]
+async fn key_layout() {
+    // No server needed: the connection is made on first use.
+    let conn =
+        RedisConnection::connect_lazy("redis://127.0.0.1:1/", config(FailurePolicy::FailOpen))
+            .unwrap();
+    assert_eq!(
+        conn.rate_limit_store().redis_key(42),
+        "{test}:rl:000000000000002a"
+    );
+    let replay = conn.replay_store();
+    assert_eq!(
+        replay.redis_key("client-1:n0nce"),
+        "test:nonce:client-1:n0nce"
+    );
+    let long = "x".repeat(200);
+    let hashed = replay.redis_key(&long);
+    assert!(hashed.starts_with("test:nonce:h:") && hashed.len() == "test:nonce:h:".len() + 64);
+    assert!(replay.redis_key("with space").starts_with("test:nonce:h:"));
+    // Fingerprints are the same for every instance with the same hash key, different with
+    // another key.
+    use std::hash::BuildHasher;
+    let other =
+        RedisConnection::connect_lazy("redis://127.0.0.1:1/", config(FailurePolicy::FailOpen))
+            .unwrap()
+            .rate_limit_store();
+    let store = conn.rate_limit_store();
+    let ip: std::net::IpAddr = [203, 0, 113, 7].into();
+    assert_eq!(
+        store.key_hasher().hash_one(ip),
+        other.key_hasher().hash_one(ip)
+    );
+    let keyed = RedisConnection::connect_lazy(
+        "redis://127.0.0.1:1/",
+        config(FailurePolicy::FailOpen).with_hash_key([1; 16]),
+    )
+    .unwrap()
+    .rate_limit_store();
+    assert_ne!(
+        store.key_hasher().hash_one(ip),
+        keyed.key_hasher().hash_one(ip)
+    );
+}
