@@ -1013,3 +1013,73 @@ async fn key_layout() {
         keyed.key_hasher().hash_one(ip)
     );
 }
+
+#[derive(Clone, Default)]
+struct LogBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every breaker transition while Redis goes away and comes back is a `battlement::redis`
+/// event (the subscriber is this thread's; the runtime runs on this thread too).
+#[test]
+fn outage_and_recovery_are_tracing_events() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let buf = LogBuf::default();
+    let w = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || w.clone())
+        .with_ansi(false)
+        .with_env_filter("battlement::redis=info")
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let conn =
+                RedisConnection::connect(&redis.url(), config(FailurePolicy::FallbackToMemory))
+                    .await
+                    .unwrap();
+            let app = router(conn.rate_limit_store(), Quota::per_minute(nz(100)));
+            assert_eq!(status(&app).await.0, StatusCode::OK);
+            redis.kill();
+            for _ in 0..4 {
+                assert_eq!(status(&app).await.0, StatusCode::OK);
+            }
+            assert_eq!(conn.breaker().state(), State::Open);
+            redis.restart();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while conn.breaker().state() != State::Closed {
+                assert!(Instant::now() < deadline, "never went back to Redis");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let _ = status(&app).await;
+            }
+        });
+    });
+    let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let find = |parts: &[&str]| {
+        out.lines()
+            .position(|l| parts.iter().all(|p| l.contains(p)))
+            .unwrap_or_else(|| panic!("no line with {parts:?} in:\n{out}"))
+    };
+    let opened = find(&[
+        "ERROR",
+        "battlement::redis",
+        "Redis unavailable",
+        "policy=FallbackToMemory",
+    ]);
+    let probing = find(&["WARN", "battlement::redis", "probing Redis again"]);
+    let back = find(&["INFO", "battlement::redis", "Redis is back"]);
+    assert!(opened < probing && probing < back, "{out}");
+}
