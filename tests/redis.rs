@@ -5,10 +5,10 @@
 #![cfg(feature = "redis")]
 
 use std::{
-    io::{Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream},
+    io::Write,
+    net::SocketAddr,
     num::NonZeroU32,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -26,175 +26,12 @@ use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
+mod redis_support;
+
+use redis_support::{RedisServer, free_port};
+
 // ---------------------------------------------------------------------------------------------
-// Harness
-
-/// A `redis-server` on a free loopback port, killed on drop.
-struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-    /// Extra arguments (TLS setup); with them the server is only probed by a TCP connect.
-    extra: Vec<String>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn have_redis() -> bool {
-    let found = Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        if std::env::var("BATTLEMENT_REQUIRE_REDIS").is_ok_and(|v| v == "1") {
-            panic!("redis-server not found and BATTLEMENT_REQUIRE_REDIS=1");
-        }
-        // Straight to stderr, past the test harness's capture, so the skip is seen.
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped: redis-server not found (set BATTLEMENT_REQUIRE_REDIS=1 to fail)"
-        );
-    }
-    found
-}
-
-/// Sends one inline command and reads one reply (enough for PING, INFO, CONFIG, DBSIZE).
-fn raw(port: u16, command: &str) -> std::io::Result<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(2)))?;
-    s.write_all(format!("{command}\r\n").as_bytes())?;
-    let mut out = Vec::new();
-    let mut buf = [0u8; 16384];
-    loop {
-        let n = s.read(&mut buf)?;
-        out.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&out);
-        // A bulk string: `$len\r\n...\r\n`; anything else is one line.
-        let complete = match text.strip_prefix('$') {
-            Some(rest) => rest.split_once("\r\n").is_some_and(|(len, body)| {
-                len.parse::<usize>().map_or(true, |l| body.len() >= l + 2)
-            }),
-            None => text.ends_with("\r\n"),
-        };
-        if n == 0 || complete {
-            return Ok(text.into_owned());
-        }
-    }
-}
-
-impl RedisServer {
-    fn start() -> Option<Self> {
-        Self::start_with(Vec::new())
-    }
-
-    fn start_with(extra: Vec<String>) -> Option<Self> {
-        if !have_redis() {
-            return None;
-        }
-        let mut server = Self {
-            child: None,
-            port: free_port(),
-            extra,
-        };
-        server.spawn();
-        Some(server)
-    }
-
-    fn spawn(&mut self) {
-        let port = self.port.to_string();
-        let ports: [&str; 4] = if self.extra.is_empty() {
-            ["--port", &port, "--bind", "127.0.0.1"]
-        } else {
-            ["--port", "0", "--tls-port", &port]
-        };
-        let child = Command::new("redis-server")
-            .args(ports)
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(&self.extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            let up = if self.extra.is_empty() {
-                raw(self.port, "PING").is_ok_and(|r| r.starts_with("+PONG"))
-            } else {
-                TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-            };
-            if up {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("redis-server did not answer PING on port {}", self.port);
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Sends `signal` (`STOP`, `CONT`) to the server process.
-    fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().expect("running").id().to_string();
-        let ok = Command::new("kill")
-            .args([&format!("-{signal}"), &pid])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "kill -{signal} {pid}");
-    }
-
-    fn restart(&mut self) {
-        self.kill();
-        self.spawn();
-    }
-
-    fn cmd(&self, command: &str) -> String {
-        raw(self.port, command).expect("redis command")
-    }
-
-    /// The ids of the clients whose last command was `cmd`.
-    fn clients_running(&self, cmd: &str) -> Vec<u64> {
-        let list = self.cmd("CLIENT LIST");
-        let needle = format!(" cmd={cmd} ");
-        list.lines()
-            .filter(|l| l.contains(&needle))
-            .filter_map(|l| l.split_once("id=")?.1.split(' ').next()?.parse().ok())
-            .collect()
-    }
-
-    /// `calls` of `cmdstat_<name>` in `INFO commandstats` (0 when absent).
-    fn calls(&self, name: &str) -> u64 {
-        let info = self.cmd("INFO commandstats");
-        let prefix = format!("cmdstat_{name}:calls=");
-        info.lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .and_then(|rest| rest.split(',').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+// Helpers
 
 const fn nz(n: u32) -> NonZeroU32 {
     match NonZeroU32::new(n) {
@@ -1012,74 +849,4 @@ async fn key_layout() {
         store.key_hasher().hash_one(ip),
         keyed.key_hasher().hash_one(ip)
     );
-}
-
-#[derive(Clone, Default)]
-struct LogBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl Write for LogBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Every breaker transition while Redis goes away and comes back is a `battlement::redis`
-/// event (the subscriber is this thread's; the runtime runs on this thread too).
-#[test]
-fn outage_and_recovery_are_tracing_events() {
-    let Some(mut redis) = RedisServer::start() else {
-        return;
-    };
-    let buf = LogBuf::default();
-    let w = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || w.clone())
-        .with_ansi(false)
-        .with_env_filter("battlement::redis=info")
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let conn =
-                RedisConnection::connect(&redis.url(), config(FailurePolicy::FallbackToMemory))
-                    .await
-                    .unwrap();
-            let app = router(conn.rate_limit_store(), Quota::per_minute(nz(100)));
-            assert_eq!(status(&app).await.0, StatusCode::OK);
-            redis.kill();
-            for _ in 0..4 {
-                assert_eq!(status(&app).await.0, StatusCode::OK);
-            }
-            assert_eq!(conn.breaker().state(), State::Open);
-            redis.restart();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while conn.breaker().state() != State::Closed {
-                assert!(Instant::now() < deadline, "never went back to Redis");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                let _ = status(&app).await;
-            }
-        });
-    });
-    let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-    let find = |parts: &[&str]| {
-        out.lines()
-            .position(|l| parts.iter().all(|p| l.contains(p)))
-            .unwrap_or_else(|| panic!("no line with {parts:?} in:\n{out}"))
-    };
-    let opened = find(&[
-        "ERROR",
-        "battlement::redis",
-        "Redis unavailable",
-        "policy=FallbackToMemory",
-    ]);
-    let probing = find(&["WARN", "battlement::redis", "probing Redis again"]);
-    let back = find(&["INFO", "battlement::redis", "Redis is back"]);
-    assert!(opened < probing && probing < back, "{out}");
 }
