@@ -33,6 +33,9 @@
 //! * [`signing`] (sign): a fresh signature, `created` and nonce on every attempt.
 //! * [`request_id::ForwardRequestIdLayer`]: the current request id on outgoing calls.
 //!
+//! Many instances (feature `redis`): `redis` holds the rate limits and the replay nonces in
+//! Redis, one round trip per decision, with a failure policy for when Redis is down.
+//!
 //! Shared pieces: [`problem`] (the one rejection response), [`net`] (peer addresses and
 //! trusted proxies), [`error`] (typed configuration errors naming the field).
 
@@ -46,6 +49,9 @@ pub mod https;
 pub mod net;
 pub mod problem;
 pub mod rate_limit;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 pub mod request_id;
 pub mod retry;
 pub mod security_headers;

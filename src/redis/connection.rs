@@ -1,0 +1,428 @@
+//! The shared connection: a reconnecting multiplexed connection, a timeout on every call and a
+//! breaker that stops calling Redis while it fails.
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::{Arc, PoisonError, RwLock},
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use ::redis::{
+    Client, Script,
+    aio::{ConnectionManager, ConnectionManagerConfig},
+};
+
+use super::{
+    config::{FailurePolicy, RedisConfig},
+    hash::StableKeyHasher,
+    rate_limit::RedisRateLimitStore,
+    replay::RedisReplayStore,
+};
+use crate::circuit_breaker::{Breaker, Outcome, Permit, State};
+
+/// Connecting to Redis failed.
+#[derive(Clone)]
+pub struct ConnectError {
+    kind: ConnectErrorKind,
+    detail: String,
+}
+
+/// What kind of [`ConnectError`] it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConnectErrorKind {
+    /// The URL is not a `redis://`, `rediss://` or `unix://` URL this build supports.
+    InvalidUrl,
+    /// Not called inside a tokio runtime.
+    NoRuntime,
+    /// Redis did not answer `PING` and `SCRIPT LOAD` in time.
+    Unreachable,
+    /// The breaker configuration is invalid.
+    Config,
+}
+
+impl ConnectError {
+    fn new(kind: ConnectErrorKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    /// The kind of error.
+    pub fn kind(&self) -> ConnectErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Debug for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectError")
+            .field("kind", &self.kind)
+            .field("detail", &self.detail)
+            .finish()
+    }
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the URL: it may hold a password.
+        match self.kind {
+            ConnectErrorKind::InvalidUrl => write!(f, "invalid Redis URL: {}", self.detail),
+            ConnectErrorKind::NoRuntime => {
+                write!(f, "the Redis stores need a tokio runtime: {}", self.detail)
+            }
+            ConnectErrorKind::Unreachable => write!(f, "Redis unreachable: {}", self.detail),
+            ConnectErrorKind::Config => write!(f, "invalid Redis store config: {}", self.detail),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+/// A Redis error turned into text that cannot carry the URL (the `redis` crate does not put
+/// credentials in its errors; only the kind and the server's message are kept).
+pub(crate) fn describe(e: &::redis::RedisError) -> String {
+    let mut s = format!("{:?}", e.kind());
+    if let Some(detail) = e.detail() {
+        s.push_str(": ");
+        s.push_str(detail);
+    } else if e.is_io_error() {
+        s.push_str(": I/O error");
+    }
+    s
+}
+
+pub(crate) struct Inner {
+    /// Replaced by a fresh one when calls time out and the breaker opens (a hung connection
+    /// never errors by itself, so the manager would keep it).
+    manager: RwLock<ConnectionManager>,
+    client: Client,
+    manager_config: ConnectionManagerConfig,
+    pub(crate) config: RedisConfig,
+    pub(crate) breaker: Breaker,
+    pub(crate) hasher: StableKeyHasher,
+    pub(crate) gcra: Script,
+    pub(crate) adjust: Script,
+    /// `{prefix}:rl:`
+    pub(crate) rl_prefix: String,
+    /// `prefix:nonce:`
+    pub(crate) nonce_prefix: String,
+}
+
+/// One connection to Redis shared by the Redis stores: reconnects by itself
+/// (`redis::aio::ConnectionManager`), bounds every call with the configured timeout, and stops
+/// calling Redis while it fails (a [`Breaker`]; every transition is a `tracing` event).
+///
+/// Cloning shares the connection.
+#[derive(Clone)]
+pub struct RedisConnection {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl RedisConnection {
+    /// Connects to `url` (`redis://[user[:password]@]host[:port][/db]`, `rediss://` for TLS
+    /// when the crate is built with TLS support), checks Redis answers (`PING`) and loads the
+    /// scripts, within the larger of the call timeout and 5 s.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConnectError`]: invalid URL, no tokio runtime, or Redis unreachable.
+    pub async fn connect(url: &str, config: RedisConfig) -> Result<Self, ConnectError> {
+        let conn = Self::connect_lazy(url, config)?;
+        let wait = conn.inner.config.timeout.max(Duration::from_secs(5));
+        let mut con = conn.inner.manager();
+        let inner = conn.inner.clone();
+        let warm = async move {
+            ::redis::cmd("PING").query_async::<()>(&mut con).await?;
+            inner.gcra.load_async(&mut con).await?;
+            inner.adjust.load_async(&mut con).await?;
+            Ok::<(), ::redis::RedisError>(())
+        };
+        match tokio::time::timeout(wait, warm).await {
+            Ok(Ok(())) => Ok(conn),
+            Ok(Err(e)) => Err(ConnectError::new(
+                ConnectErrorKind::Unreachable,
+                describe(&e),
+            )),
+            Err(_) => Err(ConnectError::new(
+                ConnectErrorKind::Unreachable,
+                format!("no answer within {wait:?}"),
+            )),
+        }
+    }
+
+    /// A connection made on first use: starting does not need Redis up (requests get the
+    /// failure policy until it is). Scripts are loaded on first use (`EVALSHA`, then
+    /// `SCRIPT LOAD` on `NOSCRIPT`).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConnectError`]: invalid URL or breaker config, or no tokio runtime.
+    pub fn connect_lazy(url: &str, config: RedisConfig) -> Result<Self, ConnectError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(ConnectError::new(
+                ConnectErrorKind::NoRuntime,
+                "call inside a tokio runtime",
+            ));
+        }
+        let client = open_client(url, &config)?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(10))
+            .set_max_delay(Duration::from_millis(100))
+            .set_connection_timeout(Some(config.timeout.max(Duration::from_secs(2))))
+            .set_response_timeout(None);
+        let manager =
+            ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone())
+                .map_err(|e| ConnectError::new(ConnectErrorKind::InvalidUrl, describe(&e)))?;
+        let breaker_config = with_events(&config);
+        breaker_config
+            .validate()
+            .map_err(|e| ConnectError::new(ConnectErrorKind::Config, e.to_string()))?;
+        let breaker = Breaker::from_validated(Arc::new(breaker_config), Some(Arc::from("redis")));
+        let rl_prefix = format!("{{{}}}:rl:", config.prefix);
+        let nonce_prefix = format!("{}:nonce:", config.prefix);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                manager: RwLock::new(manager),
+                client,
+                manager_config,
+                hasher: StableKeyHasher::new(config.hash_key),
+                config,
+                breaker,
+                gcra: Script::new(include_str!("gcra.lua")),
+                adjust: Script::new(include_str!("adjust.lua")),
+                rl_prefix,
+                nonce_prefix,
+            }),
+        })
+    }
+
+    /// A rate-limit store on this connection.
+    pub fn rate_limit_store(&self) -> RedisRateLimitStore {
+        RedisRateLimitStore::new(self.clone())
+    }
+
+    /// A replay-nonce store on this connection.
+    pub fn replay_store(&self) -> RedisReplayStore {
+        RedisReplayStore::new(self.clone())
+    }
+
+    /// The breaker guarding Redis (its state, its counters).
+    pub fn breaker(&self) -> &Breaker {
+        &self.inner.breaker
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RedisConfig {
+        &self.inner.config
+    }
+
+    /// Sends `PING` within the timeout, outside the breaker: a readiness check.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConnectError`] of kind [`Unreachable`](ConnectErrorKind::Unreachable).
+    pub async fn ping(&self) -> Result<(), ConnectError> {
+        let mut con = self.inner.manager();
+        let timeout = self.inner.config.timeout;
+        match tokio::time::timeout(timeout, ::redis::cmd("PING").query_async::<()>(&mut con)).await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(ConnectError::new(
+                ConnectErrorKind::Unreachable,
+                describe(&e),
+            )),
+            Err(_) => Err(ConnectError::new(
+                ConnectErrorKind::Unreachable,
+                format!("no answer within {timeout:?}"),
+            )),
+        }
+    }
+
+    /// Leave to call Redis now, or `None` while the breaker is open.
+    pub(crate) fn permit(&self) -> Option<Permit> {
+        self.inner.breaker.try_acquire().ok()
+    }
+}
+
+impl Inner {
+    /// A handle on the current connection (an `Arc` bump under a read lock held for no await).
+    pub(crate) fn manager(&self) -> ConnectionManager {
+        self.manager
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Drops the current connection for a fresh one, made on its first use.
+    fn renew(&self) {
+        match ConnectionManager::new_lazy_with_config(
+            self.client.clone(),
+            self.manager_config.clone(),
+        ) {
+            Ok(fresh) => {
+                *self.manager.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+                tracing::info!(
+                    target: "battlement::redis",
+                    "Redis calls timed out: the connection will be made again"
+                );
+            }
+            Err(e) => tracing::warn!(
+                target: "battlement::redis",
+                error = %describe(&e),
+                "could not make a new Redis connection"
+            ),
+        }
+    }
+}
+
+impl fmt::Debug for RedisConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConnection")
+            .field("config", &self.inner.config)
+            .field("breaker", &self.inner.breaker.state())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(not(feature = "redis-tls"))]
+fn open_client(url: &str, _config: &RedisConfig) -> Result<Client, ConnectError> {
+    if url.starts_with("rediss://") {
+        return Err(ConnectError::new(
+            ConnectErrorKind::InvalidUrl,
+            "rediss:// needs the `redis-tls` feature",
+        ));
+    }
+    Client::open(url).map_err(|e| ConnectError::new(ConnectErrorKind::InvalidUrl, describe(&e)))
+}
+
+#[cfg(feature = "redis-tls")]
+fn open_client(url: &str, config: &RedisConfig) -> Result<Client, ConnectError> {
+    let invalid =
+        |e: ::redis::RedisError| ConnectError::new(ConnectErrorKind::InvalidUrl, describe(&e));
+    if !url.starts_with("rediss://") {
+        return Client::open(url).map_err(invalid);
+    }
+    // rustls needs a process-wide crypto provider; install ring's unless the application
+    // installed one (an error here means another thread just did: fine).
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    let tls = &config.tls;
+    if tls.root_ca.is_none() && tls.client.is_none() {
+        return Client::open(url).map_err(invalid);
+    }
+    let certs = ::redis::TlsCertificates {
+        client_tls: tls
+            .client
+            .as_ref()
+            .map(|(cert, key)| ::redis::ClientTlsConfig {
+                client_cert: cert.clone(),
+                client_key: key.to_vec(),
+            }),
+        root_cert: tls.root_ca.clone(),
+    };
+    Client::build_with_tls(url, certs).map_err(invalid)
+}
+
+/// The breaker config with a `battlement::redis` event on every transition (and the user's
+/// callback, if any, after it).
+fn with_events(config: &RedisConfig) -> crate::circuit_breaker::BreakerConfig {
+    let policy = config.failure;
+    let user = config.breaker.on_state_change.clone();
+    config.breaker.clone().on_state_change(move |change| {
+        match change.to {
+            State::Open => tracing::error!(
+                target: "battlement::redis",
+                from = %change.from,
+                reason = %change.reason,
+                cooldown_ms = change.cooldown.map_or(0, |d| d.as_millis() as u64),
+                ?policy,
+                "Redis unavailable: stores stop calling it and apply the failure policy"
+            ),
+            State::HalfOpen => tracing::warn!(
+                target: "battlement::redis",
+                "probing Redis again"
+            ),
+            State::Closed => tracing::info!(
+                target: "battlement::redis",
+                from = %change.from,
+                "Redis is back: stores use it again"
+            ),
+            other => tracing::warn!(
+                target: "battlement::redis",
+                state = %other,
+                "Redis breaker state changed"
+            ),
+        }
+        if let Some(user) = &user {
+            user(change);
+        }
+    })
+}
+
+/// Runs `call` under `permit` and the timeout; records the outcome on the breaker. When a
+/// timeout opens the breaker, the connection is replaced: the probe after the cooldown uses
+/// a fresh one.
+pub(crate) async fn guarded<T, F>(
+    inner: &Inner,
+    permit: Permit,
+    what: &'static str,
+    call: F,
+) -> Result<T, String>
+where
+    F: Future<Output = ::redis::RedisResult<T>>,
+{
+    let timeout = inner.config.timeout;
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(v)) => {
+            permit.record(Outcome::Success);
+            Ok(v)
+        }
+        Ok(Err(e)) => {
+            permit.record(Outcome::Failure);
+            let e = describe(&e);
+            tracing::warn!(target: "battlement::redis", error = %e, "{what} failed");
+            Err(e)
+        }
+        Err(_) => {
+            permit.record(Outcome::Failure);
+            tracing::warn!(target: "battlement::redis", timeout_ms = timeout.as_millis() as u64, "{what} timed out");
+            if inner.breaker.state() == State::Open {
+                inner.renew();
+            }
+            Err(format!("no answer within {timeout:?}"))
+        }
+    }
+}
+
+/// A future that is either ready or a boxed Redis call (real I/O, the one place the crate
+/// boxes a future on the request path).
+pub(crate) enum IoFuture<T> {
+    Ready(Option<T>),
+    Io(Pin<Box<dyn Future<Output = T> + Send>>),
+}
+
+impl<T> Future for IoFuture<T> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        match self.get_mut() {
+            Self::Ready(v) => Poll::Ready(v.take().expect("redis future polled after completion")),
+            Self::Io(f) => f.as_mut().poll(cx),
+        }
+    }
+}
+
+// `IoFuture` is `Unpin`: it only holds an `Option` or a `Pin<Box<_>>`.
+impl<T> Unpin for IoFuture<T> {}
+
+/// Whether a failure policy falls back to memory.
+pub(crate) fn falls_back(policy: FailurePolicy) -> bool {
+    matches!(policy, FailurePolicy::FallbackToMemory)
+}
