@@ -4,6 +4,7 @@
 //! cargo run --example server                              # 127.0.0.1:3000, embedded defaults
 //! BATTLEMENT_ADDR=127.0.0.1:8080 cargo run --example server
 //! cargo run --example server -- examples/server.toml      # settings from a TOML file
+//! BATTLEMENT_REDIS_URL=redis://127.0.0.1:6379 cargo run --features redis --example server
 //! ```
 //!
 //! Routes:
@@ -57,6 +58,8 @@ use battlement::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tower::ServiceBuilder;
+#[cfg(feature = "redis")]
+use tower::util::Either;
 use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 
 /// The example's settings; every field has a secure default, unknown keys are rejected.
@@ -239,6 +242,7 @@ fn build_app(
     settings: &Settings,
     keys: ApiKeys,
     (ring, policy): (KeyRing, VerifyPolicy),
+    redis: Option<RedisHandle>,
 ) -> Result<Router, ConfigError> {
     let trusted = TrustedProxies::new(settings.trusted_proxies.iter().map(String::as_str))
         .map_err(|e| e.within("trusted_proxies"))?;
@@ -277,15 +281,43 @@ fn build_app(
     };
 
     let rl = &settings.rate_limit;
+    // Fixed limit ids: instances sharing a Redis store share a limit only when the ids match.
     let per_ip = Limit::new(
         ClientIp::new(trusted_for_limits),
         quota(rl.per_ip_per_minute, rl.per_ip_burst).map_err(|e| e.within("rate_limit.per_ip"))?,
-    );
+    )
+    .with_id(1);
     let per_key = Limit::new(
         ExtensionKey::<Principal>::new(),
         quota(rl.per_key_per_minute, rl.per_key_burst)
             .map_err(|e| e.within("rate_limit.per_key"))?,
-    );
+    )
+    .with_id(2);
+
+    // With `BATTLEMENT_REDIS_URL` (and the `redis` feature), the per-IP limit and the replay
+    // nonces live in Redis, shared by every instance; otherwise in memory.
+    #[cfg(feature = "redis")]
+    let (per_ip_layer, verify) = match redis {
+        Some(redis) => (
+            Either::Left(RateLimitLayer::new(per_ip).with_store(redis.rate_limit_store())),
+            Either::Left(
+                VerifySignatureLayer::with_policy(ring, policy)
+                    .with_replay_store(redis.replay_store()),
+            ),
+        ),
+        None => (
+            Either::Right(RateLimitLayer::new(per_ip)),
+            Either::Right(VerifySignatureLayer::with_policy(ring, policy)),
+        ),
+    };
+    #[cfg(not(feature = "redis"))]
+    let (per_ip_layer, verify) = {
+        let _: Option<()> = redis;
+        (
+            RateLimitLayer::new(per_ip),
+            VerifySignatureLayer::with_policy(ring, policy),
+        )
+    };
 
     // `/keyed/*` needs an API key; its principal then has its own rate limit.
     let keyed = Router::new().route("/me", get(whoami)).layer(
@@ -298,7 +330,7 @@ fn build_app(
     let signed = Router::new()
         .route("/orders", post(create_order))
         .route("/status", get(signed_status))
-        .layer(VerifySignatureLayer::with_policy(ring, policy));
+        .layer(verify);
 
     let api = Router::new().route("/hello", get(hello)).route(
         "/echo",
@@ -327,8 +359,37 @@ fn build_app(
                 BodyLimitLayer::new(settings.body_limit.default)
                     .max_route_limit(settings.body_limit.default.max(settings.body_limit.echo)),
             )
-            .layer(RateLimitLayer::new(per_ip)),
+            .layer(per_ip_layer),
     ))
+}
+
+#[cfg(feature = "redis")]
+type RedisHandle = battlement::redis::RedisConnection;
+#[cfg(not(feature = "redis"))]
+type RedisHandle = ();
+
+/// The Redis connection when `BATTLEMENT_REDIS_URL` is set. It connects lazily: the server
+/// starts while Redis is down and falls back to the in-memory limiter until it is up.
+fn redis_from_env() -> Result<Option<RedisHandle>, String> {
+    let Some(url) = std::env::var_os("BATTLEMENT_REDIS_URL") else {
+        return Ok(None);
+    };
+    #[cfg(feature = "redis")]
+    {
+        use battlement::redis::{RedisConfig, RedisConnection};
+        let url = url.to_string_lossy();
+        let config = RedisConfig::new()
+            .with_prefix("battlement-example")
+            .map_err(|e| e.to_string())?;
+        let redis = RedisConnection::connect_lazy(&url, config).map_err(|e| e.to_string())?;
+        tracing::info!("rate limits and replay nonces in Redis");
+        Ok(Some(redis))
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = url;
+        Err("BATTLEMENT_REDIS_URL is set: run with `--features redis`".to_owned())
+    }
 }
 
 fn quota(per_minute: u32, burst: u32) -> Result<Quota, ConfigError> {
@@ -452,9 +513,16 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let redis = match redis_from_env() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("configuration error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let app = match api_keys(&settings.api_keys).and_then(|keys| {
         let signing = signing(settings.signing.as_ref())?;
-        build_app(&settings, keys, signing)
+        build_app(&settings, keys, signing, redis)
     }) {
         Ok(app) => app,
         Err(e) => {
