@@ -353,10 +353,9 @@ impl Verifier {
             return Err(fail(SignatureErrorKind::TagMismatch));
         }
 
-        let mut base = Vec::with_capacity(512);
-        write_base(target, &input.components, &input.params_line, &mut base).map_err(fail)?;
+        // The base goes straight into the pre-keyed MAC: no buffer, no copy.
         let mut mac = key.mac();
-        mac.update(&base);
+        write_base(target, &input.components, &input.params_line, &mut mac).map_err(fail)?;
         // Constant-time comparison (`subtle` underneath).
         mac.verify_slice(signature)
             .map_err(|_| fail(SignatureErrorKind::InvalidSignature))?;
