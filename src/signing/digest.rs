@@ -75,12 +75,12 @@ pub(crate) fn verify_content_digest_parsed(
 #[derive(Clone, Debug)]
 pub(crate) struct Expected {
     pub(crate) alg: DigestAlgorithm,
-    value: Vec<u8>,
+    value: super::sf::ByteSeq,
 }
 
 impl Expected {
     pub(crate) fn check(&self, actual: &[u8]) -> Result<(), SignatureError> {
-        if bool::from(self.value.ct_eq(actual)) {
+        if bool::from(self.value.as_slice().ct_eq(actual)) {
             Ok(())
         } else {
             Err(SignatureError::new(SignatureErrorKind::DigestMismatch))

@@ -1,6 +1,6 @@
 //! Parsing `Signature-Input` and `Signature` (RFC 9421 §4) with the `sfv` structured-field parser.
 
-use std::fmt;
+use std::{borrow::Cow, fmt};
 
 use super::{
     error::{SignatureError, SignatureErrorKind},
@@ -41,7 +41,34 @@ pub struct Component {
     /// The name is `serialized[1..=name_len]` (names never need escaping).
     name_len: usize,
     pub(crate) kind: ComponentKind,
-    serialized: String,
+    /// Static for the parameterless identifiers met on almost every request (no allocation).
+    serialized: Cow<'static, str>,
+}
+
+/// Serialized identifiers kept as `&'static str`: the derived components and the fields most
+/// often signed.
+const COMMON_IDENTIFIERS: &[&str] = &[
+    "\"@method\"",
+    "\"@target-uri\"",
+    "\"@authority\"",
+    "\"@scheme\"",
+    "\"@request-target\"",
+    "\"@path\"",
+    "\"@query\"",
+    "\"content-digest\"",
+    "\"content-type\"",
+    "\"content-length\"",
+    "\"date\"",
+    "\"host\"",
+    "\"authorization\"",
+];
+
+/// `"name"` as a static string when it is one of [`COMMON_IDENTIFIERS`].
+fn common_identifier(name: &str) -> Option<&'static str> {
+    COMMON_IDENTIFIERS
+        .iter()
+        .find(|id| id.len() == name.len() + 2 && &id[1..=name.len()] == name)
+        .copied()
 }
 
 impl Component {
@@ -133,12 +160,15 @@ impl Component {
                 ComponentKind::Field { sf, key }
             }
         };
-        let serialized = if canonical {
-            item.raw.to_owned()
+        let serialized = if let Some(id) = common_identifier(name).filter(|_| item.params.is_empty())
+        {
+            Cow::Borrowed(id)
+        } else if canonical {
+            Cow::Owned(item.raw.to_owned())
         } else {
             let mut s = String::with_capacity(item.raw.len());
             sf::write_item(&mut s, item);
-            s
+            Cow::Owned(s)
         };
         Ok(Self {
             name_len: name.len(),
@@ -152,7 +182,8 @@ impl Component {
         Self {
             name_len: name.len(),
             kind,
-            serialized: format!("\"{name}\""),
+            serialized: common_identifier(name)
+                .map_or_else(|| Cow::Owned(format!("\"{name}\"")), Cow::Borrowed),
         }
     }
 
@@ -329,27 +360,51 @@ pub fn parse_signature_input(value: &[u8]) -> Result<Vec<SignatureInput>, Signat
 ///
 /// [`SignatureErrorKind::MalformedSignature`] or [`SignatureErrorKind::DuplicateLabel`].
 pub fn parse_signature(value: &[u8]) -> Result<Vec<(String, Vec<u8>)>, SignatureError> {
-    let malformed = || SignatureError::new(SignatureErrorKind::MalformedSignature);
-    if value.len() > MAX_FIELD_LEN {
-        return Err(malformed());
-    }
-    let dict = sf::parse_dictionary(value).map_err(|e| match e {
-        SfError::DuplicateKey => SignatureError::new(SignatureErrorKind::DuplicateLabel),
-        SfError::Invalid => malformed(),
-    })?;
-    if dict.members.is_empty() || dict.members.len() > MAX_SIGNATURES {
-        return Err(malformed());
-    }
-    dict.members
+    Ok(Signatures::parse(value)?
+        .0
         .into_iter()
-        .map(|(label, member)| match member {
-            Member::Item(sf::Item {
-                bare: Bare::Bytes(bytes),
-                ..
-            }) => Ok((label.to_owned(), bytes)),
-            _ => Err(malformed()),
-        })
-        .collect()
+        .map(|(label, bytes)| (label.to_owned(), bytes.to_vec()))
+        .collect())
+}
+
+/// A parsed `Signature` field, borrowing the labels from the field value (what the verifier
+/// uses: no allocation per label or per signature).
+pub(crate) struct Signatures<'a>(Vec<(&'a str, sf::ByteSeq)>);
+
+impl<'a> Signatures<'a> {
+    /// As [`parse_signature`].
+    pub(crate) fn parse(value: &'a [u8]) -> Result<Self, SignatureError> {
+        let malformed = || SignatureError::new(SignatureErrorKind::MalformedSignature);
+        if value.len() > MAX_FIELD_LEN {
+            return Err(malformed());
+        }
+        let dict = sf::parse_dictionary(value).map_err(|e| match e {
+            SfError::DuplicateKey => SignatureError::new(SignatureErrorKind::DuplicateLabel),
+            SfError::Invalid => malformed(),
+        })?;
+        if dict.members.is_empty() || dict.members.len() > MAX_SIGNATURES {
+            return Err(malformed());
+        }
+        dict.members
+            .into_iter()
+            .map(|(label, member)| match member {
+                Member::Item(sf::Item {
+                    bare: Bare::Bytes(bytes),
+                    ..
+                }) => Ok((label, bytes)),
+                _ => Err(malformed()),
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+
+    /// The signature labelled `label`.
+    pub(crate) fn get(&self, label: &str) -> Option<&[u8]> {
+        self.0
+            .iter()
+            .find(|(l, _)| *l == label)
+            .map(|(_, b)| b.as_slice())
+    }
 }
 
 #[cfg(test)]

@@ -33,8 +33,61 @@ pub(crate) enum Bare<'a> {
     Dec(&'a str),
     Str(Cow<'a, str>),
     Token(&'a str),
-    Bytes(Vec<u8>),
+    Bytes(ByteSeq),
     Bool(bool),
+}
+
+/// A decoded byte sequence: inline up to 64 bytes (every MAC and digest of this crate), so the
+/// signature fields parse without a heap allocation per value.
+#[derive(Clone)]
+pub(crate) enum ByteSeq {
+    Inline { buf: [u8; 64], len: u8 },
+    Heap(Vec<u8>),
+}
+
+impl ByteSeq {
+    fn decode(text: &[u8]) -> Option<Self> {
+        if base64::decoded_len_estimate(text.len()) <= 64 {
+            let mut buf = [0u8; 64];
+            let len = B64_LENIENT.decode_slice(text, &mut buf).ok()?;
+            // `len` <= 64 (the estimate bounds it), so it fits in a u8.
+            Some(Self::Inline {
+                buf,
+                len: u8::try_from(len).ok()?,
+            })
+        } else {
+            B64_LENIENT.decode(text).ok().map(Self::Heap)
+        }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            Self::Inline { buf, len } => &buf[..usize::from(*len)],
+            Self::Heap(v) => v,
+        }
+    }
+}
+
+impl std::ops::Deref for ByteSeq {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl PartialEq for ByteSeq {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for ByteSeq {}
+
+impl std::fmt::Debug for ByteSeq {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_slice().fmt(f)
+    }
 }
 
 pub(crate) type Params<'a> = Vec<(&'a str, Bare<'a>)>;
@@ -261,10 +314,9 @@ impl<'a> Parser<'a> {
             return Err(SfError::Invalid);
         }
         self.i = start + end + 1;
-        B64_LENIENT
-            .decode(&rest[..end])
+        ByteSeq::decode(&rest[..end])
             .map(Bare::Bytes)
-            .map_err(|_| SfError::Invalid)
+            .ok_or(SfError::Invalid)
     }
 
     fn params(&mut self) -> Res<Params<'a>> {
@@ -448,7 +500,7 @@ pub(crate) fn write_bare(out: &mut String, b: &Bare<'_>) {
         Bare::Token(t) => out.push_str(t),
         Bare::Bytes(v) => {
             out.push(':');
-            STANDARD.encode_string(v, out);
+            STANDARD.encode_string(v.as_slice(), out);
             out.push(':');
         }
         Bare::Bool(v) => out.push_str(if *v { "?1" } else { "?0" }),

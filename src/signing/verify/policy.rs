@@ -13,7 +13,7 @@ use crate::{
         digest::ExpectedDigests,
         error::{SignatureError, SignatureErrorKind},
         key::KeyRing,
-        parse::{Component, SignatureInput, parse_signature, parse_signature_input},
+        parse::{Component, SignatureInput, Signatures, parse_signature_input},
     },
 };
 
@@ -252,7 +252,7 @@ impl Verifier {
         let sig_value = combined(headers, &SIGNATURE)
             .ok_or(SignatureError::new(SignatureErrorKind::MissingSignature))?;
         let inputs = parse_signature_input(&input_value)?;
-        let signatures = parse_signature(&sig_value)?;
+        let signatures = Signatures::parse(&sig_value)?;
         let target = Target {
             method,
             uri,
@@ -272,7 +272,7 @@ impl Verifier {
             {
                 continue;
             }
-            let Some((_, sig)) = signatures.iter().find(|(l, _)| l == input.label()) else {
+            let Some(sig) = signatures.get(input.label()) else {
                 continue;
             };
             match self.check_one(&target, input, sig, has_body, now) {
