@@ -374,10 +374,13 @@ impl Verifier {
                 (None, Some(exp)) => u64::try_from(exp.saturating_sub(now_i)).unwrap_or(0),
                 (None, None) => window,
             };
-            (
-                format!("sig:{}:{}", key.id(), n),
-                Duration::from_secs(ttl.max(1)),
-            )
+            // `sig:<key id>:<nonce>`, built without the formatting machinery.
+            let mut k = String::with_capacity(5 + key.id().len() + n.len());
+            k.push_str("sig:");
+            k.push_str(key.id());
+            k.push(':');
+            k.push_str(n);
+            (k, Duration::from_secs(ttl.max(1)))
         });
         Ok(Checked {
             verified: VerifiedSignature {
