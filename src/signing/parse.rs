@@ -213,7 +213,8 @@ pub struct SignatureInput {
     pub(crate) expires: Option<i64>,
     pub(crate) nonce: Option<String>,
     pub(crate) keyid: Option<String>,
-    pub(crate) alg: Option<String>,
+    /// Static for `hmac-sha256`, the one algorithm this crate knows.
+    pub(crate) alg: Option<Cow<'static, str>>,
     pub(crate) tag: Option<String>,
     /// The value of the `@signature-params` line.
     pub(crate) params_line: String,
@@ -336,7 +337,12 @@ pub fn parse_signature_input(value: &[u8]) -> Result<Vec<SignatureInput>, Signat
                 "expires" => input.expires = Some(int(v)?),
                 "nonce" => input.nonce = Some(string(v)?),
                 "keyid" => input.keyid = Some(string(v)?),
-                "alg" => input.alg = Some(string(v)?),
+                "alg" => {
+                    input.alg = Some(match v {
+                        Bare::Str(s) if s == "hmac-sha256" => Cow::Borrowed("hmac-sha256"),
+                        _ => Cow::Owned(string(v)?),
+                    });
+                }
                 "tag" => input.tag = Some(string(v)?),
                 // Parameters registered later are kept in the base but not interpreted.
                 _ => {}
@@ -361,15 +367,14 @@ pub fn parse_signature_input(value: &[u8]) -> Result<Vec<SignatureInput>, Signat
 /// [`SignatureErrorKind::MalformedSignature`] or [`SignatureErrorKind::DuplicateLabel`].
 pub fn parse_signature(value: &[u8]) -> Result<Vec<(String, Vec<u8>)>, SignatureError> {
     Ok(Signatures::parse(value)?
-        .0
-        .into_iter()
+        .iter()
         .map(|(label, bytes)| (label.to_owned(), bytes.to_vec()))
         .collect())
 }
 
 /// A parsed `Signature` field, borrowing the labels from the field value (what the verifier
 /// uses: no allocation per label or per signature).
-pub(crate) struct Signatures<'a>(Vec<(&'a str, sf::ByteSeq)>);
+pub(crate) struct Signatures<'a>(Vec<(&'a str, Member<'a>)>);
 
 impl<'a> Signatures<'a> {
     /// As [`parse_signature`].
@@ -385,25 +390,33 @@ impl<'a> Signatures<'a> {
         if dict.members.is_empty() || dict.members.len() > MAX_SIGNATURES {
             return Err(malformed());
         }
-        dict.members
-            .into_iter()
-            .map(|(label, member)| match member {
-                Member::Item(sf::Item {
-                    bare: Bare::Bytes(bytes),
-                    ..
-                }) => Ok((label, bytes)),
-                _ => Err(malformed()),
-            })
-            .collect::<Result<_, _>>()
-            .map(Self)
+        if !dict.members.iter().all(|(_, m)| signature_bytes(m).is_some()) {
+            return Err(malformed());
+        }
+        Ok(Self(dict.members))
+    }
+
+    /// Every `(label, signature)`, in order.
+    fn iter(&self) -> impl Iterator<Item = (&'a str, &[u8])> + '_ {
+        self.0
+            .iter()
+            .filter_map(|(l, m)| signature_bytes(m).map(|b| (*l, b)))
     }
 
     /// The signature labelled `label`.
     pub(crate) fn get(&self, label: &str) -> Option<&[u8]> {
-        self.0
-            .iter()
-            .find(|(l, _)| *l == label)
-            .map(|(_, b)| b.as_slice())
+        self.iter().find(|(l, _)| *l == label).map(|(_, b)| b)
+    }
+}
+
+/// The bytes of a `Signature` member, when it is a byte sequence.
+fn signature_bytes<'m>(member: &'m Member<'_>) -> Option<&'m [u8]> {
+    match member {
+        Member::Item(sf::Item {
+            bare: Bare::Bytes(bytes),
+            ..
+        }) => Some(bytes.as_slice()),
+        _ => None,
     }
 }
 

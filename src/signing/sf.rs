@@ -37,26 +37,29 @@ pub(crate) enum Bare<'a> {
     Bool(bool),
 }
 
-/// A decoded byte sequence: inline up to 64 bytes (every MAC and digest of this crate), so the
-/// signature fields parse without a heap allocation per value.
+/// A decoded byte sequence: inline up to 32 bytes (an HMAC-SHA256 signature, a SHA-256
+/// digest), so the signature fields parse without a heap allocation per value, while a bare
+/// item stays small to move around.
 #[derive(Clone)]
 pub(crate) enum ByteSeq {
-    Inline { buf: [u8; 64], len: u8 },
+    Inline { buf: [u8; 32], len: u8 },
     Heap(Vec<u8>),
 }
 
 impl ByteSeq {
     fn decode(text: &[u8]) -> Option<Self> {
-        if base64::decoded_len_estimate(text.len()) <= 64 {
-            let mut buf = [0u8; 64];
-            let len = B64_LENIENT.decode_slice(text, &mut buf).ok()?;
-            // `len` <= 64 (the estimate bounds it), so it fits in a u8.
-            Some(Self::Inline {
+        let mut buf = [0u8; 32];
+        match B64_LENIENT.decode_slice(text, &mut buf) {
+            // `len` <= 32, so it fits in a u8.
+            Ok(len) => Some(Self::Inline {
                 buf,
                 len: u8::try_from(len).ok()?,
-            })
-        } else {
-            B64_LENIENT.decode(text).ok().map(Self::Heap)
+            }),
+            // Longer than 32 bytes: the same decoding, into the heap.
+            Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
+                B64_LENIENT.decode(text).ok().map(Self::Heap)
+            }
+            Err(base64::DecodeSliceError::DecodeError(_)) => None,
         }
     }
 
