@@ -323,7 +323,11 @@ impl<'a> Parser<'a> {
     }
 
     fn params(&mut self) -> Res<Params<'a>> {
-        let mut out: Params<'a> = Vec::new();
+        if self.peek() != Some(b';') {
+            return Ok(Vec::new());
+        }
+        // Room for created, expires, nonce, keyid, alg and tag without growing.
+        let mut out: Params<'a> = Vec::with_capacity(6);
         while self.peek() == Some(b';') {
             self.i += 1;
             if self.sp() > 0 {

@@ -248,9 +248,9 @@ impl Verifier {
         now: u64,
     ) -> Result<Checked, SignatureError> {
         let input_value = combined(headers, &SIGNATURE_INPUT)
-            .ok_or(SignatureError::new(SignatureErrorKind::MissingSignature))?;
+            .ok_or_else(|| SignatureError::new(SignatureErrorKind::MissingSignature))?;
         let sig_value = combined(headers, &SIGNATURE)
-            .ok_or(SignatureError::new(SignatureErrorKind::MissingSignature))?;
+            .ok_or_else(|| SignatureError::new(SignatureErrorKind::MissingSignature))?;
         let inputs = parse_signature_input(&input_value)?;
         let signatures = Signatures::parse(&sig_value)?;
         let target = Target {
@@ -297,7 +297,7 @@ impl Verifier {
         let key_id = input
             .keyid
             .as_deref()
-            .ok_or(err(SignatureErrorKind::UnknownKey))?;
+            .ok_or_else(|| err(SignatureErrorKind::UnknownKey))?;
         let key = self.ring.verifying_key(key_id, now)?;
         let with_key = |e: SignatureError| e.with_key_id(key.shared_id());
         let fail = |k| with_key(err(k));
@@ -313,9 +313,13 @@ impl Verifier {
             }
         }
         let covers_digest = input.covers("\"content-digest\"");
-        if (has_body && !covers_digest)
-            || (covers_digest && !target.headers.contains_key(&CONTENT_DIGEST))
-        {
+        // Looked up once: checked for presence now, parsed once the MAC is verified.
+        let digest_value = if covers_digest {
+            combined(target.headers, &CONTENT_DIGEST)
+        } else {
+            None
+        };
+        if (has_body && !covers_digest) || (covers_digest && digest_value.is_none()) {
             return Err(fail(SignatureErrorKind::MissingDigest));
         }
         let now_i = i64::try_from(now).unwrap_or(i64::MAX);
@@ -360,12 +364,9 @@ impl Verifier {
         mac.verify_slice(signature)
             .map_err(|_| fail(SignatureErrorKind::InvalidSignature))?;
 
-        let digest = if covers_digest {
-            let value = combined(target.headers, &CONTENT_DIGEST)
-                .ok_or_else(|| fail(SignatureErrorKind::MissingDigest))?;
-            Some(ExpectedDigests::parse(&value).map_err(with_key)?)
-        } else {
-            None
+        let digest = match &digest_value {
+            Some(value) => Some(ExpectedDigests::parse(value).map_err(with_key)?),
+            None => None,
         };
         let replay = input.nonce.as_ref().map(|n| {
             let window = self.policy.max_age.saturating_add(self.policy.skew);
