@@ -39,7 +39,8 @@ impl<'a> Target<'a> {
             None => self.headers.get(http::header::HOST)?.to_str().ok()?.trim(),
         };
         // Drop userinfo (never in `Host`, but an absolute URI may carry it).
-        let raw = raw.rsplit_once('@').map_or(raw, |(_, h)| h);
+        // (A byte loop: authorities are short, a `memrchr` call costs more than the scan.)
+        let raw = last_byte(raw, b'@').map_or(raw, |i| &raw[i + 1..]);
         let (host, port) = split_host_port(raw)?;
         let default_port = matches!(
             (port, scheme),
@@ -58,6 +59,11 @@ impl<'a> Target<'a> {
     }
 }
 
+/// The index of the last `b` (an ASCII byte) in `s`.
+fn last_byte(s: &str, b: u8) -> Option<usize> {
+    s.bytes().rposition(|c| c == b)
+}
+
 /// Splits `host[:port]` (IPv6 hosts in brackets), checking the characters of each part.
 fn split_host_port(raw: &str) -> Option<(&str, Option<&str>)> {
     let (host, port) = if raw.starts_with('[') {
@@ -69,8 +75,8 @@ fn split_host_port(raw: &str) -> Option<(&str, Option<&str>)> {
             None => return None,
         }
     } else {
-        match raw.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
+        match last_byte(raw, b':') {
+            Some(i) => (&raw[..i], Some(&raw[i + 1..])),
             None => (raw, None),
         }
     };
