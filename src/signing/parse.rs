@@ -160,16 +160,16 @@ impl Component {
                 ComponentKind::Field { sf, key }
             }
         };
-        let serialized = if let Some(id) = common_identifier(name).filter(|_| item.params.is_empty())
-        {
-            Cow::Borrowed(id)
-        } else if canonical {
-            Cow::Owned(item.raw.to_owned())
-        } else {
-            let mut s = String::with_capacity(item.raw.len());
-            sf::write_item(&mut s, item);
-            Cow::Owned(s)
-        };
+        let serialized =
+            if let Some(id) = common_identifier(name).filter(|_| item.params.is_empty()) {
+                Cow::Borrowed(id)
+            } else if canonical {
+                Cow::Owned(item.raw.to_owned())
+            } else {
+                let mut s = String::with_capacity(item.raw.len());
+                sf::write_item(&mut s, item);
+                Cow::Owned(s)
+            };
         Ok(Self {
             name_len: name.len(),
             kind,
@@ -390,7 +390,11 @@ impl<'a> Signatures<'a> {
         if dict.members.is_empty() || dict.members.len() > MAX_SIGNATURES {
             return Err(malformed());
         }
-        if !dict.members.iter().all(|(_, m)| signature_bytes(m).is_some()) {
+        if !dict
+            .members
+            .iter()
+            .all(|(_, m)| signature_bytes(m).is_some())
+        {
             return Err(malformed());
         }
         Ok(Self(dict.members))
