@@ -585,6 +585,34 @@ pub(crate) fn write_inner_list(out: &mut String, items: &[Item<'_>], params: &Pa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_sequences_inline_or_heap_decode_like_the_lenient_engine() {
+        for n in 0..=80usize {
+            let bytes: Vec<u8> = (0..n).map(|i| (i * 7 + 3) as u8).collect();
+            let text = STANDARD.encode(&bytes);
+            let got = ByteSeq::decode(text.as_bytes()).unwrap();
+            assert_eq!(got.as_slice(), &bytes[..], "{n} bytes");
+            assert_eq!(matches!(got, ByteSeq::Inline { .. }), n <= 32, "{n} bytes");
+            // Without padding too (RFC 8941 parsers may accept it).
+            let unpadded = text.trim_end_matches('=');
+            assert_eq!(
+                ByteSeq::decode(unpadded.as_bytes()).unwrap().as_slice(),
+                &bytes[..]
+            );
+        }
+        // What the engine refuses is refused whatever the length.
+        for bad in [
+            "A",
+            "AAAAA",
+            "AA=A",
+            &"A".repeat(45),
+            &format!("{}=A", "A".repeat(60)),
+        ] {
+            assert!(ByteSeq::decode(bad.as_bytes()).is_none(), "{bad}");
+            assert!(B64_LENIENT.decode(bad).is_err(), "{bad}");
+        }
+    }
     use sfv::SerializeValue;
 
     fn ours(input: &[u8]) -> Option<String> {
