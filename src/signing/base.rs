@@ -39,7 +39,8 @@ impl<'a> Target<'a> {
             None => self.headers.get(http::header::HOST)?.to_str().ok()?.trim(),
         };
         // Drop userinfo (never in `Host`, but an absolute URI may carry it).
-        let raw = raw.rsplit_once('@').map_or(raw, |(_, h)| h);
+        // (A byte loop: authorities are short, a `memrchr` call costs more than the scan.)
+        let raw = last_byte(raw, b'@').map_or(raw, |i| &raw[i + 1..]);
         let (host, port) = split_host_port(raw)?;
         let default_port = matches!(
             (port, scheme),
@@ -58,6 +59,11 @@ impl<'a> Target<'a> {
     }
 }
 
+/// The index of the last `b` (an ASCII byte) in `s`.
+fn last_byte(s: &str, b: u8) -> Option<usize> {
+    s.bytes().rposition(|c| c == b)
+}
+
 /// Splits `host[:port]` (IPv6 hosts in brackets), checking the characters of each part.
 fn split_host_port(raw: &str) -> Option<(&str, Option<&str>)> {
     let (host, port) = if raw.starts_with('[') {
@@ -69,8 +75,8 @@ fn split_host_port(raw: &str) -> Option<(&str, Option<&str>)> {
             None => return None,
         }
     } else {
-        match raw.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
+        match last_byte(raw, b':') {
+            Some(i) => (&raw[..i], Some(&raw[i + 1..])),
             None => (raw, None),
         }
     };
@@ -112,60 +118,88 @@ pub fn signature_base<B>(
     Ok(out)
 }
 
+/// Where the signature base goes: a buffer (to show or sign it later) or straight into a MAC
+/// (verification needs no copy of the base).
+pub(crate) trait BaseSink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl BaseSink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+impl BaseSink for super::key::HmacSha256 {
+    fn put(&mut self, bytes: &[u8]) {
+        hmac::Mac::update(self, bytes);
+    }
+}
+
+/// One `identifier: value` line of the base.
+fn line<W: BaseSink + ?Sized>(out: &mut W, c: &Component, value: &[u8]) {
+    out.put(c.identifier().as_bytes());
+    out.put(b": ");
+    out.put(value);
+    out.put(b"\n");
+}
+
 /// Writes the signature base for `components` and the `@signature-params` value `params_line`.
-pub(crate) fn write_base(
+pub(crate) fn write_base<W: BaseSink + ?Sized>(
     target: &Target<'_>,
     components: &[Component],
     params_line: &str,
-    out: &mut Vec<u8>,
+    out: &mut W,
 ) -> Result<(), SignatureErrorKind> {
     let unavailable = SignatureErrorKind::ComponentUnavailable;
     let mut scheme_cache: Option<Cow<'_, str>> = None;
+    // `@authority` and `@target-uri` (usually both covered) share one derivation.
+    let mut authority_cache: Option<Cow<'_, str>> = None;
     for c in components {
-        let line = |value: &[u8], out: &mut Vec<u8>| {
-            out.extend_from_slice(c.identifier().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value);
-            out.push(b'\n');
-        };
         let scheme = || target.scheme();
         match &c.kind {
-            ComponentKind::Method => line(target.method.as_str().as_bytes(), out),
+            ComponentKind::Method => line(out, c, target.method.as_str().as_bytes()),
             ComponentKind::Scheme => {
                 let s = scheme_cache.get_or_insert_with(scheme);
-                line(s.as_bytes(), out);
+                line(out, c, s.as_bytes());
             }
             ComponentKind::Authority => {
                 let s = scheme_cache.get_or_insert_with(scheme);
-                let a = target.authority(s).ok_or(unavailable)?;
-                line(a.as_bytes(), out);
+                let a = match &authority_cache {
+                    Some(a) => a,
+                    None => authority_cache.insert(target.authority(s).ok_or(unavailable)?),
+                };
+                line(out, c, a.as_bytes());
             }
             ComponentKind::TargetUri => {
                 let s = scheme_cache.get_or_insert_with(scheme);
-                let a = target.authority(s).ok_or(unavailable)?;
-                out.extend_from_slice(c.identifier().as_bytes());
-                out.extend_from_slice(b": ");
-                out.extend_from_slice(s.as_bytes());
-                out.extend_from_slice(b"://");
-                out.extend_from_slice(a.as_bytes());
-                out.extend_from_slice(path(target.uri).as_bytes());
+                let a = match &authority_cache {
+                    Some(a) => a,
+                    None => authority_cache.insert(target.authority(s).ok_or(unavailable)?),
+                };
+                out.put(c.identifier().as_bytes());
+                out.put(b": ");
+                out.put(s.as_bytes());
+                out.put(b"://");
+                out.put(a.as_bytes());
+                out.put(path(target.uri).as_bytes());
                 if let Some(q) = target.uri.query() {
-                    out.push(b'?');
-                    out.extend_from_slice(q.as_bytes());
+                    out.put(b"?");
+                    out.put(q.as_bytes());
                 }
-                out.push(b'\n');
+                out.put(b"\n");
             }
             ComponentKind::RequestTarget => {
                 let v = target.uri.path_and_query().map_or("/", |pq| pq.as_str());
-                line(if v.is_empty() { b"/" } else { v.as_bytes() }, out);
+                line(out, c, if v.is_empty() { b"/" } else { v.as_bytes() });
             }
-            ComponentKind::Path => line(path(target.uri).as_bytes(), out),
+            ComponentKind::Path => line(out, c, path(target.uri).as_bytes()),
             ComponentKind::Query => {
                 let q = target.uri.query().unwrap_or("");
-                let mut v = Vec::with_capacity(q.len() + 1);
-                v.push(b'?');
-                v.extend_from_slice(q.as_bytes());
-                line(&v, out);
+                out.put(c.identifier().as_bytes());
+                out.put(b": ?");
+                out.put(q.as_bytes());
+                out.put(b"\n");
             }
             ComponentKind::QueryParam(name) => {
                 let wanted = decode_form(name.as_bytes());
@@ -177,7 +211,7 @@ pub(crate) fn write_base(
                     let (n, v) = pair.split_once('=').unwrap_or((pair, ""));
                     if decode_form(n.as_bytes()) == wanted {
                         found = true;
-                        line(encode_form(&decode_form(v.as_bytes())).as_bytes(), out);
+                        line(out, c, encode_form(&decode_form(v.as_bytes())).as_bytes());
                     }
                 }
                 if !found {
@@ -196,17 +230,17 @@ pub(crate) fn write_base(
                         }
                     }
                     .map_err(|_| unavailable)?;
-                    line(s.as_bytes(), out);
+                    line(out, c, s.as_bytes());
                 } else if *sf {
-                    line(reserialize_structured(c.name(), &value)?.as_bytes(), out);
+                    line(out, c, reserialize_structured(c.name(), &value)?.as_bytes());
                 } else {
-                    line(&value, out);
+                    line(out, c, &value);
                 }
             }
         }
     }
-    out.extend_from_slice(b"\"@signature-params\": ");
-    out.extend_from_slice(params_line.as_bytes());
+    out.put(b"\"@signature-params\": ");
+    out.put(params_line.as_bytes());
     Ok(())
 }
 
@@ -217,17 +251,39 @@ fn path(uri: &Uri) -> &str {
     }
 }
 
-/// The value of a header field: every field line trimmed and joined with `", "` (RFC 9421 §2.1).
-fn field_value(headers: &HeaderMap, name: &str) -> Option<Vec<u8>> {
-    let mut values = headers.get_all(name).iter();
+const CONTENT_DIGEST: http::HeaderName = http::HeaderName::from_static("content-digest");
+
+/// The value of a header field: every field line trimmed and joined with `", "` (RFC 9421 §2.1);
+/// borrowed when there is one line that needs no unfolding.
+fn field_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<Cow<'h, [u8]>> {
+    // Looking up by `HeaderName` skips parsing the name again; the fields most often signed
+    // have one at hand.
+    let mut values = match name {
+        "content-digest" => headers.get_all(&CONTENT_DIGEST),
+        "content-type" => headers.get_all(http::header::CONTENT_TYPE),
+        "content-length" => headers.get_all(http::header::CONTENT_LENGTH),
+        "date" => headers.get_all(http::header::DATE),
+        "host" => headers.get_all(http::header::HOST),
+        _ => headers.get_all(name),
+    }
+    .iter();
     let first = values.next()?;
-    let mut out = Vec::with_capacity(first.len());
+    let Some(second) = values.next() else {
+        let v = first.as_bytes().trim_ascii();
+        if !v.contains(&b'\n') {
+            return Some(Cow::Borrowed(v));
+        }
+        let mut out = Vec::with_capacity(v.len());
+        push_trimmed(&mut out, v);
+        return Some(Cow::Owned(out));
+    };
+    let mut out = Vec::with_capacity(first.len() + second.len() + 2);
     push_trimmed(&mut out, first.as_bytes());
-    for v in values {
+    for v in std::iter::once(second).chain(values) {
         out.extend_from_slice(b", ");
         push_trimmed(&mut out, v.as_bytes());
     }
-    Some(out)
+    Some(Cow::Owned(out))
 }
 
 /// Appends a field line, trimmed, with any obsolete line folding replaced by one space.

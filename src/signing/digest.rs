@@ -63,7 +63,7 @@ pub(crate) fn verify_content_digest_parsed(
     expected: &ExpectedDigests,
     body: &[u8],
 ) -> Result<(), SignatureError> {
-    for e in &expected.0 {
+    for e in expected.iter() {
         let mut h = Hasher::new(e.alg);
         h.update(body);
         e.check(&h.finish())?;
@@ -75,12 +75,12 @@ pub(crate) fn verify_content_digest_parsed(
 #[derive(Clone, Debug)]
 pub(crate) struct Expected {
     pub(crate) alg: DigestAlgorithm,
-    value: Vec<u8>,
+    value: super::sf::ByteSeq,
 }
 
 impl Expected {
     pub(crate) fn check(&self, actual: &[u8]) -> Result<(), SignatureError> {
-        if bool::from(self.value.ct_eq(actual)) {
+        if bool::from(self.value.as_slice().ct_eq(actual)) {
             Ok(())
         } else {
             Err(SignatureError::new(SignatureErrorKind::DigestMismatch))
@@ -88,9 +88,13 @@ impl Expected {
     }
 }
 
-/// The accepted digests of a `Content-Digest` header (at least one).
+/// The accepted digests of a `Content-Digest` header (at least one), in header order. A
+/// dictionary has no duplicate keys, so there are at most two: `sha-256` and `sha-512`.
 #[derive(Clone, Debug)]
-pub(crate) struct ExpectedDigests(pub(crate) Vec<Expected>);
+pub(crate) struct ExpectedDigests {
+    first: Expected,
+    second: Option<Expected>,
+}
 
 impl ExpectedDigests {
     pub(crate) fn parse(value: &[u8]) -> Result<Self, SignatureError> {
@@ -99,7 +103,7 @@ impl ExpectedDigests {
             return Err(malformed());
         }
         let dict = super::sf::parse_dictionary(value).map_err(|_| malformed())?;
-        let mut out = Vec::with_capacity(1);
+        let (mut first, mut second) = (None, None);
         for (name, member) in dict.members {
             let alg = match name {
                 "sha-256" => DigestAlgorithm::Sha256,
@@ -116,20 +120,29 @@ impl ExpectedDigests {
             if bytes.len() != alg.output_len() {
                 return Err(SignatureError::new(SignatureErrorKind::DigestMismatch));
             }
-            out.push(Expected { alg, value: bytes });
+            let e = Expected { alg, value: bytes };
+            if first.is_none() {
+                first = Some(e);
+            } else {
+                second = Some(e);
+            }
         }
-        if out.is_empty() {
-            return Err(SignatureError::new(SignatureErrorKind::UnsupportedDigest));
+        match first {
+            Some(first) => Ok(Self { first, second }),
+            None => Err(SignatureError::new(SignatureErrorKind::UnsupportedDigest)),
         }
-        Ok(Self(out))
+    }
+
+    /// Every expected digest, in header order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Expected> {
+        std::iter::once(&self.first).chain(self.second.as_ref())
     }
 
     /// The one digest to compute while the body streams in: `sha-256` when offered.
     pub(crate) fn primary(&self) -> &Expected {
-        self.0
-            .iter()
+        self.iter()
             .find(|e| e.alg == DigestAlgorithm::Sha256)
-            .unwrap_or(&self.0[0])
+            .unwrap_or(&self.first)
     }
 }
 
@@ -148,17 +161,20 @@ impl std::ops::Deref for DigestOutput {
 }
 
 /// An incremental digest of a body.
+///
+/// The SHA-512 state is boxed: it is twice the size of SHA-256's, and this value lives in the
+/// response futures, which are moved several times per request whatever the algorithm.
 #[derive(Clone, Debug)]
 pub(crate) enum Hasher {
     Sha256(Sha256),
-    Sha512(Sha512),
+    Sha512(Box<Sha512>),
 }
 
 impl Hasher {
     pub(crate) fn new(alg: DigestAlgorithm) -> Self {
         match alg {
             DigestAlgorithm::Sha256 => Self::Sha256(Sha256::new()),
-            DigestAlgorithm::Sha512 => Self::Sha512(Sha512::new()),
+            DigestAlgorithm::Sha512 => Self::Sha512(Box::new(Sha512::new())),
         }
     }
 
@@ -187,7 +203,7 @@ impl Hasher {
                 out.len = 32;
             }
             Self::Sha512(h) => {
-                out.buf.copy_from_slice(&h.finalize());
+                out.buf.copy_from_slice(&(*h).finalize());
                 out.len = 64;
             }
         }

@@ -1,6 +1,6 @@
 //! Parsing `Signature-Input` and `Signature` (RFC 9421 §4) with the `sfv` structured-field parser.
 
-use std::fmt;
+use std::{borrow::Cow, fmt};
 
 use super::{
     error::{SignatureError, SignatureErrorKind},
@@ -41,7 +41,34 @@ pub struct Component {
     /// The name is `serialized[1..=name_len]` (names never need escaping).
     name_len: usize,
     pub(crate) kind: ComponentKind,
-    serialized: String,
+    /// Static for the parameterless identifiers met on almost every request (no allocation).
+    serialized: Cow<'static, str>,
+}
+
+/// Serialized identifiers kept as `&'static str`: the derived components and the fields most
+/// often signed.
+const COMMON_IDENTIFIERS: &[&str] = &[
+    "\"@method\"",
+    "\"@target-uri\"",
+    "\"@authority\"",
+    "\"@scheme\"",
+    "\"@request-target\"",
+    "\"@path\"",
+    "\"@query\"",
+    "\"content-digest\"",
+    "\"content-type\"",
+    "\"content-length\"",
+    "\"date\"",
+    "\"host\"",
+    "\"authorization\"",
+];
+
+/// `"name"` as a static string when it is one of [`COMMON_IDENTIFIERS`].
+fn common_identifier(name: &str) -> Option<&'static str> {
+    COMMON_IDENTIFIERS
+        .iter()
+        .find(|id| id.len() == name.len() + 2 && &id[1..=name.len()] == name)
+        .copied()
 }
 
 impl Component {
@@ -133,13 +160,16 @@ impl Component {
                 ComponentKind::Field { sf, key }
             }
         };
-        let serialized = if canonical {
-            item.raw.to_owned()
-        } else {
-            let mut s = String::with_capacity(item.raw.len());
-            sf::write_item(&mut s, item);
-            s
-        };
+        let serialized =
+            if let Some(id) = common_identifier(name).filter(|_| item.params.is_empty()) {
+                Cow::Borrowed(id)
+            } else if canonical {
+                Cow::Owned(item.raw.to_owned())
+            } else {
+                let mut s = String::with_capacity(item.raw.len());
+                sf::write_item(&mut s, item);
+                Cow::Owned(s)
+            };
         Ok(Self {
             name_len: name.len(),
             kind,
@@ -152,7 +182,8 @@ impl Component {
         Self {
             name_len: name.len(),
             kind,
-            serialized: format!("\"{name}\""),
+            serialized: common_identifier(name)
+                .map_or_else(|| Cow::Owned(format!("\"{name}\"")), Cow::Borrowed),
         }
     }
 
@@ -182,7 +213,8 @@ pub struct SignatureInput {
     pub(crate) expires: Option<i64>,
     pub(crate) nonce: Option<String>,
     pub(crate) keyid: Option<String>,
-    pub(crate) alg: Option<String>,
+    /// Static for `hmac-sha256`, the one algorithm this crate knows.
+    pub(crate) alg: Option<Cow<'static, str>>,
     pub(crate) tag: Option<String>,
     /// The value of the `@signature-params` line.
     pub(crate) params_line: String,
@@ -305,7 +337,12 @@ pub fn parse_signature_input(value: &[u8]) -> Result<Vec<SignatureInput>, Signat
                 "expires" => input.expires = Some(int(v)?),
                 "nonce" => input.nonce = Some(string(v)?),
                 "keyid" => input.keyid = Some(string(v)?),
-                "alg" => input.alg = Some(string(v)?),
+                "alg" => {
+                    input.alg = Some(match v {
+                        Bare::Str(s) if s == "hmac-sha256" => Cow::Borrowed("hmac-sha256"),
+                        _ => Cow::Owned(string(v)?),
+                    });
+                }
                 "tag" => input.tag = Some(string(v)?),
                 // Parameters registered later are kept in the base but not interpreted.
                 _ => {}
@@ -329,27 +366,62 @@ pub fn parse_signature_input(value: &[u8]) -> Result<Vec<SignatureInput>, Signat
 ///
 /// [`SignatureErrorKind::MalformedSignature`] or [`SignatureErrorKind::DuplicateLabel`].
 pub fn parse_signature(value: &[u8]) -> Result<Vec<(String, Vec<u8>)>, SignatureError> {
-    let malformed = || SignatureError::new(SignatureErrorKind::MalformedSignature);
-    if value.len() > MAX_FIELD_LEN {
-        return Err(malformed());
+    Ok(Signatures::parse(value)?
+        .iter()
+        .map(|(label, bytes)| (label.to_owned(), bytes.to_vec()))
+        .collect())
+}
+
+/// A parsed `Signature` field, borrowing the labels from the field value (what the verifier
+/// uses: no allocation per label or per signature).
+pub(crate) struct Signatures<'a>(Vec<(&'a str, Member<'a>)>);
+
+impl<'a> Signatures<'a> {
+    /// As [`parse_signature`].
+    pub(crate) fn parse(value: &'a [u8]) -> Result<Self, SignatureError> {
+        let malformed = || SignatureError::new(SignatureErrorKind::MalformedSignature);
+        if value.len() > MAX_FIELD_LEN {
+            return Err(malformed());
+        }
+        let dict = sf::parse_dictionary(value).map_err(|e| match e {
+            SfError::DuplicateKey => SignatureError::new(SignatureErrorKind::DuplicateLabel),
+            SfError::Invalid => malformed(),
+        })?;
+        if dict.members.is_empty() || dict.members.len() > MAX_SIGNATURES {
+            return Err(malformed());
+        }
+        if !dict
+            .members
+            .iter()
+            .all(|(_, m)| signature_bytes(m).is_some())
+        {
+            return Err(malformed());
+        }
+        Ok(Self(dict.members))
     }
-    let dict = sf::parse_dictionary(value).map_err(|e| match e {
-        SfError::DuplicateKey => SignatureError::new(SignatureErrorKind::DuplicateLabel),
-        SfError::Invalid => malformed(),
-    })?;
-    if dict.members.is_empty() || dict.members.len() > MAX_SIGNATURES {
-        return Err(malformed());
+
+    /// Every `(label, signature)`, in order.
+    fn iter(&self) -> impl Iterator<Item = (&'a str, &[u8])> + '_ {
+        self.0
+            .iter()
+            .filter_map(|(l, m)| signature_bytes(m).map(|b| (*l, b)))
     }
-    dict.members
-        .into_iter()
-        .map(|(label, member)| match member {
-            Member::Item(sf::Item {
-                bare: Bare::Bytes(bytes),
-                ..
-            }) => Ok((label.to_owned(), bytes)),
-            _ => Err(malformed()),
-        })
-        .collect()
+
+    /// The signature labelled `label`.
+    pub(crate) fn get(&self, label: &str) -> Option<&[u8]> {
+        self.iter().find(|(l, _)| *l == label).map(|(_, b)| b)
+    }
+}
+
+/// The bytes of a `Signature` member, when it is a byte sequence.
+fn signature_bytes<'m>(member: &'m Member<'_>) -> Option<&'m [u8]> {
+    match member {
+        Member::Item(sf::Item {
+            bare: Bare::Bytes(bytes),
+            ..
+        }) => Some(bytes.as_slice()),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::{
     collections::{HashMap, VecDeque},
     fmt,
     future::{Future, Ready, ready},
-    hash::{BuildHasher, RandomState},
+    hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState},
     sync::{Mutex, PoisonError},
     time::Duration,
 };
@@ -82,9 +82,33 @@ pub struct MemoryReplayStore {
     hasher: RandomState,
 }
 
+/// The shard maps are keyed by the store's keyed SipHash of the nonce: hashing that value
+/// again would only cost time. The low bits picked the shard (equal within a shard), so the
+/// map uses the value rotated by 32 bits: random low bits for the bucket, random high bits for
+/// the tag.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed here (`write_u64`); fold anything else in anyway.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v.rotate_right(32);
+    }
+}
+
 #[derive(Default)]
 struct Shard {
-    expiry: HashMap<u64, Instant>,
+    expiry: HashMap<u64, Instant, BuildHasherDefault<PreHashed>>,
     order: VecDeque<(Instant, u64)>,
 }
 

@@ -33,8 +33,64 @@ pub(crate) enum Bare<'a> {
     Dec(&'a str),
     Str(Cow<'a, str>),
     Token(&'a str),
-    Bytes(Vec<u8>),
+    Bytes(ByteSeq),
     Bool(bool),
+}
+
+/// A decoded byte sequence: inline up to 32 bytes (an HMAC-SHA256 signature, a SHA-256
+/// digest), so the signature fields parse without a heap allocation per value, while a bare
+/// item stays small to move around.
+#[derive(Clone)]
+pub(crate) enum ByteSeq {
+    Inline { buf: [u8; 32], len: u8 },
+    Heap(Vec<u8>),
+}
+
+impl ByteSeq {
+    fn decode(text: &[u8]) -> Option<Self> {
+        let mut buf = [0u8; 32];
+        match B64_LENIENT.decode_slice(text, &mut buf) {
+            // `len` <= 32, so it fits in a u8.
+            Ok(len) => Some(Self::Inline {
+                buf,
+                len: u8::try_from(len).ok()?,
+            }),
+            // Longer than 32 bytes: the same decoding, into the heap.
+            Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
+                B64_LENIENT.decode(text).ok().map(Self::Heap)
+            }
+            Err(base64::DecodeSliceError::DecodeError(_)) => None,
+        }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            Self::Inline { buf, len } => &buf[..usize::from(*len)],
+            Self::Heap(v) => v,
+        }
+    }
+}
+
+impl std::ops::Deref for ByteSeq {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl PartialEq for ByteSeq {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for ByteSeq {}
+
+impl std::fmt::Debug for ByteSeq {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_slice().fmt(f)
+    }
 }
 
 pub(crate) type Params<'a> = Vec<(&'a str, Bare<'a>)>;
@@ -261,14 +317,17 @@ impl<'a> Parser<'a> {
             return Err(SfError::Invalid);
         }
         self.i = start + end + 1;
-        B64_LENIENT
-            .decode(&rest[..end])
+        ByteSeq::decode(&rest[..end])
             .map(Bare::Bytes)
-            .map_err(|_| SfError::Invalid)
+            .ok_or(SfError::Invalid)
     }
 
     fn params(&mut self) -> Res<Params<'a>> {
-        let mut out: Params<'a> = Vec::new();
+        if self.peek() != Some(b';') {
+            return Ok(Vec::new());
+        }
+        // Room for created, expires, nonce, keyid, alg and tag without growing.
+        let mut out: Params<'a> = Vec::with_capacity(6);
         while self.peek() == Some(b';') {
             self.i += 1;
             if self.sp() > 0 {
@@ -448,7 +507,7 @@ pub(crate) fn write_bare(out: &mut String, b: &Bare<'_>) {
         Bare::Token(t) => out.push_str(t),
         Bare::Bytes(v) => {
             out.push(':');
-            STANDARD.encode_string(v, out);
+            STANDARD.encode_string(v.as_slice(), out);
             out.push(':');
         }
         Bare::Bool(v) => out.push_str(if *v { "?1" } else { "?0" }),
@@ -526,6 +585,34 @@ pub(crate) fn write_inner_list(out: &mut String, items: &[Item<'_>], params: &Pa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_sequences_inline_or_heap_decode_like_the_lenient_engine() {
+        for n in 0..=80usize {
+            let bytes: Vec<u8> = (0..n).map(|i| (i * 7 + 3) as u8).collect();
+            let text = STANDARD.encode(&bytes);
+            let got = ByteSeq::decode(text.as_bytes()).unwrap();
+            assert_eq!(got.as_slice(), &bytes[..], "{n} bytes");
+            assert_eq!(matches!(got, ByteSeq::Inline { .. }), n <= 32, "{n} bytes");
+            // Without padding too (RFC 8941 parsers may accept it).
+            let unpadded = text.trim_end_matches('=');
+            assert_eq!(
+                ByteSeq::decode(unpadded.as_bytes()).unwrap().as_slice(),
+                &bytes[..]
+            );
+        }
+        // What the engine refuses is refused whatever the length.
+        for bad in [
+            "A",
+            "AAAAA",
+            "AA=A",
+            &"A".repeat(45),
+            &format!("{}=A", "A".repeat(60)),
+        ] {
+            assert!(ByteSeq::decode(bad.as_bytes()).is_none(), "{bad}");
+            assert!(B64_LENIENT.decode(bad).is_err(), "{bad}");
+        }
+    }
     use sfv::SerializeValue;
 
     fn ours(input: &[u8]) -> Option<String> {

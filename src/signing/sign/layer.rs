@@ -93,11 +93,10 @@ impl Signer {
                 Scheme::Https => "https",
             },
         };
-        let mut base = Vec::with_capacity(512);
-        write_base(&target, &components, &params, &mut base)
-            .map_err(|_| SignError::new(SignErrorKind::ComponentUnavailable))?;
+        // The base goes straight into the pre-keyed MAC: no buffer, no copy.
         let mut mac = key.mac();
-        mac.update(&base);
+        write_base(&target, &components, &params, &mut mac)
+            .map_err(|_| SignError::new(SignErrorKind::ComponentUnavailable))?;
         let tag = mac.finalize().into_bytes();
         let mut sig = String::with_capacity(self.label.len() + 48);
         sig.push_str(&self.label);

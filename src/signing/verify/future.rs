@@ -342,7 +342,7 @@ fn check_digests(
         return Ok(());
     }
     // Any other accepted digest in the header is checked too.
-    for e in expected.0.iter().filter(|e| e.alg != primary.alg) {
+    for e in expected.iter().filter(|e| e.alg != primary.alg) {
         let mut h = crate::signing::digest::Hasher::new(e.alg);
         h.update(bytes);
         e.check(&h.finish())?;
