@@ -33,6 +33,10 @@
 //! * [`signing`] (sign): a fresh signature, `created` and nonce on every attempt.
 //! * [`request_id::ForwardRequestIdLayer`]: the current request id on outgoing calls.
 //!
+//! The whole stack: [`stack`] builds every server layer above, in this order, from one
+//! validated config (TOML with environment overrides, see [`config`]), plus the client stack
+//! and a production-readiness [`stack::audit`]; `Stack::from_config(&cfg)?.wrap(router)`.
+//!
 //! Shared pieces: [`problem`] (the one rejection response), [`net`] (peer addresses and
 //! trusted proxies), [`error`] (typed configuration errors naming the field).
 
@@ -41,6 +45,7 @@
 pub mod auth;
 pub mod body_limit;
 pub mod circuit_breaker;
+pub mod config;
 pub mod error;
 pub mod https;
 pub mod net;
@@ -50,5 +55,7 @@ pub mod request_id;
 pub mod retry;
 pub mod security_headers;
 pub mod signing;
+pub mod stack;
 
 pub use error::{ConfigError, ConfigErrorKind};
+pub use stack::ServerStack as Stack;

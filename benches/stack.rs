@@ -1,0 +1,2 @@
+//! Criterion bench of the full server stack (placeholder).
+fn main() {}
