@@ -295,8 +295,27 @@ pub struct RateLimitConfig {
     /// Per authenticated principal, after authentication (default 100 a minute, burst 10);
     /// only with `[api_key]`.
     pub per_principal: QuotaConfig,
+    /// Rate-limit headers on responses: `ietf` (default: `RateLimit-Policy`, `RateLimit`),
+    /// `legacy` (`X-RateLimit-*`), `both` or `none` (a 429 still has `Retry-After`).
+    pub headers: RateLimitHeaders,
     /// A shared Redis store (see [`RedisConfig`]).
     pub redis: Option<RedisConfig>,
+}
+
+/// `rate_limit.headers`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RateLimitHeaders {
+    /// The IETF draft's `RateLimit-Policy` and `RateLimit` (the default).
+    #[default]
+    Ietf,
+    /// `X-RateLimit-Limit`, `-Remaining`, `-Reset`.
+    Legacy,
+    /// Both.
+    Both,
+    /// None.
+    None,
 }
 
 impl Default for RateLimitConfig {
@@ -305,6 +324,7 @@ impl Default for RateLimitConfig {
             enabled: true,
             per_ip: QuotaConfig::new(600, 60),
             per_principal: QuotaConfig::new(100, 10),
+            headers: RateLimitHeaders::Ietf,
             redis: None,
         }
     }

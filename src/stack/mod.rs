@@ -75,9 +75,9 @@ pub use audit::{Audit, AuditItem, AuditStatus, audit};
 pub use client::{BoxErr, BoxErrFuture, BoxErrLayer, ClientService, ClientStack};
 pub use config::{
     BodyLimitConfig, BreakerSection, BudgetSection, ClientConfig, ClientSigningSection, CorsConfig,
-    HttpsConfig, Preset, QuotaConfig, RateLimitConfig, RedisConfig, RedisFailure, RequestIdConfig,
-    RetrySection, SecurityHeadersConfig, ServerConfig, SigningKeySection, SigningSection,
-    TimeoutConfig, Toggle, TraceConfig, TrustIncoming,
+    HttpsConfig, Preset, QuotaConfig, RateLimitConfig, RateLimitHeaders, RedisConfig, RedisFailure,
+    RequestIdConfig, RetrySection, SecurityHeadersConfig, ServerConfig, SigningKeySection,
+    SigningSection, TimeoutConfig, Toggle, TraceConfig, TrustIncoming,
 };
 pub use observe::{
     Observe, ObserveLayer, RecordPrincipal, RecordPrincipalLayer, SENSITIVE_HEADERS,

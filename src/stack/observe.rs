@@ -153,13 +153,21 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         for name in &*self.shared.redact {
+            // `entry` would allocate the table of an empty map: look first.
+            if !req.headers().contains_key(name) {
+                continue;
+            }
             if let header::Entry::Occupied(mut e) = req.headers_mut().entry(name) {
                 for v in e.iter_mut() {
                     v.set_sensitive(true);
                 }
             }
         }
-        let span = tracing::info_span!(
+        // Without a subscriber at INFO, no span at all (and no field formatting).
+        let span = if tracing::Level::INFO > tracing::level_filters::LevelFilter::current() {
+            Span::none()
+        } else {
+            tracing::info_span!(
             target: "battlement::request",
             "request",
             method = %req.method(),
@@ -167,7 +175,8 @@ where
             request_id = field::Empty,
             client = field::Empty,
             principal = field::Empty,
-        );
+            )
+        };
         let observed = !span.is_disabled();
         if observed {
             if let Some(id) = req.extensions().get::<RequestId>() {

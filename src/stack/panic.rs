@@ -82,7 +82,6 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let id = req.extensions().get::<RequestId>().cloned();
         let inner = &mut self.inner;
         let kind = match catch_unwind(AssertUnwindSafe(|| inner.call(req))) {
             Ok(future) => Kind::Running { future },
@@ -93,7 +92,6 @@ where
         };
         ResponseFuture {
             kind,
-            id,
             rejection: Some(self.rejection.clone()),
         }
     }
@@ -113,7 +111,6 @@ pin_project! {
     pub struct ResponseFuture<F, R> {
         #[pin]
         kind: Kind<F>,
-        id: Option<RequestId>,
         rejection: Option<R>,
     }
 }
@@ -153,7 +150,9 @@ where
             // rather than panic in the layer that exists to stop panics.
             return Poll::Pending;
         };
-        let problem = Problem::new(ProblemType::INTERNAL_ERROR).with_request_id(this.id.take());
+        // The request-id layer polls us inside its scope; no clone of the id per request.
+        let problem =
+            Problem::new(ProblemType::INTERNAL_ERROR).with_request_id(RequestId::current());
         let mut res = rejection.make_rejection(problem);
         res.extensions_mut().insert(Panicked);
         Poll::Ready(Ok(res))

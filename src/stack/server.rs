@@ -17,8 +17,8 @@ use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 use super::{
     config::{
-        BreakerSection, CorsConfig, Preset, QuotaConfig, RedisConfig, ServerConfig, SigningSection,
-        TrustIncoming,
+        BreakerSection, CorsConfig, Preset, QuotaConfig, RateLimitHeaders, RedisConfig,
+        ServerConfig, SigningSection, TrustIncoming,
     },
     observe::{ObserveLayer, RecordPrincipalLayer},
     panic::CatchPanicLayer,
@@ -31,7 +31,7 @@ use crate::{
     error::{ConfigError, ConfigErrorKind},
     https::HttpsRedirectLayer,
     net::TrustedProxies,
-    rate_limit::{ClientIp, ExtensionKey, Limit, Quota, RateLimitLayer},
+    rate_limit::{ClientIp, ExtensionKey, HeaderStyle, Limit, Quota, RateLimitLayer},
     request_id::SetRequestIdLayer,
     security_headers::{Hsts, SecurityHeaders, SecurityHeadersLayer},
     signing::{KeyConfig, SigningConfig, VerifySignatureLayer},
@@ -281,7 +281,7 @@ impl ServerStack {
             let key = ClientIp::new(trusted.clone())
                 .with_ipv6_prefix(rl.per_ip.ipv6_prefix)
                 .map_err(at("rate_limit.per_ip.ipv6_prefix"))?;
-            Some(RateLimitLayer::new(Limit::new(key, quota)))
+            Some(RateLimitLayer::new(Limit::new(key, quota)).with_headers(header_style(rl.headers)))
         } else {
             None
         };
@@ -300,10 +300,10 @@ impl ServerStack {
         };
         let rate_limit_principal = if rl.enabled && rl.per_principal.enabled && api_key.is_some() {
             let quota = quota(&rl.per_principal, "rate_limit.per_principal")?;
-            Some(RateLimitLayer::new(Limit::new(
-                ExtensionKey::<Principal>::new(),
-                quota,
-            )))
+            Some(
+                RateLimitLayer::new(Limit::new(ExtensionKey::<Principal>::new(), quota))
+                    .with_headers(header_style(rl.headers)),
+            )
         } else {
             None
         };
@@ -524,6 +524,15 @@ fn under(prefix: &'static str) -> impl Fn(ConfigError) -> ConfigError {
 fn rename(e: ConfigError, f: impl FnOnce(&str) -> String) -> ConfigError {
     let field = f(e.field());
     ConfigError::new(e.kind(), field, e.reason().to_owned())
+}
+
+fn header_style(h: RateLimitHeaders) -> HeaderStyle {
+    match h {
+        RateLimitHeaders::Ietf => HeaderStyle::Ietf,
+        RateLimitHeaders::Legacy => HeaderStyle::Legacy,
+        RateLimitHeaders::Both => HeaderStyle::IetfAndLegacy,
+        RateLimitHeaders::None => HeaderStyle::None,
+    }
 }
 
 fn quota(q: &QuotaConfig, path: &str) -> Result<Quota, ConfigError> {

@@ -10,7 +10,7 @@ use std::{
 
 use http::{Request, Response};
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tower::{Layer, Service};
 
 use crate::{
@@ -97,12 +97,13 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let id = req.extensions().get::<RequestId>().cloned();
         ResponseFuture {
+            // The deadline counts from now; the timer itself is only armed if the inner
+            // future does not answer at once (most do not wait at all).
+            deadline: Instant::now() + self.timeout,
             inner: self.inner.call(req),
-            sleep: tokio::time::sleep(self.timeout),
+            sleep: None,
             after: self.timeout,
-            id,
             rejection: Some(self.rejection.clone()),
         }
     }
@@ -114,9 +115,9 @@ pin_project! {
         #[pin]
         inner: F,
         #[pin]
-        sleep: Sleep,
+        sleep: Option<Sleep>,
+        deadline: Instant,
         after: Duration,
-        id: Option<RequestId>,
         rejection: Option<R>,
     }
 }
@@ -137,11 +138,17 @@ where
     type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
         if let Poll::Ready(out) = this.inner.poll(cx) {
             return Poll::Ready(out);
         }
-        if this.sleep.poll(cx).is_pending() {
+        if this.sleep.is_none() {
+            this.sleep
+                .set(Some(tokio::time::sleep_until(*this.deadline)));
+        }
+        if let Some(sleep) = this.sleep.as_pin_mut()
+            && sleep.poll(cx).is_pending()
+        {
             return Poll::Pending;
         }
         let Some(rejection) = this.rejection.take() else {
@@ -150,7 +157,7 @@ where
         tracing::warn!(target: "battlement::audit", after_ms = u64::try_from(this.after.as_millis()).unwrap_or(u64::MAX), "request timed out");
         let problem = Problem::new(ProblemType::SERVICE_UNAVAILABLE)
             .with_detail("The request took too long; try again later.")
-            .with_request_id(this.id.take());
+            .with_request_id(RequestId::current());
         let mut res = rejection.make_rejection(problem);
         res.extensions_mut().insert(TimedOut { after: *this.after });
         Poll::Ready(Ok(res))
