@@ -112,10 +112,12 @@ impl fmt::Display for Audit {
             self.count(AuditStatus::Warn),
             self.count(AuditStatus::Fail)
         )?;
+        let check = self.items.iter().map(|i| i.check.len()).max().unwrap_or(0);
+        let field = self.items.iter().map(|i| i.field.len()).max().unwrap_or(0);
         for i in &self.items {
             writeln!(
                 f,
-                "  {}  {:<24} {:<28} {}",
+                "  {}  {:<check$}  {:<field$}  {}",
                 i.status.label(),
                 i.check,
                 i.field,
@@ -253,12 +255,12 @@ pub fn audit(cfg: &ServerConfig) -> Audit {
             "no request span and no audit event for rejections",
         );
     }
-    if cfg.trace.enabled && cfg.trace.metrics && !cfg!(feature = "metrics") {
+    if cfg.trace.enabled && cfg.trace.metrics && cfg!(feature = "metrics") {
         a.push(
             "metrics",
-            Warn,
+            Pass,
             "trace.metrics",
-            "metrics are asked for but the `metrics` feature is off",
+            "requests, latency and rejections are counted",
         );
     }
 
