@@ -279,7 +279,9 @@ impl<Sg: Clone + Layer<Either<tower::timeout::Timeout<S>, BoxErr<S>>>, S> Layer<
     }
 }
 
-/// The service of a [`ClientStack`].
+/// The service of a [`ClientStack`] (hidden from the rendered docs for the reason given on
+/// [`ServerService`](super::ServerService)).
+#[doc(hidden)]
 pub struct ClientService<Sg, S>
 where
     Sg: Layer<Either<tower::timeout::Timeout<S>, BoxErr<S>>>,

@@ -464,6 +464,12 @@ impl<S> Layer<S> for ServerStack {
 type Inner<S> = <Layers as Layer<S>>::Service;
 
 /// The service of a [`ServerStack`]: the composed layers around `S`.
+///
+/// Hidden from the rendered docs: its field is a tower `Stack` of `Either`s whose fully
+/// expanded type doubles at every optional layer, which sends rustdoc's auto-trait synthesis
+/// into exponential time. It is `Clone`, `Send` and `Sync` when `S` is, and a `Service` for
+/// every request type the layers accept.
+#[doc(hidden)]
 pub struct ServerService<S> {
     inner: Inner<S>,
 }
