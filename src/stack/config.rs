@@ -2,10 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "config")]
+use crate::error::ConfigError;
 use crate::{
     auth::api_key::ApiKeyConfig,
     config::{ByteSize, HumanDuration, SecretSource},
-    error::ConfigError,
 };
 
 /// The configuration of the server stack (and of the client stack, under `[client]`).
