@@ -35,6 +35,9 @@
 //!
 //! Many instances (feature `redis`): `redis` holds the rate limits and the replay nonces in
 //! Redis, one round trip per decision, with a failure policy for when Redis is down.
+//! The whole stack: [`stack`] builds every server layer above, in this order, from one
+//! validated config (TOML with environment overrides, see [`config`]), plus the client stack
+//! and a production-readiness [`stack::audit`]; `Stack::from_config(&cfg)?.wrap(router)`.
 //!
 //! Shared pieces: [`problem`] (the one rejection response), [`net`] (peer addresses and
 //! trusted proxies), [`error`] (typed configuration errors naming the field).
@@ -44,6 +47,7 @@
 pub mod auth;
 pub mod body_limit;
 pub mod circuit_breaker;
+pub mod config;
 pub mod error;
 pub mod https;
 pub mod net;
@@ -56,6 +60,7 @@ pub mod request_id;
 pub mod retry;
 pub mod security_headers;
 pub mod signing;
+pub mod stack;
 
 pub use error::{ConfigError, ConfigErrorKind};
 
@@ -63,3 +68,4 @@ pub use error::{ConfigError, ConfigErrorKind};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+pub use stack::ServerStack as Stack;

@@ -1,0 +1,280 @@
+//! The full default server stack against the same protection assembled from tower-http and
+//! tower_governor: request id (set + propagate), 12 `SetResponseHeader` layers with helmet's
+//! values, `RequestBodyLimit`, and a `GovernorLayer` keyed by peer IP. Quotas are generous:
+//! everything is admitted. The request carries `ConnectInfo`, as `axum::serve` gives it.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::{
+    convert::Infallible,
+    future::{Ready, ready},
+    net::SocketAddr,
+    task::{Context, Poll},
+};
+
+use axum::{body::Body, extract::ConnectInfo};
+use battlement::stack::{ServerConfig, ServerStack};
+use std::hint::black_box;
+
+use criterion::criterion_main;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
+use tower_governor::{GovernorLayer, governor::GovernorConfigBuilder};
+use tower_http::{
+    limit::RequestBodyLimitLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    set_header::SetResponseHeaderLayer,
+};
+
+const GROUP: &str = "stack";
+
+const HELMET: [(&str, &str); 12] = [
+    (
+        "content-security-policy",
+        "default-src 'self';base-uri 'self';font-src 'self' https: data:;form-action 'self';frame-ancestors 'self';img-src 'self' data:;object-src 'none';script-src 'self';script-src-attr 'none';style-src 'self' https: 'unsafe-inline';upgrade-insecure-requests",
+    ),
+    ("cross-origin-opener-policy", "same-origin"),
+    ("cross-origin-resource-policy", "same-origin"),
+    ("origin-agent-cluster", "?1"),
+    ("referrer-policy", "no-referrer"),
+    (
+        "strict-transport-security",
+        "max-age=31536000; includeSubDomains",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("x-dns-prefetch-control", "off"),
+    ("x-download-options", "noopen"),
+    ("x-frame-options", "SAMEORIGIN"),
+    ("x-permitted-cross-domain-policies", "none"),
+    ("x-xss-protection", "0"),
+];
+
+/// A handler that accepts any request body (each stack hands it its own body type).
+#[derive(Clone, Copy)]
+struct Handler;
+
+impl<B> Service<Request<B>> for Handler {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Ready<Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Request<B>) -> Self::Future {
+        ready(Ok(Response::new(Body::from("ok"))))
+    }
+}
+
+fn header(i: usize) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::overriding(
+        HeaderName::from_static(HELMET[i].0),
+        HeaderValue::from_static(HELMET[i].1),
+    )
+}
+
+fn bench<S, RB>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &tokio::runtime::Runtime,
+    id: &str,
+    svc: S,
+) where
+    S: Service<Request<Body>, Response = Response<RB>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    let peer = ConnectInfo(SocketAddr::from(([203, 0, 113, 7], 40_000)));
+    group.bench_function(id, |b| {
+        b.to_async(rt).iter(|| {
+            let svc = svc.clone();
+            async move {
+                let mut req = Request::get("/").body(Body::empty()).unwrap();
+                req.extensions_mut().insert(peer);
+                let res = svc.oneshot(req).await.unwrap();
+                assert_eq!(res.status(), StatusCode::OK);
+                drop(black_box(res));
+            }
+        })
+    });
+}
+
+/// Generous quotas so that every request is admitted; otherwise the defaults.
+const DEFAULT: &str = r#"
+[security_headers]
+preset = "web"
+[rate_limit.per_ip]
+requests = 1000000000
+per = "1s"
+burst = 1000000000
+"#;
+
+/// The same protection as the anchor, nothing more: request id, headers, body limit, per-IP
+/// limit (without rate-limit headers, which tower_governor does not send by default).
+const SAME: &str = r#"
+[trace]
+enabled = false
+[catch_panic]
+enabled = false
+[timeout]
+enabled = false
+[security_headers]
+preset = "web"
+[rate_limit]
+headers = "none"
+[rate_limit.per_ip]
+requests = 1000000000
+per = "1s"
+burst = 1000000000
+"#;
+
+fn stack(c: &mut criterion::Criterion) {
+    let rt = support::runtime();
+    let mut group = c.benchmark_group(GROUP);
+
+    bench(&mut group, &rt, "bare", Handler);
+
+    let governor = GovernorConfigBuilder::default()
+        .per_nanosecond(1)
+        .burst_size(u32::MAX)
+        .finish()
+        .expect("valid governor config");
+    let anchor = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(header(0))
+        .layer(header(1))
+        .layer(header(2))
+        .layer(header(3))
+        .layer(header(4))
+        .layer(header(5))
+        .layer(header(6))
+        .layer(header(7))
+        .layer(header(8))
+        .layer(header(9))
+        .layer(header(10))
+        .layer(header(11))
+        .layer(RequestBodyLimitLayer::new(1024 * 1024))
+        .layer(GovernorLayer::new(governor))
+        .service(Handler);
+    bench(&mut group, &rt, "tower_http_governor", anchor);
+
+    let config = ServerConfig::from_toml_str(DEFAULT).expect("valid config");
+    let ours = ServerStack::from_config(&config)
+        .expect("valid stack")
+        .layer(Handler);
+    bench(&mut group, &rt, "battlement_default", ours);
+
+    let config = ServerConfig::from_toml_str(SAME).expect("valid config");
+    let ours = ServerStack::from_config(&config)
+        .expect("valid stack")
+        .layer(Handler);
+    bench(&mut group, &rt, "battlement_same", ours);
+
+    // Each piece alone, to see where the time goes: `BATTLEMENT_BENCH_BREAKDOWN=1 cargo bench
+    // --bench stack`.
+    if std::env::var_os("BATTLEMENT_BENCH_BREAKDOWN").is_some() {
+        breakdown(&mut group, &rt);
+    }
+    group.finish();
+    support::report(
+        GROUP,
+        "bare",
+        &[
+            ("battlement_default", "tower_http_governor"),
+            ("battlement_same", "tower_http_governor"),
+        ],
+    );
+}
+
+fn breakdown(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &tokio::runtime::Runtime,
+) {
+    use std::time::Duration;
+
+    use battlement::{
+        body_limit::BodyLimitLayer,
+        net::TrustedProxies,
+        rate_limit::{ClientIp, HeaderStyle, Limit, Quota, RateLimitLayer},
+        request_id::SetRequestIdLayer,
+        security_headers::SecurityHeadersLayer,
+        stack::{CatchPanicLayer, ObserveLayer, RequestTimeoutLayer},
+    };
+
+    let none = || {
+        ServerStack::new()
+            .request_id(None)
+            .observe(None)
+            .catch_panic(None)
+            .security_headers(None)
+            .body_limit(None)
+            .rate_limit_ip(None)
+            .timeout(None)
+    };
+    bench(group, rt, "none", none().layer(Handler));
+    bench(
+        group,
+        rt,
+        "only_request_id",
+        none().request_id(SetRequestIdLayer::new()).layer(Handler),
+    );
+    bench(
+        group,
+        rt,
+        "only_headers",
+        none()
+            .security_headers(SecurityHeadersLayer::web())
+            .layer(Handler),
+    );
+    bench(
+        group,
+        rt,
+        "only_body_limit",
+        none()
+            .body_limit(BodyLimitLayer::new(1 << 20))
+            .layer(Handler),
+    );
+    let quota = Quota::try_new(1_000_000_000, Duration::from_secs(1))
+        .and_then(|q| q.try_with_burst(1_000_000_000))
+        .expect("valid quota");
+    let limit = RateLimitLayer::new(Limit::new(ClientIp::new(TrustedProxies::none()), quota));
+    bench(
+        group,
+        rt,
+        "only_rate_limit",
+        none().rate_limit_ip(limit.clone()).layer(Handler),
+    );
+    bench(
+        group,
+        rt,
+        "only_rate_limit_no_headers",
+        none()
+            .rate_limit_ip(limit.with_headers(HeaderStyle::None))
+            .layer(Handler),
+    );
+    bench(
+        group,
+        rt,
+        "only_timeout",
+        none()
+            .timeout(RequestTimeoutLayer::new(Duration::from_secs(30)))
+            .layer(Handler),
+    );
+    bench(
+        group,
+        rt,
+        "only_observe_catch_panic",
+        none()
+            .observe(ObserveLayer::new([], TrustedProxies::none(), false, true))
+            .catch_panic(CatchPanicLayer::new())
+            .layer(Handler),
+    );
+}
+
+fn benches() {
+    let mut c = support::criterion();
+    stack(&mut c);
+}
+
+criterion_main!(benches);

@@ -1,0 +1,645 @@
+//! The serde configuration of the whole stack (`battlement.toml`).
+
+use serde::{Deserialize, Serialize};
+
+#[cfg(feature = "config")]
+use crate::error::ConfigError;
+use crate::{
+    auth::api_key::ApiKeyConfig,
+    config::{ByteSize, HumanDuration, SecretSource},
+};
+
+/// The configuration of the server stack (and of the client stack, under `[client]`).
+///
+/// Every field has a default, and the defaults are the secure production profile: request ids,
+/// tracing with sensitive headers redacted, panics answered with a 500 problem, the `api`
+/// security headers with a one-year HSTS, a 1 MiB body limit, 600 requests a minute per client
+/// address, a 30 s request timeout. Unknown keys are errors. `battlement.toml` at the root of
+/// the repository documents every key.
+///
+/// ```
+/// use battlement::stack::ServerConfig;
+///
+/// let cfg = ServerConfig::from_toml_str(r#"
+///     [body_limit]
+///     max = "256KiB"
+///     [rate_limit.per_ip]
+///     requests = 100
+///     per = "1m"
+/// "#)?;
+/// assert_eq!(cfg.body_limit.max.get(), 256 * 1024);
+/// let err = ServerConfig::from_toml_str("[body_limit]\nmax = \"lots\"").unwrap_err();
+/// assert_eq!(err.field(), "body_limit.max");
+/// # Ok::<(), battlement::ConfigError>(())
+/// ```
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Proxy ranges (CIDR) whose forwarded headers and request ids are believed.
+    pub trusted_proxies: Vec<String>,
+    /// `[request_id]`.
+    pub request_id: RequestIdConfig,
+    /// `[trace]`: the request span, logs and metrics.
+    pub trace: TraceConfig,
+    /// `[catch_panic]`.
+    pub catch_panic: Toggle,
+    /// `[security_headers]`.
+    pub security_headers: SecurityHeadersConfig,
+    /// `[https]`.
+    pub https: HttpsConfig,
+    /// `[cors]` (off unless the section is written).
+    pub cors: CorsConfig,
+    /// `[body_limit]`.
+    pub body_limit: BodyLimitConfig,
+    /// `[rate_limit]`.
+    pub rate_limit: RateLimitConfig,
+    /// `[api_key]`: API-key authentication of every route (off unless the section is written).
+    pub api_key: Option<ApiKeyConfig>,
+    /// `[signing]`: RFC 9421 signature verification of every route (off unless written).
+    pub signing: Option<SigningSection>,
+    /// `[timeout]`.
+    pub timeout: TimeoutConfig,
+    /// `[circuit_breaker]`: a server-side breaker around the application (off unless written).
+    pub circuit_breaker: BreakerSection,
+    /// `[client]`: the client stack.
+    pub client: ClientConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            trusted_proxies: Vec::new(),
+            request_id: RequestIdConfig::default(),
+            trace: TraceConfig::default(),
+            catch_panic: Toggle { enabled: true },
+            security_headers: SecurityHeadersConfig::default(),
+            https: HttpsConfig::default(),
+            cors: CorsConfig {
+                enabled: false,
+                ..CorsConfig::default()
+            },
+            body_limit: BodyLimitConfig::default(),
+            rate_limit: RateLimitConfig::default(),
+            api_key: None,
+            signing: None,
+            timeout: TimeoutConfig::default(),
+            circuit_breaker: BreakerSection {
+                enabled: false,
+                ..BreakerSection::default()
+            },
+            client: ClientConfig::default(),
+        }
+    }
+}
+
+/// A section that is only on or off.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Toggle {
+    /// Whether the piece is in the stack (default `true`).
+    pub enabled: bool,
+}
+
+impl Default for Toggle {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// Which incoming request ids are kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TrustIncoming {
+    /// Only from peers in `trusted_proxies` (the default; with no proxies, never).
+    #[default]
+    Proxies,
+    /// From anyone (a valid id is still required).
+    Any,
+    /// Never: every request gets a fresh id.
+    None,
+}
+
+/// `[request_id]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestIdConfig {
+    /// Whether the layer is in the stack (default `true`).
+    pub enabled: bool,
+    /// The header (default `x-request-id`).
+    pub header: String,
+    /// Whose incoming ids are kept (default `proxies`).
+    pub trust_incoming: TrustIncoming,
+    /// Take the trace id of a W3C `traceparent` when no id came in (default `false`).
+    pub traceparent: bool,
+}
+
+impl Default for RequestIdConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            header: "x-request-id".to_owned(),
+            trust_incoming: TrustIncoming::Proxies,
+            traceparent: false,
+        }
+    }
+}
+
+/// `[trace]`: one span per request, audit events for rejections, metrics.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TraceConfig {
+    /// Whether the span layer is in the stack (default `true`).
+    pub enabled: bool,
+    /// Log the request headers at `debug`, sensitive ones redacted (default `false`).
+    pub log_headers: bool,
+    /// Declares that the application logs request bodies; battlement never does. The
+    /// [audit](super::audit) fails on it: bodies carry personal data and secrets.
+    pub log_bodies: bool,
+    /// Headers redacted besides `Authorization`, `Proxy-Authorization`, `Cookie`,
+    /// `Set-Cookie`, `Signature`, `Signature-Input`, `X-Api-Key` and the API-key header.
+    pub redact_headers: Vec<String>,
+    /// Record counters and histograms through the `metrics` crate (feature `metrics`; default
+    /// `true`).
+    pub metrics: bool,
+}
+
+impl Default for TraceConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            log_headers: false,
+            log_bodies: false,
+            redact_headers: Vec::new(),
+            metrics: true,
+        }
+    }
+}
+
+/// A security-headers preset.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Preset {
+    /// For JSON APIs: `default-src 'none'`, no framing (the default).
+    #[default]
+    Api,
+    /// helmet 8 parity for HTML pages.
+    Web,
+}
+
+/// `[security_headers]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityHeadersConfig {
+    /// Whether the layer is in the stack (default `true`).
+    pub enabled: bool,
+    /// `api` (default) or `web`.
+    pub preset: Preset,
+    /// HSTS `max-age` (default `365d`; `0s` tells browsers to forget it).
+    pub hsts_max_age: HumanDuration,
+    /// HSTS `includeSubDomains` (default `true`).
+    pub hsts_include_subdomains: bool,
+    /// HSTS `preload` (default `false`; needs `365d` and subdomains).
+    pub hsts_preload: bool,
+}
+
+impl Default for SecurityHeadersConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            preset: Preset::Api,
+            hsts_max_age: HumanDuration::from_secs(365 * 86_400),
+            hsts_include_subdomains: true,
+            hsts_preload: false,
+        }
+    }
+}
+
+/// `[https]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpsConfig {
+    /// Redirect plain HTTP to HTTPS (default `false`: turn it on behind a TLS proxy listed in
+    /// `trusted_proxies`).
+    pub redirect: bool,
+    /// Hosts the redirect may point to (`example.com`, `*.example.com`).
+    pub allowed_hosts: Vec<String>,
+    /// Paths served over plain HTTP (health checks).
+    pub exempt_paths: Vec<String>,
+    /// The HTTPS port when not 443.
+    pub https_port: Option<u16>,
+}
+
+/// `[cors]`: tower-http's CORS layer, locked to an allow-list of origins.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Whether the layer is in the stack (`true` once the section is written).
+    pub enabled: bool,
+    /// Allowed origins (`https://app.example.com`); `"*"` is refused with credentials.
+    pub allow_origins: Vec<String>,
+    /// Allowed methods (default `GET`, `HEAD`, `POST`).
+    pub allow_methods: Vec<String>,
+    /// Allowed request headers (default `content-type`).
+    pub allow_headers: Vec<String>,
+    /// Response headers exposed to scripts.
+    pub expose_headers: Vec<String>,
+    /// `Access-Control-Allow-Credentials` (default `false`).
+    pub allow_credentials: bool,
+    /// How long a preflight may be cached (default `10m`).
+    pub max_age: HumanDuration,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            allow_origins: Vec::new(),
+            allow_methods: vec!["GET".into(), "HEAD".into(), "POST".into()],
+            allow_headers: vec!["content-type".into()],
+            expose_headers: Vec::new(),
+            allow_credentials: false,
+            max_age: HumanDuration::from_secs(600),
+        }
+    }
+}
+
+/// `[body_limit]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BodyLimitConfig {
+    /// Whether the layer is in the stack (default `true`).
+    pub enabled: bool,
+    /// The largest request body (default `1MiB`).
+    pub max: ByteSize,
+}
+
+impl Default for BodyLimitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max: ByteSize::mib(1),
+        }
+    }
+}
+
+/// `[rate_limit]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Whether rate limiting is on at all (default `true`).
+    pub enabled: bool,
+    /// Per client address, before authentication (default 600 a minute, burst 60).
+    pub per_ip: QuotaConfig,
+    /// Per authenticated principal, after authentication (default 100 a minute, burst 10);
+    /// only with `[api_key]`.
+    pub per_principal: QuotaConfig,
+    /// Rate-limit headers on responses: `ietf` (default: `RateLimit-Policy`, `RateLimit`),
+    /// `legacy` (`X-RateLimit-*`), `both` or `none` (a 429 still has `Retry-After`).
+    pub headers: RateLimitHeaders,
+    /// A shared Redis store (see [`RedisConfig`]).
+    pub redis: Option<RedisConfig>,
+}
+
+/// `rate_limit.headers`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RateLimitHeaders {
+    /// The IETF draft's `RateLimit-Policy` and `RateLimit` (the default).
+    #[default]
+    Ietf,
+    /// `X-RateLimit-Limit`, `-Remaining`, `-Reset`.
+    Legacy,
+    /// Both.
+    Both,
+    /// None.
+    None,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            per_ip: QuotaConfig::new(600, 60),
+            per_principal: QuotaConfig::new(100, 10),
+            headers: RateLimitHeaders::Ietf,
+            redis: None,
+        }
+    }
+}
+
+/// One quota: `requests` per `per`, with a `burst`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotaConfig {
+    /// Whether this quota applies (default `true`).
+    pub enabled: bool,
+    /// Requests allowed per period.
+    pub requests: u32,
+    /// The period (default `1m`).
+    pub per: HumanDuration,
+    /// The burst (default: `requests`).
+    pub burst: Option<u32>,
+    /// IPv6 clients are grouped by this prefix length (per-IP quota only; default 56).
+    pub ipv6_prefix: u8,
+}
+
+impl QuotaConfig {
+    fn new(requests: u32, burst: u32) -> Self {
+        Self {
+            enabled: true,
+            requests,
+            per: HumanDuration::from_secs(60),
+            burst: Some(burst),
+            ipv6_prefix: 56,
+        }
+    }
+}
+
+impl Default for QuotaConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            requests: 600,
+            per: HumanDuration::from_secs(60),
+            burst: None,
+            ipv6_prefix: 56,
+        }
+    }
+}
+
+/// What the rate limiter does when Redis cannot answer in time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RedisFailure {
+    /// Let the request through.
+    Open,
+    /// Refuse it (503).
+    Closed,
+    /// Decide with the in-memory limiter of this instance (the default).
+    #[default]
+    Local,
+}
+
+/// `[rate_limit.redis]`: a rate-limit store shared by every instance.
+///
+/// Parsed and validated now; the stack wires it once the Redis store (feature `redis`) lands.
+/// Until then the in-memory store is used, a warning is logged at startup and the
+/// [audit](super::audit) says so.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://` or `rediss://` (TLS) URL, with the password: a secret reference.
+    pub url: SecretSource,
+    /// The longest a decision waits for Redis (default `50ms`, at most `5s`).
+    #[serde(default = "RedisConfig::default_timeout")]
+    pub timeout: HumanDuration,
+    /// What to do when Redis does not answer (default `local`).
+    #[serde(default)]
+    pub on_failure: RedisFailure,
+}
+
+impl RedisConfig {
+    fn default_timeout() -> HumanDuration {
+        HumanDuration::from_millis(50)
+    }
+}
+
+/// `[signing]`: RFC 9421 verification, keys referenced as secrets.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningSection {
+    /// The keys; the first one is current, the others are accepted during a rotation.
+    pub keys: Vec<SigningKeySection>,
+    /// How long a rotated-out key stays valid (default `7d`).
+    #[serde(default)]
+    pub grace_period: Option<HumanDuration>,
+    /// Components every signature must cover.
+    #[serde(default)]
+    pub required_components: Option<Vec<String>>,
+    /// Maximum age of `created` (default `5m`).
+    #[serde(default)]
+    pub max_age: Option<HumanDuration>,
+    /// Allowed clock skew (default `1m`).
+    #[serde(default)]
+    pub clock_skew: Option<HumanDuration>,
+    /// Whether a nonce is required (default `true`).
+    #[serde(default)]
+    pub require_nonce: Option<bool>,
+    /// Most body bytes buffered to check `Content-Digest` (default `1MiB`).
+    #[serde(default)]
+    pub body_limit: Option<ByteSize>,
+    /// Assume `https` for requests whose URI has no scheme (behind a TLS proxy).
+    #[serde(default)]
+    pub assume_https: bool,
+}
+
+/// One `[[signing.keys]]` entry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningKeySection {
+    /// The key id.
+    pub id: String,
+    /// The secret (hex, or `base64:…`): `{ env = "VAR" }` or `{ file = "/path" }`.
+    pub secret: SecretSource,
+    /// Unix time from which the key is valid.
+    #[serde(default)]
+    pub not_before: Option<u64>,
+    /// Unix time until which the key is valid.
+    #[serde(default)]
+    pub not_after: Option<u64>,
+}
+
+/// `[timeout]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutConfig {
+    /// Whether the layer is in the stack (default `true`).
+    pub enabled: bool,
+    /// The longest the application may take to answer (default `30s`); past it, a 503
+    /// problem.
+    pub request: HumanDuration,
+}
+
+impl Default for TimeoutConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            request: HumanDuration::from_secs(30),
+        }
+    }
+}
+
+/// A circuit breaker: `[circuit_breaker]` (server) or `[client.circuit_breaker]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerSection {
+    /// Whether the breaker is in the stack (`true` once the section is written).
+    pub enabled: bool,
+    /// Trip after this many failures in a row (default 5).
+    pub consecutive_failures: u32,
+    /// How long the circuit stays open (default `30s`).
+    pub cooldown: HumanDuration,
+    /// Probes let through when half-open (default 1).
+    pub half_open_permits: u32,
+}
+
+impl Default for BreakerSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            consecutive_failures: 5,
+            cooldown: HumanDuration::from_secs(30),
+            half_open_permits: 1,
+        }
+    }
+}
+
+/// `[client]`: the client stack (request-id forwarding, retry, breaker, signing, timeout).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientConfig {
+    /// Forward the current request id (default `true`), in `request_id.header`.
+    pub forward_request_id: bool,
+    /// `[client.retry]`.
+    pub retry: RetrySection,
+    /// `[client.circuit_breaker]` (on by default).
+    pub circuit_breaker: BreakerSection,
+    /// `[client.signing]`: sign outgoing requests (off unless written).
+    pub signing: Option<ClientSigningSection>,
+    /// The timeout of each attempt (default `5s`; `0s` turns it off, which the audit fails).
+    pub timeout: HumanDuration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            forward_request_id: true,
+            retry: RetrySection::default(),
+            circuit_breaker: BreakerSection::default(),
+            signing: None,
+            timeout: HumanDuration::from_secs(5),
+        }
+    }
+}
+
+/// `[client.retry]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySection {
+    /// Retries after the first attempt (default 3; 0 turns retries off).
+    pub max_retries: u32,
+    /// First backoff (default `100ms`).
+    pub initial_backoff: HumanDuration,
+    /// Largest backoff (default `10s`).
+    pub max_backoff: HumanDuration,
+    /// `[client.retry.budget]`.
+    pub budget: BudgetSection,
+}
+
+impl Default for RetrySection {
+    fn default() -> Self {
+        Self {
+            max_retries: 3,
+            initial_backoff: HumanDuration::from_millis(100),
+            max_backoff: HumanDuration::from_secs(10),
+            budget: BudgetSection::default(),
+        }
+    }
+}
+
+/// `[client.retry.budget]`: retries as a share of requests.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetSection {
+    /// Whether retries draw on a budget (default `true`; off, a failing upstream gets up to
+    /// `max_retries + 1` times the load, which the audit flags).
+    pub enabled: bool,
+    /// Retries allowed per request (default 0.2).
+    pub ratio: f64,
+    /// Retries allowed per second whatever the traffic (default 1).
+    pub min_per_sec: u32,
+    /// The window (default `10s`).
+    pub window: HumanDuration,
+}
+
+impl Default for BudgetSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ratio: 0.2,
+            min_per_sec: 1,
+            window: HumanDuration::from_secs(10),
+        }
+    }
+}
+
+/// `[client.signing]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSigningSection {
+    /// The key id.
+    pub key_id: String,
+    /// The secret (hex, or `base64:…`).
+    pub secret: SecretSource,
+    /// `expires` = `created` + this (default: no `expires`).
+    #[serde(default)]
+    pub expires_in: Option<HumanDuration>,
+}
+
+#[cfg(feature = "config")]
+impl ServerConfig {
+    /// Parses a TOML text (no environment overrides).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] whose field is the dotted path of the offending key
+    /// (`rate_limit.per_ip.requests`) for a syntax error, an unknown key or a value of the
+    /// wrong type or format.
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        Self::from_toml_with_env(text, std::iter::empty())
+    }
+
+    /// Parses a TOML text, then applies the `BATTLEMENT__…` overrides found in `vars` (see
+    /// [`apply_env_overrides`](crate::config::apply_env_overrides)).
+    ///
+    /// # Errors
+    ///
+    /// As [`from_toml_str`](Self::from_toml_str), and for a malformed override.
+    pub fn from_toml_with_env<I>(text: &str, vars: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::invalid("", e.message().to_owned()))?;
+        crate::config::apply_env_overrides(&mut table, crate::config::ENV_PREFIX, vars)?;
+        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { String::new() } else { path };
+            ConfigError::invalid(field, e.into_inner().message().to_owned())
+        })
+    }
+
+    /// Reads a TOML file and applies the process's `BATTLEMENT__SECTION__KEY` environment
+    /// variables over it (`BATTLEMENT__BODY_LIMIT__MAX=2MiB`).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] (field `file`) when the file cannot be read, or as
+    /// [`from_toml_with_env`](Self::from_toml_with_env).
+    pub fn from_toml_file(path: impl AsRef<std::path::Path>) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path.as_ref()).map_err(|e| {
+            ConfigError::new(
+                crate::ConfigErrorKind::Missing,
+                "file",
+                format!("cannot read {}: {e}", path.as_ref().display()),
+            )
+        })?;
+        Self::from_toml_with_env(&text, std::env::vars())
+    }
+}

@@ -1,0 +1,343 @@
+//! The request span, rejection audit events and metrics of the server stack.
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+    time::Instant,
+};
+
+use http::{HeaderMap, HeaderName, Request, Response, header};
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
+use tracing::{Span, field};
+
+use crate::{
+    auth::api_key::{ApiKeyRejection, Principal},
+    body_limit::PayloadTooLarge,
+    circuit_breaker::CircuitOpen,
+    https::HostNotAllowed,
+    net::{TrustedProxies, peer_addr, resolve},
+    problem::CONTENT_TYPE,
+    rate_limit::RateLimited,
+    request_id::RequestId,
+    signing::SignatureError,
+};
+
+use super::{panic::Panicked, timeout::TimedOut};
+
+/// Headers always redacted: their values are credentials.
+pub const SENSITIVE_HEADERS: [&str; 7] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "signature",
+    "signature-input",
+    "x-api-key",
+];
+
+/// A span per request (`battlement::request`: method, path, request id, client address,
+/// principal), a `battlement::audit` warning for every rejection, sensitive request headers
+/// marked [sensitive](http::HeaderValue::set_sensitive), and (feature `metrics`) the counters
+/// `battlement_requests_total{status}`, `battlement_rejections_total{reason}` and the histogram
+/// `battlement_request_duration_seconds`.
+///
+/// Place it inside the request-id layer so the span has the id.
+#[derive(Clone)]
+pub struct ObserveLayer {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    redact: Box<[HeaderName]>,
+    trusted: TrustedProxies,
+    log_headers: bool,
+    metrics: bool,
+}
+
+impl ObserveLayer {
+    /// Redacts [`SENSITIVE_HEADERS`] and `extra`; records metrics when `metrics` is set and the
+    /// `metrics` feature is on; logs request headers at `debug` when `log_headers`.
+    pub fn new(
+        extra: impl IntoIterator<Item = HeaderName>,
+        trusted: TrustedProxies,
+        log_headers: bool,
+        metrics: bool,
+    ) -> Self {
+        let mut redact: Vec<HeaderName> = SENSITIVE_HEADERS
+            .iter()
+            .map(|h| HeaderName::from_static(h))
+            .collect();
+        for h in extra {
+            if !redact.contains(&h) {
+                redact.push(h);
+            }
+        }
+        Self {
+            shared: Arc::new(Shared {
+                redact: redact.into(),
+                trusted,
+                log_headers,
+                metrics: metrics && cfg!(feature = "metrics"),
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for ObserveLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObserveLayer")
+            .field("redact", &self.shared.redact)
+            .field("log_headers", &self.shared.log_headers)
+            .field("metrics", &self.shared.metrics)
+            .finish()
+    }
+}
+
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The service of [`ObserveLayer`].
+#[derive(Clone)]
+pub struct Observe<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for Observe<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Observe")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+struct Redacted<'a>(&'a HeaderMap);
+
+impl fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut m = f.debug_map();
+        for (k, v) in self.0 {
+            if v.is_sensitive() {
+                m.entry(k, &"<redacted>");
+            } else {
+                m.entry(k, v);
+            }
+        }
+        m.finish()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Observe<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        // One pass over the request's headers (usually a handful), no hashing, no allocation.
+        for (name, value) in req.headers_mut().iter_mut() {
+            if self.shared.redact.contains(name) {
+                value.set_sensitive(true);
+            }
+        }
+        // Without a subscriber at INFO, no span at all (and no field formatting).
+        let span = if tracing::Level::INFO > tracing::level_filters::LevelFilter::current() {
+            Span::none()
+        } else {
+            tracing::info_span!(
+            target: "battlement::request",
+            "request",
+            method = %req.method(),
+            path = req.uri().path(),
+            request_id = field::Empty,
+            client = field::Empty,
+            principal = field::Empty,
+            )
+        };
+        let observed = !span.is_disabled();
+        if observed {
+            if let Some(id) = req.extensions().get::<RequestId>() {
+                span.record("request_id", id.as_str());
+            }
+            let peer = peer_addr(req.extensions()).map(|p| p.ip());
+            if let Some(ip) = resolve(req.headers(), peer, &self.shared.trusted).client_ip {
+                span.record("client", field::display(ip));
+            }
+        }
+        let inner = {
+            let _enter = span.enter();
+            if self.shared.log_headers {
+                tracing::debug!(target: "battlement::request", headers = ?Redacted(req.headers()), "request headers");
+            }
+            self.inner.call(req)
+        };
+        let start = (observed || self.shared.metrics).then(Instant::now);
+        ResponseFuture {
+            inner,
+            span,
+            start,
+            metrics: self.shared.metrics,
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Observe`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        span: Span,
+        start: Option<Instant>,
+        metrics: bool,
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _enter = this.span.enter();
+        let out = ready!(this.inner.poll(cx));
+        let Some(start) = *this.start else {
+            return Poll::Ready(out);
+        };
+        let elapsed = start.elapsed();
+        match &out {
+            Ok(res) => {
+                let status = res.status().as_u16();
+                let reason = rejection_reason(res);
+                if let Some(reason) = reason {
+                    tracing::warn!(target: "battlement::audit", status, reason, "request rejected");
+                }
+                tracing::info!(
+                    target: "battlement::request",
+                    status,
+                    latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+                    "response"
+                );
+                if *this.metrics {
+                    record_metrics(status, reason, elapsed);
+                }
+            }
+            Err(_) => {
+                tracing::warn!(target: "battlement::request", "the service failed");
+                if *this.metrics {
+                    record_metrics(0, Some("error"), elapsed);
+                }
+            }
+        }
+        Poll::Ready(out)
+    }
+}
+
+#[cfg(feature = "metrics")]
+fn record_metrics(status: u16, reason: Option<&'static str>, elapsed: std::time::Duration) {
+    metrics::counter!("battlement_requests_total", "status" => status.to_string()).increment(1);
+    metrics::histogram!("battlement_request_duration_seconds").record(elapsed.as_secs_f64());
+    if let Some(reason) = reason {
+        metrics::counter!("battlement_rejections_total", "reason" => reason).increment(1);
+    }
+}
+
+#[cfg(not(feature = "metrics"))]
+fn record_metrics(_: u16, _: Option<&'static str>, _: std::time::Duration) {}
+
+/// Why the stack refused a request, from the typed cause in the response extensions (or the
+/// status of a problem response from elsewhere); `None` when it was not refused.
+pub fn rejection_reason<B>(res: &Response<B>) -> Option<&'static str> {
+    let ext = res.extensions();
+    if ext.get::<RateLimited>().is_some() {
+        Some("rate_limit")
+    } else if ext.get::<PayloadTooLarge>().is_some() {
+        Some("body_limit")
+    } else if ext.get::<ApiKeyRejection>().is_some() {
+        Some("api_key")
+    } else if ext.get::<SignatureError>().is_some() {
+        Some("signature")
+    } else if ext.get::<CircuitOpen>().is_some() {
+        Some("circuit_open")
+    } else if ext.get::<HostNotAllowed>().is_some() {
+        Some("https")
+    } else if ext.get::<TimedOut>().is_some() {
+        Some("timeout")
+    } else if ext.get::<Panicked>().is_some() {
+        Some("panic")
+    } else if res.status().as_u16() >= 400
+        && res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.as_bytes())
+            == Some(CONTENT_TYPE.as_bytes())
+    {
+        Some("other")
+    } else {
+        None
+    }
+}
+
+/// Records the authenticated [`Principal`] on the current request span. Placed by the stack
+/// just inside the authentication layers.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RecordPrincipalLayer;
+
+impl<S> Layer<S> for RecordPrincipalLayer {
+    type Service = RecordPrincipal<S>;
+
+    fn layer(&self, inner: S) -> RecordPrincipal<S> {
+        RecordPrincipal { inner }
+    }
+}
+
+/// The service of [`RecordPrincipalLayer`].
+#[derive(Clone, Debug)]
+pub struct RecordPrincipal<S> {
+    inner: S,
+}
+
+impl<S, B> Service<Request<B>> for RecordPrincipal<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> S::Future {
+        if let Some(p) = req.extensions().get::<Principal>() {
+            Span::current().record("principal", p.id().as_str());
+        }
+        self.inner.call(req)
+    }
+}

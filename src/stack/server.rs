@@ -1,0 +1,720 @@
+//! The server stack: every server layer in the order of DESIGN.md §3.
+
+use std::{
+    fmt,
+    str::FromStr,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use http::{HeaderName, HeaderValue, Method};
+use tower::{
+    Layer, Service, ServiceBuilder,
+    layer::util::{Identity, Stack},
+    util::Either,
+};
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+
+use super::{
+    config::{
+        BreakerSection, CorsConfig, Preset, QuotaConfig, RateLimitHeaders, RedisConfig,
+        ServerConfig, SigningSection, TrustIncoming,
+    },
+    observe::{ObserveLayer, RecordPrincipalLayer},
+    panic::CatchPanicLayer,
+    timeout::RequestTimeoutLayer,
+};
+use crate::{
+    auth::api_key::{ApiKeyLayer, Principal},
+    body_limit::BodyLimitLayer,
+    circuit_breaker::{BreakerConfig, CircuitBreakerLayer, DefaultClassifier, Server},
+    error::{ConfigError, ConfigErrorKind},
+    https::HttpsRedirectLayer,
+    net::TrustedProxies,
+    rate_limit::{ClientIp, ExtensionKey, HeaderStyle, Limit, Quota, RateLimitLayer},
+    request_id::SetRequestIdLayer,
+    security_headers::{Hsts, SecurityHeaders, SecurityHeadersLayer},
+    signing::{KeyConfig, SigningConfig, VerifySignatureLayer},
+};
+
+type Opt<L> = Either<L, Identity>;
+
+/// The server breaker layer as the stack builds it.
+pub type ServerBreakerLayer =
+    CircuitBreakerLayer<crate::circuit_breaker::Breaker, DefaultClassifier, Server>;
+
+/// The layers of a [`ServerStack`], outermost last in this alias (tower's `Stack` nests the
+/// inner layer first).
+type Layers = Stack<
+    Opt<RequestTimeoutLayer>,
+    Stack<
+        Opt<ServerBreakerLayer>,
+        Stack<
+            Opt<RateLimitLayer>,
+            Stack<
+                Opt<RecordPrincipalLayer>,
+                Stack<
+                    Opt<VerifySignatureLayer>,
+                    Stack<
+                        Opt<ApiKeyLayer>,
+                        Stack<
+                            Opt<RateLimitLayer>,
+                            Stack<
+                                Opt<BodyLimitLayer>,
+                                Stack<
+                                    Opt<CorsLayer>,
+                                    Stack<
+                                        Opt<HttpsRedirectLayer>,
+                                        Stack<
+                                            Opt<SecurityHeadersLayer>,
+                                            Stack<
+                                                Opt<CatchPanicLayer>,
+                                                Stack<
+                                                    Opt<ObserveLayer>,
+                                                    Stack<Opt<SetRequestIdLayer>, Identity>,
+                                                >,
+                                            >,
+                                        >,
+                                    >,
+                                >,
+                            >,
+                        >,
+                    >,
+                >,
+            >,
+        >,
+    >,
+>;
+
+/// Every server layer of the crate, each optional, composed in the order of DESIGN.md §3
+/// (outermost first):
+///
+/// 1. request id ([`SetRequestIdLayer`]);
+/// 2. the request span, audit events and metrics ([`ObserveLayer`]);
+/// 3. panics → 500 problem ([`CatchPanicLayer`]);
+/// 4. security headers;
+/// 5. HTTPS redirect, then CORS (tower-http);
+/// 6. body limit;
+/// 7. rate limit per client address;
+/// 8. authentication: API key, then signature verification (the principal is recorded on
+///    the span);
+/// 9. rate limit per principal;
+/// 10. request timeout, then the server-side circuit breaker;
+/// 11. the application.
+///
+/// A piece that is off is an [`Identity`] branch of a [`tower::util::Either`]: no boxing, no
+/// allocation, one branch per layer per request. Cloning the stack or its service is a few
+/// `Arc` bumps.
+///
+/// Build it from a [`ServerConfig`] ([`from_config`](Self::from_config)), or in code from
+/// [`new`](Self::new) (the same secure defaults) and the setters, which take the layer or
+/// `None`.
+#[derive(Clone)]
+pub struct ServerStack {
+    request_id: Option<SetRequestIdLayer>,
+    observe: Option<ObserveLayer>,
+    catch_panic: Option<CatchPanicLayer>,
+    security_headers: Option<SecurityHeadersLayer>,
+    https: Option<HttpsRedirectLayer>,
+    cors: Option<CorsLayer>,
+    body_limit: Option<BodyLimitLayer>,
+    rate_limit_ip: Option<RateLimitLayer>,
+    api_key: Option<ApiKeyLayer>,
+    signing: Option<VerifySignatureLayer>,
+    rate_limit_principal: Option<RateLimitLayer>,
+    timeout: Option<RequestTimeoutLayer>,
+    circuit_breaker: Option<ServerBreakerLayer>,
+}
+
+impl Default for ServerStack {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+const DEFAULT_PER_IP: Quota = match (
+    std::num::NonZeroU32::new(600),
+    std::num::NonZeroU32::new(60),
+) {
+    (Some(rate), Some(burst)) => Quota::per_minute(rate).with_burst(burst),
+    _ => panic!("non-zero constants"),
+};
+
+impl ServerStack {
+    /// The secure defaults, as [`ServerConfig::default`] gives them: request ids (incoming ids
+    /// ignored: no proxy is trusted), the span, panic catching, the `api` security headers, a
+    /// 1 MiB body limit, 600 requests a minute (burst 60) per peer address, a 30 s timeout.
+    pub fn new() -> Self {
+        Self {
+            request_id: Some(SetRequestIdLayer::new().ignore_incoming()),
+            observe: Some(ObserveLayer::new([], TrustedProxies::none(), false, true)),
+            catch_panic: Some(CatchPanicLayer::new()),
+            security_headers: Some(SecurityHeaders::api().layer()),
+            https: None,
+            cors: None,
+            body_limit: Some(BodyLimitLayer::new(1024 * 1024)),
+            rate_limit_ip: Some(RateLimitLayer::new(Limit::new(
+                ClientIp::new(TrustedProxies::none()),
+                DEFAULT_PER_IP,
+            ))),
+            api_key: None,
+            signing: None,
+            rate_limit_principal: None,
+            timeout: Some(RequestTimeoutLayer::new(Duration::from_secs(30))),
+            circuit_breaker: None,
+        }
+    }
+
+    /// Builds the stack from its configuration, reading the secrets it references.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] whose field is the dotted path of the offending setting
+    /// (`cors.allow_origins[0]`, `rate_limit.per_ip.requests`, `signing.keys[1].secret`, ...):
+    /// an invalid value, a wildcard CORS origin with credentials, a secret that cannot be
+    /// read, an empty list where one is needed.
+    pub fn from_config(cfg: &ServerConfig) -> Result<Self, ConfigError> {
+        let trusted = TrustedProxies::new(cfg.trusted_proxies.iter().map(String::as_str))
+            .map_err(under("trusted_proxies"))?;
+
+        let request_id = if cfg.request_id.enabled {
+            let layer = SetRequestIdLayer::new()
+                .try_header(&cfg.request_id.header)
+                .map_err(at("request_id.header"))?
+                .use_traceparent(cfg.request_id.traceparent);
+            Some(match cfg.request_id.trust_incoming {
+                TrustIncoming::Proxies => layer.trust_incoming_from(trusted.clone()),
+                TrustIncoming::Any => layer,
+                TrustIncoming::None => layer.ignore_incoming(),
+            })
+        } else {
+            None
+        };
+
+        let mut redact = Vec::new();
+        for (i, h) in cfg.trace.redact_headers.iter().enumerate() {
+            redact.push(HeaderName::from_str(h).map_err(|_| {
+                ConfigError::invalid(format!("trace.redact_headers[{i}]"), "not a header name")
+            })?);
+        }
+        if let Some(h) = cfg.api_key.as_ref().and_then(|a| a.header.as_deref())
+            && let Ok(h) = HeaderName::from_str(h)
+        {
+            redact.push(h);
+        }
+        let observe = cfg.trace.enabled.then(|| {
+            ObserveLayer::new(
+                redact,
+                trusted.clone(),
+                cfg.trace.log_headers,
+                cfg.trace.metrics,
+            )
+        });
+
+        let sh = &cfg.security_headers;
+        let security_headers = if sh.enabled {
+            let mut hsts = Hsts::new()
+                .max_age(sh.hsts_max_age.get().as_secs())
+                .include_subdomains(sh.hsts_include_subdomains);
+            if sh.hsts_preload {
+                hsts = hsts.preload();
+            }
+            let headers = match sh.preset {
+                Preset::Api => SecurityHeaders::api(),
+                Preset::Web => SecurityHeaders::web(),
+            };
+            Some(
+                headers
+                    .hsts(hsts)
+                    .map_err(at("security_headers.hsts_max_age"))?
+                    .trusted_proxies(trusted.clone())
+                    .layer(),
+            )
+        } else {
+            None
+        };
+
+        let https = if cfg.https.redirect {
+            let mut layer = HttpsRedirectLayer::new(&cfg.https.allowed_hosts)
+                .map_err(|e| rename(e, |f| f.replacen("https.hosts", "https.allowed_hosts", 1)))?
+                .trusted_proxies(trusted.clone());
+            for (i, p) in cfg.https.exempt_paths.iter().enumerate() {
+                layer = layer
+                    .exempt_path(p)
+                    .map_err(at(&format!("https.exempt_paths[{i}]")))?;
+            }
+            if let Some(port) = cfg.https.https_port {
+                layer = layer.https_port(port)?;
+            }
+            Some(layer)
+        } else {
+            None
+        };
+
+        let cors = if cfg.cors.enabled {
+            Some(cors_layer(&cfg.cors)?)
+        } else {
+            None
+        };
+
+        let body_limit = if cfg.body_limit.enabled {
+            if cfg.body_limit.max.get() == 0 {
+                return Err(ConfigError::out_of_range(
+                    "body_limit.max",
+                    "must be more than 0 (set `enabled = false` to turn the limit off)",
+                ));
+            }
+            Some(BodyLimitLayer::new(cfg.body_limit.max.get()))
+        } else {
+            None
+        };
+
+        let rl = &cfg.rate_limit;
+        if let Some(redis) = &rl.redis {
+            validate_redis(redis)?;
+            tracing::warn!(
+                "[rate_limit.redis] is validated but not wired yet: this instance limits with its in-memory store"
+            );
+        }
+        let rate_limit_ip = if rl.enabled && rl.per_ip.enabled {
+            let quota = quota(&rl.per_ip, "rate_limit.per_ip")?;
+            let key = ClientIp::new(trusted.clone())
+                .with_ipv6_prefix(rl.per_ip.ipv6_prefix)
+                .map_err(at("rate_limit.per_ip.ipv6_prefix"))?;
+            Some(RateLimitLayer::new(Limit::new(key, quota)).with_headers(header_style(rl.headers)))
+        } else {
+            None
+        };
+
+        let api_key = match &cfg.api_key {
+            Some(c) => Some(
+                ApiKeyLayer::from_config(c)
+                    .map_err(under("api_key"))?
+                    .trusted_proxies(trusted.clone()),
+            ),
+            None => None,
+        };
+        let signing = match &cfg.signing {
+            Some(s) => Some(verify_layer(s).map_err(under("signing"))?),
+            None => None,
+        };
+        let rate_limit_principal = if rl.enabled && rl.per_principal.enabled && api_key.is_some() {
+            let quota = quota(&rl.per_principal, "rate_limit.per_principal")?;
+            Some(
+                RateLimitLayer::new(Limit::new(ExtensionKey::<Principal>::new(), quota))
+                    .with_headers(header_style(rl.headers)),
+            )
+        } else {
+            None
+        };
+
+        let timeout = if cfg.timeout.enabled {
+            if cfg.timeout.request.get().is_zero() {
+                return Err(ConfigError::out_of_range(
+                    "timeout.request",
+                    "must be more than 0 (set `enabled = false` to turn the timeout off)",
+                ));
+            }
+            Some(RequestTimeoutLayer::new(cfg.timeout.request.get()))
+        } else {
+            None
+        };
+        let circuit_breaker = if cfg.circuit_breaker.enabled {
+            Some(breaker_layer(&cfg.circuit_breaker, "circuit_breaker")?.server())
+        } else {
+            None
+        };
+
+        Ok(Self {
+            request_id,
+            observe,
+            catch_panic: cfg.catch_panic.enabled.then(CatchPanicLayer::new),
+            security_headers,
+            https,
+            cors,
+            body_limit,
+            rate_limit_ip,
+            api_key,
+            signing,
+            rate_limit_principal,
+            timeout,
+            circuit_breaker,
+        })
+    }
+
+    /// Wraps an axum router in the stack (`Router::layer`).
+    ///
+    /// Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so that the rate
+    /// limit sees client addresses.
+    #[cfg(feature = "axum")]
+    pub fn wrap<St: Clone + Send + Sync + 'static>(
+        &self,
+        router: axum::Router<St>,
+    ) -> axum::Router<St> {
+        router.layer(self.clone())
+    }
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {
+        impl ServerStack {
+            $(
+                $(#[$doc])*
+                #[must_use]
+                pub fn $name(mut self, layer: impl Into<Option<$ty>>) -> Self {
+                    self.$name = layer.into();
+                    self
+                }
+            )*
+        }
+    };
+}
+
+setters! {
+    /// Sets (or with `None` removes) the request-id layer.
+    request_id: SetRequestIdLayer;
+    /// Sets (or removes) the span, audit and metrics layer.
+    observe: ObserveLayer;
+    /// Sets (or removes) panic catching.
+    catch_panic: CatchPanicLayer;
+    /// Sets (or removes) the security headers.
+    security_headers: SecurityHeadersLayer;
+    /// Sets (or removes) the HTTPS redirect.
+    https: HttpsRedirectLayer;
+    /// Sets (or removes) CORS.
+    cors: CorsLayer;
+    /// Sets (or removes) the body limit.
+    body_limit: BodyLimitLayer;
+    /// Sets (or removes) the rate limit before authentication (per client address).
+    rate_limit_ip: RateLimitLayer;
+    /// Sets (or removes) API-key authentication.
+    api_key: ApiKeyLayer;
+    /// Sets (or removes) signature verification.
+    signing: VerifySignatureLayer;
+    /// Sets (or removes) the rate limit after authentication (per principal).
+    rate_limit_principal: RateLimitLayer;
+    /// Sets (or removes) the request timeout.
+    timeout: RequestTimeoutLayer;
+    /// Sets (or removes) the server-side circuit breaker.
+    circuit_breaker: ServerBreakerLayer;
+}
+
+impl ServerStack {
+    fn layers(&self) -> Layers {
+        let authenticated = self.api_key.is_some() || self.signing.is_some();
+        ServiceBuilder::new()
+            .option_layer(self.request_id.clone())
+            .option_layer(self.observe.clone())
+            .option_layer(self.catch_panic)
+            .option_layer(self.security_headers.clone())
+            .option_layer(self.https.clone())
+            .option_layer(self.cors.clone())
+            .option_layer(self.body_limit.clone())
+            .option_layer(self.rate_limit_ip.clone())
+            .option_layer(self.api_key.clone())
+            .option_layer(self.signing.clone())
+            .option_layer(authenticated.then_some(RecordPrincipalLayer))
+            .option_layer(self.rate_limit_principal.clone())
+            .option_layer(self.circuit_breaker.clone())
+            .option_layer(self.timeout)
+            .into_inner()
+    }
+
+    /// Which pieces are on, outermost first, by name (`"request_id"`, `"rate_limit_ip"`, ...).
+    pub fn enabled(&self) -> Vec<&'static str> {
+        [
+            ("request_id", self.request_id.is_some()),
+            ("observe", self.observe.is_some()),
+            ("catch_panic", self.catch_panic.is_some()),
+            ("security_headers", self.security_headers.is_some()),
+            ("https", self.https.is_some()),
+            ("cors", self.cors.is_some()),
+            ("body_limit", self.body_limit.is_some()),
+            ("rate_limit_ip", self.rate_limit_ip.is_some()),
+            ("api_key", self.api_key.is_some()),
+            ("signing", self.signing.is_some()),
+            ("rate_limit_principal", self.rate_limit_principal.is_some()),
+            ("circuit_breaker", self.circuit_breaker.is_some()),
+            ("timeout", self.timeout.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(n, on)| on.then_some(n))
+        .collect()
+    }
+}
+
+impl fmt::Debug for ServerStack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerStack")
+            .field("enabled", &self.enabled())
+            .finish()
+    }
+}
+
+impl<S> Layer<S> for ServerStack {
+    type Service = ServerService<S>;
+
+    fn layer(&self, inner: S) -> ServerService<S> {
+        ServerService {
+            inner: self.layers().layer(inner),
+        }
+    }
+}
+
+type Inner<S> = <Layers as Layer<S>>::Service;
+
+/// The service of a [`ServerStack`]: the composed layers around `S`.
+///
+/// Hidden from the rendered docs: its field is a tower `Stack` of `Either`s whose fully
+/// expanded type doubles at every optional layer, which sends rustdoc's auto-trait synthesis
+/// into exponential time. It is `Clone`, `Send` and `Sync` when `S` is, and a `Service` for
+/// every request type the layers accept.
+#[doc(hidden)]
+pub struct ServerService<S> {
+    inner: Inner<S>,
+}
+
+impl<S> Clone for ServerService<S>
+where
+    Inner<S>: Clone,
+{
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<S> fmt::Debug for ServerService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerService").finish_non_exhaustive()
+    }
+}
+
+impl<S, Req> Service<Req> for ServerService<S>
+where
+    Inner<S>: Service<Req>,
+{
+    type Response = <Inner<S> as Service<Req>>::Response;
+    type Error = <Inner<S> as Service<Req>>::Error;
+    type Future = <Inner<S> as Service<Req>>::Future;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    #[inline]
+    fn call(&mut self, req: Req) -> Self::Future {
+        self.inner.call(req)
+    }
+}
+
+/// Replaces the field of an error with `field`.
+fn at(field: &str) -> impl FnOnce(ConfigError) -> ConfigError + '_ {
+    move |e| ConfigError::new(e.kind(), field.to_owned(), e.reason().to_owned())
+}
+
+/// Puts `prefix.` before the field of an error unless it already starts with it.
+fn under(prefix: &'static str) -> impl Fn(ConfigError) -> ConfigError {
+    move |e| {
+        let rest = e.field().strip_prefix(prefix);
+        if rest.is_some_and(|r| r.is_empty() || r.starts_with('.') || r.starts_with('[')) {
+            e
+        } else {
+            e.within(prefix)
+        }
+    }
+}
+
+fn rename(e: ConfigError, f: impl FnOnce(&str) -> String) -> ConfigError {
+    let field = f(e.field());
+    ConfigError::new(e.kind(), field, e.reason().to_owned())
+}
+
+fn header_style(h: RateLimitHeaders) -> HeaderStyle {
+    match h {
+        RateLimitHeaders::Ietf => HeaderStyle::Ietf,
+        RateLimitHeaders::Legacy => HeaderStyle::Legacy,
+        RateLimitHeaders::Both => HeaderStyle::IetfAndLegacy,
+        RateLimitHeaders::None => HeaderStyle::None,
+    }
+}
+
+fn quota(q: &QuotaConfig, path: &str) -> Result<Quota, ConfigError> {
+    if q.requests == 0 {
+        return Err(ConfigError::out_of_range(
+            format!("{path}.requests"),
+            "must be at least 1",
+        ));
+    }
+    let burst = q.burst.unwrap_or(q.requests);
+    if burst == 0 {
+        return Err(ConfigError::out_of_range(
+            format!("{path}.burst"),
+            "must be at least 1",
+        ));
+    }
+    Quota::try_new(q.requests, q.per.get())
+        .map_err(|e| ConfigError::new(e.kind(), format!("{path}.per"), e.reason().to_owned()))?
+        .try_with_burst(burst)
+        .map_err(|e| ConfigError::new(e.kind(), format!("{path}.burst"), e.reason().to_owned()))
+}
+
+fn cors_layer(c: &CorsConfig) -> Result<CorsLayer, ConfigError> {
+    if c.allow_origins.is_empty() {
+        return Err(ConfigError::new(
+            ConfigErrorKind::Missing,
+            "cors.allow_origins",
+            "list the origins allowed to call this API (https://app.example.com)",
+        ));
+    }
+    let wildcard = c.allow_origins.iter().any(|o| o == "*");
+    if wildcard && c.allow_credentials {
+        return Err(ConfigError::unsafe_value(
+            "cors.allow_origins",
+            "`*` with allow_credentials = true would let any site make credentialed calls; list the origins",
+        ));
+    }
+    let mut layer = CorsLayer::new()
+        .allow_credentials(c.allow_credentials)
+        .max_age(c.max_age.get());
+    if wildcard {
+        if c.allow_origins.len() > 1 {
+            return Err(ConfigError::invalid(
+                "cors.allow_origins",
+                "`*` cannot be combined with other origins",
+            ));
+        }
+        layer = layer.allow_origin(AllowOrigin::any());
+    } else {
+        let mut origins = Vec::with_capacity(c.allow_origins.len());
+        for (i, o) in c.allow_origins.iter().enumerate() {
+            origins.push(parse_origin(o).ok_or_else(|| {
+                ConfigError::invalid(
+                    format!("cors.allow_origins[{i}]"),
+                    "expected an origin such as https://app.example.com (scheme, host, optional port, no path)",
+                )
+            })?);
+        }
+        layer = layer.allow_origin(AllowOrigin::list(origins));
+    }
+    let mut methods = Vec::new();
+    for (i, m) in c.allow_methods.iter().enumerate() {
+        methods.push(Method::from_str(m).map_err(|_| {
+            ConfigError::invalid(format!("cors.allow_methods[{i}]"), "not an HTTP method")
+        })?);
+    }
+    layer = layer.allow_methods(methods);
+    if c.allow_headers.iter().any(|h| h == "*") {
+        if c.allow_credentials {
+            return Err(ConfigError::unsafe_value(
+                "cors.allow_headers",
+                "`*` is not allowed with allow_credentials = true",
+            ));
+        }
+        layer = layer.allow_headers(AllowHeaders::any());
+    } else {
+        layer = layer.allow_headers(header_names(&c.allow_headers, "cors.allow_headers")?);
+    }
+    Ok(layer.expose_headers(header_names(&c.expose_headers, "cors.expose_headers")?))
+}
+
+fn header_names(list: &[String], path: &str) -> Result<Vec<HeaderName>, ConfigError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, h)| {
+            HeaderName::from_str(h)
+                .map_err(|_| ConfigError::invalid(format!("{path}[{i}]"), "not a header name"))
+        })
+        .collect()
+}
+
+/// `scheme://host[:port]`, scheme http or https, nothing else.
+fn parse_origin(o: &str) -> Option<HeaderValue> {
+    let rest = o
+        .strip_prefix("https://")
+        .or_else(|| o.strip_prefix("http://"))?;
+    let ok = !rest.is_empty()
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    if !ok {
+        return None;
+    }
+    HeaderValue::from_str(o).ok()
+}
+
+fn validate_redis(r: &RedisConfig) -> Result<(), ConfigError> {
+    let url = r.url.resolve().map_err(under("rate_limit.redis.url"))?;
+    if !(url.expose().starts_with("redis://") || url.expose().starts_with("rediss://")) {
+        return Err(ConfigError::invalid(
+            "rate_limit.redis.url",
+            "expected a redis:// or rediss:// URL",
+        ));
+    }
+    let t = r.timeout.get();
+    if t.is_zero() || t > Duration::from_secs(5) {
+        return Err(ConfigError::out_of_range(
+            "rate_limit.redis.timeout",
+            "must be between 1ms and 5s: a slow store must never hang requests",
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn signing_config(s: &SigningSection) -> Result<SigningConfig, ConfigError> {
+    let mut keys = Vec::with_capacity(s.keys.len());
+    for (i, k) in s.keys.iter().enumerate() {
+        let secret = k
+            .secret
+            .resolve()
+            .map_err(|e| e.within(&format!("keys[{i}].secret")))?;
+        keys.push(KeyConfig {
+            id: k.id.clone(),
+            secret: zeroize::Zeroizing::new(secret.expose().to_owned()),
+            not_before: k.not_before,
+            not_after: k.not_after,
+        });
+    }
+    Ok(SigningConfig {
+        keys,
+        grace_period_secs: s.grace_period.map(|d| d.get().as_secs()),
+        required_components: s.required_components.clone(),
+        max_age_secs: s.max_age.map(|d| d.get().as_secs()),
+        clock_skew_secs: s.clock_skew.map(|d| d.get().as_secs()),
+        require_nonce: s.require_nonce,
+        body_limit: s
+            .body_limit
+            .map(|b| usize::try_from(b.get()).unwrap_or(usize::MAX)),
+        assume_https: s.assume_https,
+    })
+}
+
+fn verify_layer(s: &SigningSection) -> Result<VerifySignatureLayer, ConfigError> {
+    let c = signing_config(s)?;
+    let ring = c.key_ring().map_err(|e| {
+        // `keys[1].signing.secret` from the key parser: the config path is `keys[1].secret`.
+        rename(e, |f| f.replace(".signing.secret", ".secret"))
+    })?;
+    Ok(VerifySignatureLayer::with_policy(ring, c.policy()?))
+}
+
+pub(super) fn breaker_layer(
+    b: &BreakerSection,
+    path: &str,
+) -> Result<CircuitBreakerLayer, ConfigError> {
+    if b.consecutive_failures == 0 {
+        return Err(ConfigError::out_of_range(
+            format!("{path}.consecutive_failures"),
+            "must be at least 1",
+        ));
+    }
+    let config = BreakerConfig::consecutive_failures(b.consecutive_failures)
+        .cooldown(b.cooldown.get())
+        .half_open_permits(b.half_open_permits);
+    CircuitBreakerLayer::from_config(config).map_err(|e| {
+        let field = e.field().rsplit('.').next().unwrap_or_default().to_owned();
+        ConfigError::new(e.kind(), format!("{path}.{field}"), e.reason().to_owned())
+    })
+}

@@ -1,0 +1,194 @@
+//! A deadline on the application's answer, with a 503 problem past it.
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tower::{Layer, Service};
+
+use crate::{
+    problem::{DefaultRejection, MakeRejection, Problem, ProblemType},
+    request_id::RequestId,
+};
+
+/// The typed cause of a 503 answered for a timeout, in the response extensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TimedOut {
+    /// The deadline that passed.
+    pub after: Duration,
+}
+
+/// Answers a `service-unavailable` problem (503) when the inner service has not answered
+/// within the timeout, dropping its future (which cancels the handler at its next `.await`).
+///
+/// Only the time to the response head counts; a streamed response body is not timed. Uses
+/// tokio's timer, so tests can pause time.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestTimeoutLayer<R = DefaultRejection> {
+    timeout: Duration,
+    rejection: R,
+}
+
+impl RequestTimeoutLayer {
+    /// A deadline of `timeout`.
+    pub const fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            rejection: DefaultRejection,
+        }
+    }
+}
+
+impl<R> RequestTimeoutLayer<R> {
+    /// Replaces the 503 response.
+    #[must_use]
+    pub fn with_rejection<R2>(self, rejection: R2) -> RequestTimeoutLayer<R2> {
+        RequestTimeoutLayer {
+            timeout: self.timeout,
+            rejection,
+        }
+    }
+
+    /// The deadline.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+impl<S, R: Clone> Layer<S> for RequestTimeoutLayer<R> {
+    type Service = RequestTimeout<S, R>;
+
+    fn layer(&self, inner: S) -> RequestTimeout<S, R> {
+        RequestTimeout {
+            inner,
+            timeout: self.timeout,
+            rejection: self.rejection.clone(),
+        }
+    }
+}
+
+/// The service of [`RequestTimeoutLayer`].
+#[derive(Clone, Debug)]
+pub struct RequestTimeout<S, R = DefaultRejection> {
+    inner: S,
+    timeout: Duration,
+    rejection: R,
+}
+
+impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for RequestTimeout<S, R>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    R: MakeRejection<ResBody> + Clone,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, R>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        ResponseFuture {
+            // The deadline counts from now; the timer itself is only armed if the inner
+            // future does not answer at once (most do not wait at all).
+            deadline: Instant::now() + self.timeout,
+            inner: self.inner.call(req),
+            sleep: None,
+            after: self.timeout,
+            rejection: Some(self.rejection.clone()),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`RequestTimeout`].
+    pub struct ResponseFuture<F, R> {
+        #[pin]
+        inner: F,
+        #[pin]
+        sleep: Option<Sleep>,
+        deadline: Instant,
+        after: Duration,
+        rejection: Option<R>,
+    }
+}
+
+impl<F, R> fmt::Debug for ResponseFuture<F, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("after", &self.after)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, R, B, E> Future for ResponseFuture<F, R>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    R: MakeRejection<B>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Poll::Ready(out) = this.inner.poll(cx) {
+            return Poll::Ready(out);
+        }
+        if this.sleep.is_none() {
+            this.sleep
+                .set(Some(tokio::time::sleep_until(*this.deadline)));
+        }
+        if let Some(sleep) = this.sleep.as_pin_mut()
+            && sleep.poll(cx).is_pending()
+        {
+            return Poll::Pending;
+        }
+        let Some(rejection) = this.rejection.take() else {
+            return Poll::Pending;
+        };
+        tracing::warn!(target: "battlement::audit", after_ms = u64::try_from(this.after.as_millis()).unwrap_or(u64::MAX), "request timed out");
+        let problem = Problem::new(ProblemType::SERVICE_UNAVAILABLE)
+            .with_detail("The request took too long; try again later.")
+            .with_request_id(RequestId::current());
+        let mut res = rejection.make_rejection(problem);
+        res.extensions_mut().insert(TimedOut { after: *this.after });
+        Poll::Ready(Ok(res))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http::StatusCode;
+    use tower::{ServiceExt, service_fn};
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_answers_become_503() {
+        let svc = RequestTimeoutLayer::new(Duration::from_secs(1)).layer(service_fn(
+            |req: Request<()>| async move {
+                if req.uri().path() == "/slow" {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                Ok::<_, std::convert::Infallible>(Response::new(Bytes::new()))
+            },
+        ));
+        let ok = svc.clone().oneshot(Request::new(())).await.unwrap();
+        assert_eq!(ok.status(), StatusCode::OK);
+        let req = Request::builder().uri("/slow").body(()).unwrap();
+        let res = svc.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            res.extensions().get::<TimedOut>().unwrap().after,
+            Duration::from_secs(1)
+        );
+    }
+}
