@@ -131,19 +131,39 @@ pub(crate) enum SfError {
 
 type Res<T> = Result<T, SfError>;
 
-struct Parser<'a> {
+/// The parser, also driven directly by the verifier's one-pass `Signature-Input` reader.
+pub(crate) struct Parser<'a> {
     s: &'a str,
     b: &'a [u8],
-    i: usize,
-    canonical: bool,
+    pub(crate) i: usize,
+    /// Every text met so far is in canonical serialization (RFC 8941 §4.1).
+    pub(crate) canonical: bool,
 }
 
 impl<'a> Parser<'a> {
-    fn peek(&self) -> Option<u8> {
+    /// A parser at the start of `input`, or `None` when it is not UTF-8 (structured fields
+    /// are ASCII: every accepted character class is ASCII, so a non-ASCII byte fails where it
+    /// is met and the parser never slices inside a character).
+    pub(crate) fn new(input: &'a [u8]) -> Option<Self> {
+        let s = std::str::from_utf8(input).ok()?;
+        Some(Self {
+            s,
+            b: input,
+            i: 0,
+            canonical: true,
+        })
+    }
+
+    /// The source text between byte offsets `start` and the current position.
+    pub(crate) fn since(&self, start: usize) -> &'a str {
+        &self.s[start..self.i]
+    }
+
+    pub(crate) fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
 
-    fn sp(&mut self) -> usize {
+    pub(crate) fn sp(&mut self) -> usize {
         let start = self.i;
         while self.peek() == Some(b' ') {
             self.i += 1;
@@ -151,13 +171,13 @@ impl<'a> Parser<'a> {
         self.i - start
     }
 
-    fn ows(&mut self) {
+    pub(crate) fn ows(&mut self) {
         while matches!(self.peek(), Some(b' ' | b'\t')) {
             self.i += 1;
         }
     }
 
-    fn key(&mut self) -> Res<&'a str> {
+    pub(crate) fn key(&mut self) -> Res<&'a str> {
         let start = self.i;
         match self.peek() {
             Some(c) if c.is_ascii_lowercase() || c == b'*' => self.i += 1,
@@ -176,7 +196,7 @@ impl<'a> Parser<'a> {
         Ok(&self.s[start..self.i])
     }
 
-    fn bare(&mut self) -> Res<Bare<'a>> {
+    pub(crate) fn bare(&mut self) -> Res<Bare<'a>> {
         match self.peek() {
             Some(b'-' | b'0'..=b'9') => self.number(),
             Some(b'"') => self.string(),
@@ -352,7 +372,7 @@ impl<'a> Parser<'a> {
         Ok(out)
     }
 
-    fn item(&mut self) -> Res<Item<'a>> {
+    pub(crate) fn item(&mut self) -> Res<Item<'a>> {
         let start = self.i;
         let bare = self.bare()?;
         let params = self.params()?;
@@ -394,15 +414,7 @@ impl<'a> Parser<'a> {
 
 /// Parses a dictionary (RFC 8941 §4.2.2), refusing duplicate keys.
 pub(crate) fn parse_dictionary(input: &[u8]) -> Res<Dict<'_>> {
-    // Structured fields are ASCII: every accepted character class below is ASCII, so a
-    // non-ASCII byte fails where it is met (and the parser never slices inside a character).
-    let s = std::str::from_utf8(input).map_err(|_| SfError::Invalid)?;
-    let mut p = Parser {
-        s,
-        b: input,
-        i: 0,
-        canonical: true,
-    };
+    let mut p = Parser::new(input).ok_or(SfError::Invalid)?;
     let mut out: Vec<(&str, Member<'_>)> = Vec::with_capacity(2);
     p.sp();
     if p.peek().is_none() {
