@@ -131,6 +131,46 @@ pub(crate) enum SfError {
 
 type Res<T> = Result<T, SfError>;
 
+/// A byte-class table: one lookup per byte in the scanning loops (the signature fields are
+/// scanned on every verified request).
+const fn table(plain: &[u8], ranges: &[(u8, u8)]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < ranges.len() {
+        let (lo, hi) = ranges[i];
+        let mut c = lo as usize;
+        while c <= hi as usize {
+            t[c] = true;
+            c += 1;
+        }
+        i += 1;
+    }
+    let mut i = 0;
+    while i < plain.len() {
+        t[plain[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+
+/// The characters of a key after the first (RFC 8941 §4.2.3.3).
+const KEY_CHAR: [bool; 256] = table(b"_-.*", &[(b'a', b'z'), (b'0', b'9')]);
+/// The characters of a token after the first (RFC 8941 §4.2.6).
+const TOKEN_CHAR: [bool; 256] = table(
+    b"!#$%&'*+-.^_`|~:/",
+    &[(b'a', b'z'), (b'A', b'Z'), (b'0', b'9')],
+);
+/// Printable ASCII but the quote and the backslash: string characters that need no unescaping
+/// (§4.2.5).
+const STRING_PLAIN: [bool; 256] = {
+    let mut t = table(b"", &[(0x20, 0x7e)]);
+    t[b'"' as usize] = false;
+    t[b'\\' as usize] = false;
+    t
+};
+/// The characters of a byte sequence's base64 text (§4.2.7).
+const BASE64_CHAR: [bool; 256] = table(b"+/=", &[(b'a', b'z'), (b'A', b'Z'), (b'0', b'9')]);
+
 /// The parser, also driven directly by the verifier's one-pass `Signature-Input` reader.
 pub(crate) struct Parser<'a> {
     s: &'a str,
@@ -183,15 +223,8 @@ impl<'a> Parser<'a> {
             Some(c) if c.is_ascii_lowercase() || c == b'*' => self.i += 1,
             _ => return Err(SfError::Invalid),
         }
-        while let Some(c) = self.peek() {
-            if c.is_ascii_lowercase()
-                || c.is_ascii_digit()
-                || matches!(c, b'_' | b'-' | b'.' | b'*')
-            {
-                self.i += 1;
-            } else {
-                break;
-            }
+        while self.peek().is_some_and(|c| KEY_CHAR[usize::from(c)]) {
+            self.i += 1;
         }
         Ok(&self.s[start..self.i])
     }
@@ -214,12 +247,8 @@ impl<'a> Parser<'a> {
             Some(c) if c.is_ascii_alphabetic() || c == b'*' => {
                 let start = self.i;
                 self.i += 1;
-                while let Some(c) = self.peek() {
-                    if c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(&c) {
-                        self.i += 1;
-                    } else {
-                        break;
-                    }
+                while self.peek().is_some_and(|c| TOKEN_CHAR[usize::from(c)]) {
+                    self.i += 1;
                 }
                 Ok(Bare::Token(&self.s[start..self.i]))
             }
@@ -234,10 +263,15 @@ impl<'a> Parser<'a> {
         }
         let digits_start = self.i;
         let mut int_digits = 0usize;
+        // At most 15 digits (checked below), so this never overflows.
+        let mut int_value = 0i64;
         let mut frac_digits = None::<usize>;
         while let Some(c) = self.peek() {
             match (c, &mut frac_digits) {
-                (b'0'..=b'9', None) => int_digits += 1,
+                (b'0'..=b'9', None) => {
+                    int_digits += 1;
+                    int_value = int_value * 10 + i64::from(c - b'0');
+                }
                 (b'0'..=b'9', Some(f)) => *f += 1,
                 (b'.', None) => {
                     if int_digits > 12 {
@@ -266,12 +300,11 @@ impl<'a> Parser<'a> {
             self.canonical = false;
         }
         match frac_digits {
-            None => {
-                let v: i64 = self.s[digits_start..self.i]
-                    .parse()
-                    .map_err(|_| SfError::Invalid)?;
-                Ok(Bare::Int(if digits_start > start { -v } else { v }))
-            }
+            None => Ok(Bare::Int(if digits_start > start {
+                -int_value
+            } else {
+                int_value
+            })),
             Some(1..=3) => Ok(Bare::Dec(&self.s[start..self.i])),
             Some(_) => Err(SfError::Invalid),
         }
@@ -282,9 +315,7 @@ impl<'a> Parser<'a> {
         let start = self.i;
         // Fast path: no escape before the closing quote, borrow the text.
         let rest = &self.b[start..];
-        let stop = rest
-            .iter()
-            .position(|&c| c == b'"' || c == b'\\' || !(0x20..=0x7e).contains(&c));
+        let stop = rest.iter().position(|&c| !STRING_PLAIN[usize::from(c)]);
         match stop {
             Some(n) if rest[n] == b'"' => {
                 self.i = start + n + 1;
@@ -331,7 +362,7 @@ impl<'a> Parser<'a> {
         let rest = &self.b[start..];
         let end = rest
             .iter()
-            .position(|&c| !(c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=')))
+            .position(|&c| !BASE64_CHAR[usize::from(c)])
             .ok_or(SfError::Invalid)?;
         if rest[end] != b':' {
             return Err(SfError::Invalid);
@@ -597,6 +628,36 @@ pub(crate) fn write_inner_list(out: &mut String, items: &[Item<'_>], params: &Pa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_class_tables_are_the_rfc_classes() {
+        for c in 0..=255u8 {
+            let i = usize::from(c);
+            assert_eq!(
+                KEY_CHAR[i],
+                c.is_ascii_lowercase()
+                    || c.is_ascii_digit()
+                    || matches!(c, b'_' | b'-' | b'.' | b'*')
+            );
+            assert_eq!(
+                TOKEN_CHAR[i],
+                c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(&c)
+            );
+            assert_eq!(
+                STRING_PLAIN[i],
+                !(c == b'"' || c == b'\\' || !(0x20..=0x7e).contains(&c))
+            );
+            assert_eq!(
+                BASE64_CHAR[i],
+                c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=')
+            );
+        }
+        // Integers are read as they are scanned.
+        let mut p = Parser::new(b"-999999999999999").unwrap();
+        assert_eq!(p.bare(), Ok(Bare::Int(-999_999_999_999_999)));
+        let mut p = Parser::new(b"1700000000").unwrap();
+        assert_eq!(p.bare(), Ok(Bare::Int(1_700_000_000)));
+    }
 
     #[test]
     fn byte_sequences_inline_or_heap_decode_like_the_lenient_engine() {
