@@ -168,8 +168,6 @@ const STRING_PLAIN: [bool; 256] = {
     t[b'\\' as usize] = false;
     t
 };
-/// The characters of a byte sequence's base64 text (§4.2.7).
-const BASE64_CHAR: [bool; 256] = table(b"+/=", &[(b'a', b'z'), (b'A', b'Z'), (b'0', b'9')]);
 
 /// The parser, also driven directly by the verifier's one-pass `Signature-Input` reader.
 pub(crate) struct Parser<'a> {
@@ -360,13 +358,9 @@ impl<'a> Parser<'a> {
         self.i += 1;
         let start = self.i;
         let rest = &self.b[start..];
-        let end = rest
-            .iter()
-            .position(|&c| !BASE64_CHAR[usize::from(c)])
-            .ok_or(SfError::Invalid)?;
-        if rest[end] != b':' {
-            return Err(SfError::Invalid);
-        }
+        // Up to the closing colon (a `memchr`); the decoder refuses any byte before it that is
+        // not base64 text, exactly as a scan for the first non-base64 byte would (tested).
+        let end = self.s[start..].find(':').ok_or(SfError::Invalid)?;
         self.i = start + end + 1;
         ByteSeq::decode(&rest[..end])
             .map(Bare::Bytes)
@@ -629,6 +623,9 @@ pub(crate) fn write_inner_list(out: &mut String, items: &[Item<'_>], params: &Pa
 mod tests {
     use super::*;
 
+    /// The characters of a byte sequence's base64 text (§4.2.7).
+    const BASE64_CHAR: [bool; 256] = table(b"+/=", &[(b'a', b'z'), (b'A', b'Z'), (b'0', b'9')]);
+
     #[test]
     fn byte_class_tables_are_the_rfc_classes() {
         for c in 0..=255u8 {
@@ -651,6 +648,17 @@ mod tests {
                 BASE64_CHAR[i],
                 c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=')
             );
+        }
+        // The byte-sequence scan stops at the colon only: the decoder refuses the rest.
+        for c in (0..=255u8).filter(|c| !BASE64_CHAR[usize::from(*c)]) {
+            for at in 0..6 {
+                let mut text = b"AAAAAAAA".to_vec();
+                text.insert(at, c);
+                assert!(ByteSeq::decode(&text).is_none(), "{c} at {at}");
+                let mut long = vec![b'A'; 64];
+                long.insert(at * 11, c);
+                assert!(ByteSeq::decode(&long).is_none(), "{c} at {at}");
+            }
         }
         // Integers are read as they are scanned.
         let mut p = Parser::new(b"-999999999999999").unwrap();
