@@ -64,6 +64,24 @@ fn last_byte(s: &str, b: u8) -> Option<usize> {
     s.bytes().rposition(|c| c == b)
 }
 
+/// The bytes allowed in a host: ASCII letters and digits and `-._~%!$&'()*+,;=[]:` (a table:
+/// one lookup per byte).
+const HOST_CHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = (c as u8).is_ascii_alphanumeric();
+        c += 1;
+    }
+    let extra = b"-._~%!$&'()*+,;=[]:";
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
 /// Splits `host[:port]` (IPv6 hosts in brackets), checking the characters of each part.
 fn split_host_port(raw: &str) -> Option<(&str, Option<&str>)> {
     let (host, port) = if raw.starts_with('[') {
@@ -80,10 +98,7 @@ fn split_host_port(raw: &str) -> Option<(&str, Option<&str>)> {
             None => (raw, None),
         }
     };
-    let host_ok = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=[]:".contains(&b));
+    let host_ok = !host.is_empty() && host.bytes().all(|b| HOST_CHAR[usize::from(b)]);
     let port_ok =
         port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
     (host_ok && port_ok).then_some((host, port))
@@ -531,6 +546,16 @@ mod tests {
         assert_eq!(split_host_port("a:"), None);
         assert_eq!(split_host_port("a:8x"), None);
         assert_eq!(split_host_port(""), None);
+    }
+
+    #[test]
+    fn host_table_is_the_host_class() {
+        for b in 0..=255u8 {
+            assert_eq!(
+                HOST_CHAR[usize::from(b)],
+                b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=[]:".contains(&b)
+            );
+        }
     }
 
     #[test]

@@ -265,11 +265,195 @@ impl SignatureInput {
     pub fn signature_params(&self) -> &str {
         &self.params_line
     }
+}
 
+/// A `Signature-Input` member as the verifier reads it: borrowed from the field value (or from
+/// a [`SignatureInput`]) so that only the one verified signature is ever copied out.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct InputRef<'a> {
+    pub(crate) label: &'a str,
+    pub(crate) components: Cow<'a, [Component]>,
+    pub(crate) created: Option<i64>,
+    pub(crate) expires: Option<i64>,
+    pub(crate) nonce: Option<Cow<'a, str>>,
+    pub(crate) keyid: Option<Cow<'a, str>>,
+    pub(crate) alg: Option<Cow<'a, str>>,
+    pub(crate) tag: Option<Cow<'a, str>>,
+    /// The value of the `@signature-params` line.
+    pub(crate) params_line: &'a str,
+}
+
+impl InputRef<'_> {
     /// Whether `component` (a serialized identifier such as `"@method"`) is covered.
     pub(crate) fn covers(&self, identifier: &str) -> bool {
         self.components.iter().any(|c| c.serialized == identifier)
     }
+}
+
+impl SignatureInput {
+    /// This input, borrowed.
+    pub(crate) fn as_input_ref(&self) -> InputRef<'_> {
+        fn borrow(s: &Option<String>) -> Option<Cow<'_, str>> {
+            s.as_deref().map(Cow::Borrowed)
+        }
+        InputRef {
+            label: &self.label,
+            components: Cow::Borrowed(&self.components),
+            created: self.created,
+            expires: self.expires,
+            nonce: borrow(&self.nonce),
+            keyid: borrow(&self.keyid),
+            alg: self.alg.as_deref().map(Cow::Borrowed),
+            tag: borrow(&self.tag),
+            params_line: &self.params_line,
+        }
+    }
+}
+
+/// The verifier's reading of `Signature-Input`: exactly what [`parse_signature_input`] returns
+/// (same members, same errors), borrowed.
+///
+/// The usual field (canonical text, inner lists of valid components) is read in one pass with
+/// no intermediate item list; anything else (an error, a text to re-serialize, more parameters
+/// than the pass tracks) is handed to [`parse_signature_input`], whose result `slow` keeps.
+///
+/// # Errors
+///
+/// As [`parse_signature_input`].
+pub(crate) fn parse_inputs<'a>(
+    value: &'a [u8],
+    slow: &'a mut Option<Vec<SignatureInput>>,
+) -> Result<Vec<InputRef<'a>>, SignatureError> {
+    if let Some(inputs) = parse_inputs_fast(value) {
+        return Ok(inputs);
+    }
+    let owned = slow.insert(parse_signature_input(value)?);
+    Ok(owned.iter().map(SignatureInput::as_input_ref).collect())
+}
+
+/// The one-pass reader of [`parse_inputs`]: `None` whenever it is not sure to agree with
+/// [`parse_signature_input`]. It drives the same [`sf::Parser`] through the same grammar, so
+/// what it accepts is what `parse_dictionary` accepts; it gives up on every error and on
+/// non-canonical text (whose `@signature-params` must be re-serialized).
+fn parse_inputs_fast(value: &[u8]) -> Option<Vec<InputRef<'_>>> {
+    /// Parameters tracked for duplicates; a longer list goes the slow way.
+    const MAX_PARAMS: usize = 8;
+    if value.len() > MAX_FIELD_LEN {
+        return None;
+    }
+    let mut p = sf::Parser::new(value)?;
+    let mut out: Vec<InputRef<'_>> = Vec::with_capacity(1);
+    p.sp();
+    loop {
+        if out.len() == MAX_SIGNATURES {
+            return None;
+        }
+        let label = p.key().ok()?;
+        if p.peek() != Some(b'=') {
+            return None;
+        }
+        p.i += 1;
+        // The inner list (`member` in sf.rs), each item turned into a component at once.
+        if p.peek() != Some(b'(') {
+            return None;
+        }
+        let start = p.i;
+        p.i += 1;
+        let mut components: Vec<Component> = Vec::with_capacity(8);
+        loop {
+            let spaces = p.sp();
+            if p.peek() == Some(b')') {
+                if spaces > 0 {
+                    return None;
+                }
+                p.i += 1;
+                break;
+            }
+            if spaces != usize::from(!components.is_empty()) || components.len() == MAX_COMPONENTS {
+                return None;
+            }
+            let item = p.item().ok()?;
+            if !matches!(p.peek(), Some(b' ' | b')')) {
+                return None;
+            }
+            // `canonical` is checked once at the end: a component built from a text that
+            // turns out not to be canonical is thrown away with everything else.
+            let c = Component::from_item(&item, true).ok()?;
+            if components.iter().any(|o| o.serialized == c.serialized) {
+                return None;
+            }
+            components.push(c);
+        }
+        // The list's parameters (`params` in sf.rs), interpreted as they are read.
+        let mut input = InputRef {
+            label,
+            components: Cow::Owned(components),
+            created: None,
+            expires: None,
+            nonce: None,
+            keyid: None,
+            alg: None,
+            tag: None,
+            params_line: "",
+        };
+        let mut seen = [""; MAX_PARAMS];
+        let mut n = 0;
+        while p.peek() == Some(b';') {
+            p.i += 1;
+            if p.sp() > 0 || n == MAX_PARAMS {
+                return None;
+            }
+            let k = p.key().ok()?;
+            let v = if p.peek() == Some(b'=') {
+                p.i += 1;
+                match p.bare().ok()? {
+                    Bare::Bool(true) => return None,
+                    v => v,
+                }
+            } else {
+                Bare::Bool(true)
+            };
+            if seen[..n].contains(&k) {
+                return None;
+            }
+            seen[n] = k;
+            n += 1;
+            match (k, v) {
+                ("created", Bare::Int(i)) => input.created = Some(i),
+                ("expires", Bare::Int(i)) => input.expires = Some(i),
+                ("nonce", Bare::Str(s)) => input.nonce = Some(s),
+                ("keyid", Bare::Str(s)) => input.keyid = Some(s),
+                ("alg", Bare::Str(s)) => input.alg = Some(s),
+                ("tag", Bare::Str(s)) => input.tag = Some(s),
+                ("created" | "expires" | "nonce" | "keyid" | "alg" | "tag", _) => return None,
+                _ => {}
+            }
+        }
+        input.params_line = p.since(start);
+        if out.iter().any(|o| o.label == label) {
+            return None;
+        }
+        out.push(input);
+        // Between members (`parse_dictionary` in sf.rs).
+        p.ows();
+        match p.peek() {
+            None => break,
+            Some(b',') => {
+                p.i += 1;
+                p.ows();
+                p.peek()?;
+            }
+            Some(b' ') => {
+                p.sp();
+                if p.peek().is_some() {
+                    return None;
+                }
+                break;
+            }
+            _ => return None,
+        }
+    }
+    p.canonical.then_some(out)
 }
 
 /// Parses a `Signature-Input` field value (several field lines joined with `", "`).
@@ -536,7 +720,110 @@ mod tests {
         assert!(Component::parse("Bad Name").is_err());
     }
 
+    /// The verifier's one-pass reader against [`parse_signature_input`].
+    fn assert_same_as_slow(input: &[u8]) {
+        let slow = parse_signature_input(input);
+        let mut kept = None;
+        let fast = parse_inputs(input, &mut kept);
+        match (&slow, &fast) {
+            (Ok(s), Ok(f)) => {
+                let s: Vec<_> = s.iter().map(SignatureInput::as_input_ref).collect();
+                assert_eq!(&s, f, "{}", String::from_utf8_lossy(input));
+            }
+            (Err(s), Err(f)) => assert_eq!(s.kind(), f.kind()),
+            _ => panic!("{}: {slow:?} vs {fast:?}", String::from_utf8_lossy(input)),
+        }
+    }
+
+    #[test]
+    fn one_pass_reader_agrees_with_the_full_parse() {
+        for input in [
+            B25,
+            r#"sig1=("@method" "@authority" "@target-uri" "content-digest");created=1700000000;keyid="bench";alg="hmac-sha256""#,
+            r#"a=("@method");created=1;nonce="n\"x";tag="t";alg="other";x=1;y;z=tok, b=("date" "@query-param";name="id" "x";sf "y";key="k")"#,
+            r#"a=("@method" "@path");created=1;expires=2;keyid="k";alg="hmac-sha256";tag="t";nonce="n";p;q"#,
+            r#"a=("@method" "@path");created=1;expires=2;keyid="k";alg="hmac-sha256";tag="t";nonce="n";p;q;r"#,
+            r#"a=("@method");created=1, a=("@path");created=1"#,
+            r#"a=("@method" "@method")"#,
+            r#"a=("@method");created=01"#,
+            r#"a=("@method");created=1;created=2"#,
+            r#"a=("@method");keyid=1"#,
+            r#"a=("@method");x=?1"#,
+            r#"a=("@method"), b=:AAAA:"#,
+            r#"a=( "@method")"#,
+            r#"a=("@method" )"#,
+            r#"a=("@method";bs)"#,
+            r#"a=(), b=("@path") "#,
+            "  a=(\"@method\"),\tb=()",
+            "a=(\"@method\"),",
+            "",
+            "a",
+        ] {
+            assert_same_as_slow(input.as_bytes());
+        }
+        // The usual shapes take the one-pass way.
+        for input in [
+            B25,
+            r#"sig1=("@method" "@target-uri" "content-digest");created=1;keyid="k";alg="hmac-sha256";nonce="n", b=("@query-param";name="id" "x";sf);x;y=1"#,
+        ] {
+            assert!(parse_inputs_fast(input.as_bytes()).is_some(), "{input}");
+        }
+        let mut many = String::new();
+        for i in 0..=MAX_SIGNATURES {
+            if i > 0 {
+                many.push_str(", ");
+            }
+            many.push_str(&format!("s{i}=(\"@method\")"));
+            assert_same_as_slow(many.as_bytes());
+        }
+        let mut list = String::from("a=(");
+        for i in 0..=MAX_COMPONENTS {
+            if i > 0 {
+                list.push(' ');
+            }
+            list.push_str(&format!("\"h{i}\""));
+            assert_same_as_slow(format!("{list})").as_bytes());
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn one_pass_reader_agrees(s in r#"[a-z0-9=():;,"@ *.\-?\\/]{0,120}"#) {
+            assert_same_as_slow(s.as_bytes());
+        }
+
+        #[test]
+        fn one_pass_reader_agrees_near_valid(
+            members in proptest::collection::vec(
+                (
+                    "[a-c]",
+                    proptest::collection::vec(
+                        r#""(@method|@path|@query|@authority|@query-param|date|x)"(;(name|key)="[a-z]{0,2}"|;sf|;bs)?"#,
+                        0..4,
+                    ),
+                    proptest::collection::vec(
+                        r#";(created|expires|nonce|keyid|alg|tag|x)(=(-?[0-9]{1,3}|"[a-z\\"]{0,3}"|tok|\?[01]|:AAAA:))?"#,
+                        0..5,
+                    ),
+                    "(, | |,\t|,)",
+                ),
+                1..4,
+            )
+        ) {
+            let mut s = String::new();
+            for (i, (label, items, params, sep)) in members.iter().enumerate() {
+                if i > 0 {
+                    s.push_str(sep);
+                }
+                s.push_str(label);
+                s.push_str("=(");
+                s.push_str(&items.join(" "));
+                s.push(')');
+                s.push_str(&params.concat());
+            }
+            assert_same_as_slow(s.as_bytes());
+        }
+
         #[test]
         fn parsers_never_panic(s in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
             let _ = parse_signature_input(&s);

@@ -131,19 +131,77 @@ pub(crate) enum SfError {
 
 type Res<T> = Result<T, SfError>;
 
-struct Parser<'a> {
+/// A byte-class table: one lookup per byte in the scanning loops (the signature fields are
+/// scanned on every verified request).
+const fn table(plain: &[u8], ranges: &[(u8, u8)]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < ranges.len() {
+        let (lo, hi) = ranges[i];
+        let mut c = lo as usize;
+        while c <= hi as usize {
+            t[c] = true;
+            c += 1;
+        }
+        i += 1;
+    }
+    let mut i = 0;
+    while i < plain.len() {
+        t[plain[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+
+/// The characters of a key after the first (RFC 8941 §4.2.3.3).
+const KEY_CHAR: [bool; 256] = table(b"_-.*", &[(b'a', b'z'), (b'0', b'9')]);
+/// The characters of a token after the first (RFC 8941 §4.2.6).
+const TOKEN_CHAR: [bool; 256] = table(
+    b"!#$%&'*+-.^_`|~:/",
+    &[(b'a', b'z'), (b'A', b'Z'), (b'0', b'9')],
+);
+/// Printable ASCII but the quote and the backslash: string characters that need no unescaping
+/// (§4.2.5).
+const STRING_PLAIN: [bool; 256] = {
+    let mut t = table(b"", &[(0x20, 0x7e)]);
+    t[b'"' as usize] = false;
+    t[b'\\' as usize] = false;
+    t
+};
+
+/// The parser, also driven directly by the verifier's one-pass `Signature-Input` reader.
+pub(crate) struct Parser<'a> {
     s: &'a str,
     b: &'a [u8],
-    i: usize,
-    canonical: bool,
+    pub(crate) i: usize,
+    /// Every text met so far is in canonical serialization (RFC 8941 §4.1).
+    pub(crate) canonical: bool,
 }
 
 impl<'a> Parser<'a> {
-    fn peek(&self) -> Option<u8> {
+    /// A parser at the start of `input`, or `None` when it is not UTF-8 (structured fields
+    /// are ASCII: every accepted character class is ASCII, so a non-ASCII byte fails where it
+    /// is met and the parser never slices inside a character).
+    pub(crate) fn new(input: &'a [u8]) -> Option<Self> {
+        let s = std::str::from_utf8(input).ok()?;
+        Some(Self {
+            s,
+            b: input,
+            i: 0,
+            canonical: true,
+        })
+    }
+
+    /// The source text between byte offsets `start` and the current position.
+    pub(crate) fn since(&self, start: usize) -> &'a str {
+        &self.s[start..self.i]
+    }
+
+    pub(crate) fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
 
-    fn sp(&mut self) -> usize {
+    pub(crate) fn sp(&mut self) -> usize {
         let start = self.i;
         while self.peek() == Some(b' ') {
             self.i += 1;
@@ -151,32 +209,25 @@ impl<'a> Parser<'a> {
         self.i - start
     }
 
-    fn ows(&mut self) {
+    pub(crate) fn ows(&mut self) {
         while matches!(self.peek(), Some(b' ' | b'\t')) {
             self.i += 1;
         }
     }
 
-    fn key(&mut self) -> Res<&'a str> {
+    pub(crate) fn key(&mut self) -> Res<&'a str> {
         let start = self.i;
         match self.peek() {
             Some(c) if c.is_ascii_lowercase() || c == b'*' => self.i += 1,
             _ => return Err(SfError::Invalid),
         }
-        while let Some(c) = self.peek() {
-            if c.is_ascii_lowercase()
-                || c.is_ascii_digit()
-                || matches!(c, b'_' | b'-' | b'.' | b'*')
-            {
-                self.i += 1;
-            } else {
-                break;
-            }
+        while self.peek().is_some_and(|c| KEY_CHAR[usize::from(c)]) {
+            self.i += 1;
         }
         Ok(&self.s[start..self.i])
     }
 
-    fn bare(&mut self) -> Res<Bare<'a>> {
+    pub(crate) fn bare(&mut self) -> Res<Bare<'a>> {
         match self.peek() {
             Some(b'-' | b'0'..=b'9') => self.number(),
             Some(b'"') => self.string(),
@@ -194,12 +245,8 @@ impl<'a> Parser<'a> {
             Some(c) if c.is_ascii_alphabetic() || c == b'*' => {
                 let start = self.i;
                 self.i += 1;
-                while let Some(c) = self.peek() {
-                    if c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(&c) {
-                        self.i += 1;
-                    } else {
-                        break;
-                    }
+                while self.peek().is_some_and(|c| TOKEN_CHAR[usize::from(c)]) {
+                    self.i += 1;
                 }
                 Ok(Bare::Token(&self.s[start..self.i]))
             }
@@ -214,10 +261,15 @@ impl<'a> Parser<'a> {
         }
         let digits_start = self.i;
         let mut int_digits = 0usize;
+        // At most 15 digits (checked below), so this never overflows.
+        let mut int_value = 0i64;
         let mut frac_digits = None::<usize>;
         while let Some(c) = self.peek() {
             match (c, &mut frac_digits) {
-                (b'0'..=b'9', None) => int_digits += 1,
+                (b'0'..=b'9', None) => {
+                    int_digits += 1;
+                    int_value = int_value * 10 + i64::from(c - b'0');
+                }
                 (b'0'..=b'9', Some(f)) => *f += 1,
                 (b'.', None) => {
                     if int_digits > 12 {
@@ -246,12 +298,11 @@ impl<'a> Parser<'a> {
             self.canonical = false;
         }
         match frac_digits {
-            None => {
-                let v: i64 = self.s[digits_start..self.i]
-                    .parse()
-                    .map_err(|_| SfError::Invalid)?;
-                Ok(Bare::Int(if digits_start > start { -v } else { v }))
-            }
+            None => Ok(Bare::Int(if digits_start > start {
+                -int_value
+            } else {
+                int_value
+            })),
             Some(1..=3) => Ok(Bare::Dec(&self.s[start..self.i])),
             Some(_) => Err(SfError::Invalid),
         }
@@ -262,9 +313,7 @@ impl<'a> Parser<'a> {
         let start = self.i;
         // Fast path: no escape before the closing quote, borrow the text.
         let rest = &self.b[start..];
-        let stop = rest
-            .iter()
-            .position(|&c| c == b'"' || c == b'\\' || !(0x20..=0x7e).contains(&c));
+        let stop = rest.iter().position(|&c| !STRING_PLAIN[usize::from(c)]);
         match stop {
             Some(n) if rest[n] == b'"' => {
                 self.i = start + n + 1;
@@ -309,13 +358,9 @@ impl<'a> Parser<'a> {
         self.i += 1;
         let start = self.i;
         let rest = &self.b[start..];
-        let end = rest
-            .iter()
-            .position(|&c| !(c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=')))
-            .ok_or(SfError::Invalid)?;
-        if rest[end] != b':' {
-            return Err(SfError::Invalid);
-        }
+        // Up to the closing colon (a `memchr`); the decoder refuses any byte before it that is
+        // not base64 text, exactly as a scan for the first non-base64 byte would (tested).
+        let end = self.s[start..].find(':').ok_or(SfError::Invalid)?;
         self.i = start + end + 1;
         ByteSeq::decode(&rest[..end])
             .map(Bare::Bytes)
@@ -352,7 +397,7 @@ impl<'a> Parser<'a> {
         Ok(out)
     }
 
-    fn item(&mut self) -> Res<Item<'a>> {
+    pub(crate) fn item(&mut self) -> Res<Item<'a>> {
         let start = self.i;
         let bare = self.bare()?;
         let params = self.params()?;
@@ -394,15 +439,7 @@ impl<'a> Parser<'a> {
 
 /// Parses a dictionary (RFC 8941 §4.2.2), refusing duplicate keys.
 pub(crate) fn parse_dictionary(input: &[u8]) -> Res<Dict<'_>> {
-    // Structured fields are ASCII: every accepted character class below is ASCII, so a
-    // non-ASCII byte fails where it is met (and the parser never slices inside a character).
-    let s = std::str::from_utf8(input).map_err(|_| SfError::Invalid)?;
-    let mut p = Parser {
-        s,
-        b: input,
-        i: 0,
-        canonical: true,
-    };
+    let mut p = Parser::new(input).ok_or(SfError::Invalid)?;
     let mut out: Vec<(&str, Member<'_>)> = Vec::with_capacity(2);
     p.sp();
     if p.peek().is_none() {
@@ -585,6 +622,50 @@ pub(crate) fn write_inner_list(out: &mut String, items: &[Item<'_>], params: &Pa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The characters of a byte sequence's base64 text (§4.2.7).
+    const BASE64_CHAR: [bool; 256] = table(b"+/=", &[(b'a', b'z'), (b'A', b'Z'), (b'0', b'9')]);
+
+    #[test]
+    fn byte_class_tables_are_the_rfc_classes() {
+        for c in 0..=255u8 {
+            let i = usize::from(c);
+            assert_eq!(
+                KEY_CHAR[i],
+                c.is_ascii_lowercase()
+                    || c.is_ascii_digit()
+                    || matches!(c, b'_' | b'-' | b'.' | b'*')
+            );
+            assert_eq!(
+                TOKEN_CHAR[i],
+                c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(&c)
+            );
+            assert_eq!(
+                STRING_PLAIN[i],
+                !(c == b'"' || c == b'\\' || !(0x20..=0x7e).contains(&c))
+            );
+            assert_eq!(
+                BASE64_CHAR[i],
+                c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=')
+            );
+        }
+        // The byte-sequence scan stops at the colon only: the decoder refuses the rest.
+        for c in (0..=255u8).filter(|c| !BASE64_CHAR[usize::from(*c)]) {
+            for at in 0..6 {
+                let mut text = b"AAAAAAAA".to_vec();
+                text.insert(at, c);
+                assert!(ByteSeq::decode(&text).is_none(), "{c} at {at}");
+                let mut long = vec![b'A'; 64];
+                long.insert(at * 11, c);
+                assert!(ByteSeq::decode(&long).is_none(), "{c} at {at}");
+            }
+        }
+        // Integers are read as they are scanned.
+        let mut p = Parser::new(b"-999999999999999").unwrap();
+        assert_eq!(p.bare(), Ok(Bare::Int(-999_999_999_999_999)));
+        let mut p = Parser::new(b"1700000000").unwrap();
+        assert_eq!(p.bare(), Ok(Bare::Int(1_700_000_000)));
+    }
 
     #[test]
     fn byte_sequences_inline_or_heap_decode_like_the_lenient_engine() {

@@ -13,7 +13,7 @@ use crate::{
         digest::ExpectedDigests,
         error::{SignatureError, SignatureErrorKind},
         key::KeyRing,
-        parse::{Component, SignatureInput, Signatures, parse_signature_input},
+        parse::{Component, InputRef, Signatures, parse_inputs},
     },
 };
 
@@ -251,7 +251,8 @@ impl Verifier {
             .ok_or_else(|| SignatureError::new(SignatureErrorKind::MissingSignature))?;
         let sig_value = combined(headers, &SIGNATURE)
             .ok_or_else(|| SignatureError::new(SignatureErrorKind::MissingSignature))?;
-        let inputs = parse_signature_input(&input_value)?;
+        let mut slow = None;
+        let inputs = parse_inputs(&input_value, &mut slow)?;
         let signatures = Signatures::parse(&sig_value)?;
         let target = Target {
             method,
@@ -268,11 +269,11 @@ impl Verifier {
                 .policy
                 .label
                 .as_deref()
-                .is_some_and(|l| l != input.label())
+                .is_some_and(|l| l != input.label)
             {
                 continue;
             }
-            let Some(sig) = signatures.get(input.label()) else {
+            let Some(sig) = signatures.get(input.label) else {
                 continue;
             };
             match self.check_one(&target, input, sig, has_body, now) {
@@ -288,7 +289,7 @@ impl Verifier {
     fn check_one(
         &self,
         target: &Target<'_>,
-        input: SignatureInput,
+        input: InputRef<'_>,
         signature: &[u8],
         has_body: bool,
         now: u64,
@@ -359,7 +360,7 @@ impl Verifier {
 
         // The base goes straight into the pre-keyed MAC: no buffer, no copy.
         let mut mac = key.mac();
-        write_base(target, &input.components, &input.params_line, &mut mac).map_err(fail)?;
+        write_base(target, &input.components, input.params_line, &mut mac).map_err(fail)?;
         // Constant-time comparison (`subtle` underneath).
         mac.verify_slice(signature)
             .map_err(|_| fail(SignatureErrorKind::InvalidSignature))?;
@@ -386,12 +387,12 @@ impl Verifier {
         Ok(Checked {
             verified: VerifiedSignature {
                 key_id: key.shared_id(),
-                label: input.label,
+                label: input.label.to_owned(),
                 created: input.created,
                 expires: input.expires,
-                nonce: input.nonce,
-                tag: input.tag,
-                signature_params: input.params_line,
+                nonce: input.nonce.map(Cow::into_owned),
+                tag: input.tag.map(Cow::into_owned),
+                signature_params: input.params_line.to_owned(),
             },
             digest,
             replay,
