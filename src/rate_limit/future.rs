@@ -147,6 +147,8 @@ where
                 }
                 KindProj::Pending { decision, waiting } => {
                     let result = ready!(decision.poll(cx));
+                    // `waiting` is taken only here, and the state moves on at once: it is there
+                    // unless the future is polled after completion (a `Future` contract breach).
                     let mut w = waiting
                         .take()
                         .expect("rate_limit::ResponseFuture polled after completion");
@@ -154,6 +156,7 @@ where
                     kind.set(next);
                 }
                 KindProj::Rejected { res } => {
+                    // Taken once, when the future completes: polling again breaks the contract.
                     let res = res
                         .take()
                         .expect("rate_limit::ResponseFuture polled after completion");

@@ -413,6 +413,8 @@ impl<T> Future for IoFuture<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
         match self.get_mut() {
+            // Taken once, on completion: only a poll after completion (a contract breach) finds
+            // it empty.
             Self::Ready(v) => Poll::Ready(v.take().expect("redis future polled after completion")),
             Self::Io(f) => f.as_mut().poll(cx),
         }
