@@ -291,10 +291,13 @@ impl Default for BodyLimitConfig {
 pub struct RateLimitConfig {
     /// Whether rate limiting is on at all (default `true`).
     pub enabled: bool,
-    /// Per client address, before authentication (default 600 a minute, burst 60).
+    /// Per client address, before authentication (default 600 a minute, burst 60). A key
+    /// left out of a written `[rate_limit.per_ip]` keeps this default.
+    #[serde(deserialize_with = "QuotaConfig::per_ip")]
     pub per_ip: QuotaConfig,
     /// Per authenticated principal, after authentication (default 100 a minute, burst 10);
-    /// only with `[api_key]`.
+    /// only with `[api_key]`. A key left out keeps this default.
+    #[serde(deserialize_with = "QuotaConfig::per_principal")]
     pub per_principal: QuotaConfig,
     /// Rate-limit headers on responses: `ietf` (default: `RateLimit-Policy`, `RateLimit`),
     /// `legacy` (`X-RateLimit-*`), `both` or `none` (a 429 still has `Retry-After`).
@@ -355,6 +358,41 @@ impl QuotaConfig {
             per: HumanDuration::from_secs(60),
             burst: Some(burst),
             ipv6_prefix: 56,
+        }
+    }
+
+    /// `[rate_limit.per_ip]`: the keys written over the per-IP defaults.
+    fn per_ip<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        QuotaPatch::deserialize(d).map(|p| p.over(RateLimitConfig::default().per_ip))
+    }
+
+    /// `[rate_limit.per_principal]`: the keys written over the per-principal defaults.
+    fn per_principal<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        QuotaPatch::deserialize(d).map(|p| p.over(RateLimitConfig::default().per_principal))
+    }
+}
+
+/// The keys of a quota section as written: each one left out keeps the quota's own default
+/// (a written `[rate_limit.per_principal]` without `requests` stays at 100 a minute, not the
+/// generic 600).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuotaPatch {
+    enabled: Option<bool>,
+    requests: Option<u32>,
+    per: Option<HumanDuration>,
+    burst: Option<u32>,
+    ipv6_prefix: Option<u8>,
+}
+
+impl QuotaPatch {
+    fn over(self, base: QuotaConfig) -> QuotaConfig {
+        QuotaConfig {
+            enabled: self.enabled.unwrap_or(base.enabled),
+            requests: self.requests.unwrap_or(base.requests),
+            per: self.per.unwrap_or(base.per),
+            burst: self.burst.or(base.burst),
+            ipv6_prefix: self.ipv6_prefix.unwrap_or(base.ipv6_prefix),
         }
     }
 }
