@@ -276,3 +276,127 @@ fn a_wrong_default_would_be_caught() {
         format!("{:?}", parse(&without).unwrap())
     );
 }
+
+mod mutations {
+    //! The parser and the stack builder never panic on a config: each key of the example file
+    //! replaced by values of every type, including extremes.
+
+    use battlement::stack::{ServerConfig, ServerStack};
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = toml::Value> {
+        prop_oneof![
+            any::<i64>().prop_map(toml::Value::Integer),
+            prop::sample::select(vec![0i64, -1, 1, 255, 256, 65_536, u32::MAX as i64 + 1])
+                .prop_map(toml::Value::Integer),
+            any::<f64>().prop_map(toml::Value::Float),
+            any::<bool>().prop_map(toml::Value::Boolean),
+            "[ -~]{0,24}".prop_map(toml::Value::String),
+            prop::sample::select(vec![
+                "0s",
+                "1ns",
+                "18446744073709551615s",
+                "99999999999999d",
+                "1h30",
+                "-5s",
+                "5 s",
+                "0B",
+                "1MiB",
+                "18446744073709551615TiB",
+                "9999999999GB",
+                "*",
+                "::/0",
+                "0.0.0.0/0",
+                "10.0.0.0/33",
+                "base64:",
+                "zz",
+                "\u{0}",
+                "@method",
+                "https://*",
+                "local",
+                "open",
+                "web",
+                "any",
+                "rediss://:p@h:1/0",
+            ])
+            .prop_map(|s| toml::Value::String(s.to_owned())),
+            prop::collection::vec("[ -~]{0,12}", 0..4)
+                .prop_map(|v| toml::Value::Array(v.into_iter().map(toml::Value::String).collect())),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn never_panics(picks in prop::collection::vec((any::<prop::sample::Index>(), value()), 1..4)) {
+            let mut doc: toml::Table = super::EXAMPLE.parse().unwrap();
+            let mut paths = Vec::new();
+            super::leaf_paths(&doc, &mut Vec::new(), &mut paths);
+            for (index, value) in picks {
+                let path = index.get(&paths).clone();
+                super::set_path(&mut doc, &path, value);
+            }
+            let text = toml::to_string(&doc).unwrap();
+            if let Ok(config) = ServerConfig::from_toml_str(&text) {
+                let _ = config.audit().to_string();
+                let _ = ServerStack::from_config(&config);
+            }
+        }
+    }
+}
+
+/// A step into a TOML document: a key or an array index.
+#[derive(Clone, Debug)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+fn leaf_paths(table: &toml::Table, here: &mut Vec<Step>, out: &mut Vec<Vec<Step>>) {
+    for (k, v) in table {
+        here.push(Step::Key(k.clone()));
+        match v {
+            toml::Value::Table(t) => leaf_paths(t, here, out),
+            toml::Value::Array(items) if items.iter().any(toml::Value::is_table) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let Some(t) = item.as_table() {
+                        here.push(Step::Index(i));
+                        leaf_paths(t, here, out);
+                        here.pop();
+                    }
+                }
+            }
+            _ => out.push(here.clone()),
+        }
+        here.pop();
+    }
+}
+
+fn set_path(table: &mut toml::Table, path: &[Step], value: toml::Value) {
+    let mut here = table;
+    let (last, parents) = path.split_last().unwrap();
+    let mut i = 0;
+    while i < parents.len() {
+        let Step::Key(k) = &parents[i] else {
+            unreachable!("a path starts with a key and an index follows a key")
+        };
+        let v = here.get_mut(k).unwrap();
+        here = match parents.get(i + 1) {
+            Some(Step::Index(n)) => {
+                i += 2;
+                v.as_array_mut().unwrap()[*n].as_table_mut().unwrap()
+            }
+            _ => {
+                i += 1;
+                v.as_table_mut().unwrap()
+            }
+        };
+    }
+    match last {
+        Step::Key(k) => {
+            here.insert(k.clone(), value);
+        }
+        Step::Index(_) => unreachable!("a leaf path ends with a key"),
+    }
+}
