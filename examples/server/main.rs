@@ -296,6 +296,19 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The certificate first: a bad file stops the server before anything else is printed.
+    let acceptor = if args.tls {
+        let files = args.cert.as_deref().zip(args.key.as_deref());
+        match tls::acceptor(files) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
     let app = match load_config(&args).and_then(|config| {
         let router = routes::router(&config, args.addr)?;
         let stack = Stack::from_config(&config)?;
@@ -324,15 +337,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if args.tls {
-        let files = args.cert.as_deref().zip(args.key.as_deref());
-        let acceptor = match tls::acceptor(files) {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("{e}");
-                return ExitCode::FAILURE;
-            }
-        };
+    if let Some(acceptor) = acceptor {
         let listener = match tokio::net::TcpListener::bind(args.tls_addr).await {
             Ok(l) => l,
             Err(e) => {
