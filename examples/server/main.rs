@@ -22,6 +22,10 @@
 //!   carry HSTS.
 //! - Feature `metrics`: the crate's counters and histograms in Prometheus format on
 //!   `BATTLEMENT_METRICS_ADDR` (default `127.0.0.1:9464`), `/metrics`.
+//! - `--baseline bare` / `--baseline headers`: the same router without the stack (with
+//!   `headers`, `GET /noop` sets the headers the stack would set, captured at start): the
+//!   reference points of an end-to-end load test of `/noop`, one process each (other routes
+//!   that need the stack, such as `/api/hello` and its request id, fail there).
 //!
 //! Routes (the stack wraps them all; the per-route layers are in `routes.rs`):
 //! - `GET /noop`: 200, empty body, nothing else (the target of load tests: the only cost is
@@ -63,6 +67,13 @@ use std::{
     process::ExitCode,
 };
 
+use axum::{
+    Router,
+    body::Body,
+    extract::ConnectInfo,
+    http::{HeaderMap, Request, Uri, header},
+    routing::get,
+};
 use battlement::{
     ConfigError, ConfigErrorKind, Stack,
     config::SecretSource,
@@ -80,7 +91,9 @@ usage: server [--config FILE] [--tls [--cert FILE --key FILE]] [--addr ADDR] [--
   --addr ADDR        plain HTTP address (BATTLEMENT_ADDR, default 127.0.0.1:3000)
   --tls-addr ADDR    HTTPS address (BATTLEMENT_TLS_ADDR, default 127.0.0.1:3443)
   --metrics-addr ADDR  Prometheus address with --features metrics (BATTLEMENT_METRICS_ADDR,
-                     default 127.0.0.1:9464)";
+                     default 127.0.0.1:9464)
+  --baseline bare|headers  load-test reference points: the same router without the stack
+                     (headers: GET /noop sets the stack's response headers itself)";
 
 /// The command line, with the environment's addresses as defaults.
 #[derive(Debug)]
@@ -92,6 +105,19 @@ struct Args {
     addr: SocketAddr,
     tls_addr: SocketAddr,
     metrics_addr: SocketAddr,
+    baseline: Option<Baseline>,
+}
+
+/// `--baseline`: the same router without the stack, for the end-to-end load test's reference
+/// points (one process each, like the stacked server).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Baseline {
+    /// No middleware at all.
+    Bare,
+    /// No middleware; `GET /noop` sets the headers the stack would set (values captured from
+    /// one request through the stack at start): the wire cost of the headers, without the
+    /// middleware's work.
+    Headers,
 }
 
 /// The arguments, or `None` for `--help`.
@@ -104,6 +130,7 @@ fn parse_args(mut it: impl Iterator<Item = OsString>) -> Result<Option<Args>, St
         addr: env_addr("BATTLEMENT_ADDR", 3000)?,
         tls_addr: env_addr("BATTLEMENT_TLS_ADDR", 3443)?,
         metrics_addr: env_addr("BATTLEMENT_METRICS_ADDR", 9464)?,
+        baseline: None,
     };
     while let Some(arg) = it.next() {
         let arg = arg.to_string_lossy().into_owned();
@@ -119,6 +146,13 @@ fn parse_args(mut it: impl Iterator<Item = OsString>) -> Result<Option<Args>, St
             "--addr" => args.addr = parse_addr(&arg, &value()?)?,
             "--tls-addr" => args.tls_addr = parse_addr(&arg, &value()?)?,
             "--metrics-addr" => args.metrics_addr = parse_addr(&arg, &value()?)?,
+            "--baseline" => {
+                args.baseline = Some(match value()?.to_str() {
+                    Some("bare") => Baseline::Bare,
+                    Some("headers") => Baseline::Headers,
+                    _ => return Err(format!("--baseline takes bare or headers\n\n{USAGE}")),
+                })
+            }
             "-h" | "--help" => return Ok(None),
             _ => return Err(format!("unknown argument {arg:?}\n\n{USAGE}")),
         }
@@ -273,6 +307,25 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The response headers the stack puts on `GET /noop` (one request from a documentation
+/// address; `Date` and `Content-Length` are the server's, not the stack's).
+async fn stack_headers(stack: &Stack) -> HeaderMap {
+    use tower::ServiceExt;
+    let app = stack.wrap(Router::new().route("/noop", get(|| async {})));
+    let mut req = Request::new(Body::empty());
+    *req.uri_mut() = Uri::from_static("/noop");
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 1], 1))));
+    let res = match app.oneshot(req).await {
+        Ok(res) => res,
+        Err(never) => match never {},
+    };
+    let mut headers = res.headers().clone();
+    headers.remove(header::CONTENT_LENGTH);
+    headers.remove(header::DATE);
+    headers
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     // `battlement::request` logs each response at INFO: off by default, so that a load test
@@ -309,16 +362,36 @@ async fn main() -> ExitCode {
     } else {
         None
     };
-    let app = match load_config(&args).and_then(|config| {
-        let router = routes::router(&config, args.addr)?;
+    let built = load_config(&args).and_then(|config| {
         let stack = Stack::from_config(&config)?;
-        println!("stack: {}", stack.enabled().join(" → "));
-        Ok(stack.wrap(router))
-    }) {
-        Ok(app) => app,
+        Ok((config, stack))
+    });
+    let (config, stack) = match built {
+        Ok(built) => built,
         Err(e) => {
             eprintln!("configuration error: {e}");
             return ExitCode::FAILURE;
+        }
+    };
+    let noop_headers = match args.baseline {
+        Some(Baseline::Headers) => Some(stack_headers(&stack).await),
+        _ => None,
+    };
+    let router = match routes::router(&config, args.addr, noop_headers) {
+        Ok(router) => router,
+        Err(e) => {
+            eprintln!("configuration error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let app = match args.baseline {
+        None => {
+            println!("stack: {}", stack.enabled().join(" → "));
+            stack.wrap(router)
+        }
+        Some(baseline) => {
+            println!("baseline {baseline:?}: no middleware (a load-test reference point only)");
+            router
         }
     };
 

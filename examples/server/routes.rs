@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use axum::{
     Extension, Json, Router,
-    http::StatusCode,
+    http::{HeaderMap, StatusCode},
     response::Html,
     routing::{get, post},
 };
@@ -42,7 +42,14 @@ const SIGNING_SECRET_VAR: &str = "BATTLEMENT_SIGNING_SECRET";
 /// - `GET /`: a CSP with a per-response nonce (the stack's headers keep it);
 /// - `GET /noop` and `GET /healthz`: nothing at all, so that a load test of `/noop` measures
 ///   the stack alone.
-pub(crate) fn router(config: &ServerConfig, addr: SocketAddr) -> Result<Router, ConfigError> {
+///
+/// With `noop_headers` (the `--baseline headers` load-test baseline), `GET /noop` sets those
+/// headers itself.
+pub(crate) fn router(
+    config: &ServerConfig,
+    addr: SocketAddr,
+    noop_headers: Option<HeaderMap>,
+) -> Result<Router, ConfigError> {
     let trusted = TrustedProxies::new(config.trusted_proxies.iter().map(String::as_str))
         .map_err(|e| e.within("trusted_proxies"))?;
 
@@ -85,7 +92,13 @@ pub(crate) fn router(config: &ServerConfig, addr: SocketAddr) -> Result<Router, 
 
     Ok(Router::new()
         .route("/", get(page).layer(page_csp))
-        .route("/noop", get(noop))
+        .route(
+            "/noop",
+            match noop_headers {
+                None => get(noop),
+                Some(headers) => get(move || std::future::ready(headers.clone())),
+            },
+        )
         .route("/healthz", get(healthz))
         .route("/panic", get(panic))
         .nest("/api", api)
