@@ -1,0 +1,120 @@
+//! `--tls`: HTTPS with rustls (ring provider), a development certificate made at start or PEM
+//! files, and an accept loop on tokio-rustls + hyper-util that gives every request the peer
+//! address (axum's `ConnectInfo`, for the per-IP limiter) and `Scheme::Https` (for the HTTPS
+//! redirect and HSTS).
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use axum::{Router, extract::ConnectInfo, http::Request};
+use battlement::net::Scheme;
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::conn::auto,
+    service::TowerToHyperService,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, pem::PemObject};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower::{Service, service_fn};
+
+/// The longest a client may take to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The TLS acceptor: the given PEM certificate chain and key, or a self-signed development
+/// certificate for `localhost` and `127.0.0.1` made now (its PEM is written to the temporary
+/// directory so that `curl --cacert` can check it).
+pub(crate) fn acceptor(files: Option<(&Path, &Path)>) -> Result<TlsAcceptor, String> {
+    let (certs, key) = match files {
+        Some((cert, key)) => {
+            let certs = CertificateDer::pem_file_iter(cert)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("--cert {}: {e}", cert.display()))?;
+            if certs.is_empty() {
+                return Err(format!("--cert {}: no certificate", cert.display()));
+            }
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| format!("--key {}: {e}", key.display()))?;
+            println!("TLS: certificate {}", cert.display());
+            (certs, key)
+        }
+        None => {
+            let made = rcgen::generate_simple_self_signed(vec![
+                "localhost".to_owned(),
+                "127.0.0.1".to_owned(),
+            ])
+            .map_err(|e| format!("cannot make a development certificate: {e}"))?;
+            let path = std::env::temp_dir().join("battlement-dev-cert.pem");
+            match std::fs::write(&path, made.cert.pem()) {
+                Ok(()) => println!(
+                    "TLS: self-signed development certificate for localhost and 127.0.0.1 \
+                     (curl -k, or curl --cacert {})",
+                    path.display()
+                ),
+                Err(e) => println!(
+                    "TLS: self-signed development certificate for localhost and 127.0.0.1 \
+                     (curl -k; not written to {}: {e})",
+                    path.display()
+                ),
+            }
+            let key =
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(made.signing_key.serialize_der()));
+            (vec![made.cert.der().clone()], key)
+        }
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("TLS certificate or key: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Accepts TLS connections forever, each served on its own task (HTTP/1.1 or HTTP/2 by ALPN).
+pub(crate) async fn serve(listener: TcpListener, acceptor: TlsAcceptor, app: Router) {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: wait instead of spinning.
+                tracing::warn!(error = %e, "TLS listener: accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            // What `into_make_service_with_connect_info` does on the plain listener, plus the
+            // scheme: this connection is HTTPS.
+            let service = service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req.extensions_mut().insert(Scheme::Https);
+                app.clone().call(req)
+            });
+            let served = auto::Builder::new(TokioExecutor::new())
+                .serve_connection_with_upgrades(
+                    TokioIo::new(stream),
+                    TowerToHyperService::new(service),
+                )
+                .await;
+            if let Err(e) = served {
+                tracing::debug!(%peer, error = %e, "TLS connection ended with an error");
+            }
+        });
+    }
+}
