@@ -57,6 +57,13 @@ async fn outage_and_recovery_are_tracing_events() {
         .with_env_filter("battlement::redis=info")
         .finish();
     tracing::subscriber::set_global_default(subscriber).unwrap();
+    #[cfg(feature = "metrics")]
+    let snapshotter = {
+        let recorder = metrics_util::debugging::DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        recorder.install().unwrap();
+        snapshotter
+    };
 
     let config = RedisConfig::new()
         .with_failure_policy(FailurePolicy::FallbackToMemory)
@@ -98,4 +105,38 @@ async fn outage_and_recovery_are_tracing_events() {
     let probing = find(&["WARN", "battlement::redis", "probing Redis again"]);
     let back = find(&["INFO", "battlement::redis", "Redis is back"]);
     assert!(opened < probing && probing < back, "{out}");
+
+    // Every Redis call is timed: answered ones as `ok`, the outage as `error` or `timeout`.
+    #[cfg(feature = "metrics")]
+    {
+        use metrics_util::debugging::DebugValue;
+        let mut outcomes = std::collections::BTreeMap::new();
+        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+            let key = key.key();
+            if key.name() != "battlement_store_duration_seconds" {
+                continue;
+            }
+            let label = |name: &str| {
+                key.labels()
+                    .find(|l| l.key() == name)
+                    .map(|l| l.value().to_owned())
+                    .unwrap_or_default()
+            };
+            assert_eq!(label("store"), "redis");
+            let DebugValue::Histogram(samples) = value else {
+                panic!("a histogram")
+            };
+            *outcomes.entry(label("outcome")).or_insert(0) += samples.len();
+        }
+        assert!(
+            outcomes.get("ok").copied().unwrap_or(0) >= 2,
+            "{outcomes:?}"
+        );
+        assert!(
+            outcomes.get("error").copied().unwrap_or(0)
+                + outcomes.get("timeout").copied().unwrap_or(0)
+                >= 1,
+            "{outcomes:?}"
+        );
+    }
 }

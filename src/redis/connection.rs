@@ -379,7 +379,12 @@ where
     F: Future<Output = ::redis::RedisResult<T>>,
 {
     let timeout = inner.config.timeout;
-    match tokio::time::timeout(timeout, call).await {
+    #[cfg(feature = "metrics")]
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(timeout, call).await;
+    #[cfg(feature = "metrics")]
+    record_store_metrics(what, &result, started.elapsed());
+    match result {
         Ok(Ok(v)) => {
             permit.record(Outcome::Success);
             Ok(v)
@@ -399,6 +404,29 @@ where
             Err(format!("no answer within {timeout:?}"))
         }
     }
+}
+
+/// `battlement_store_duration_seconds{store="redis", op, outcome}`: how long each Redis call
+/// took (`outcome` = `ok`, `error` or `timeout`), the store latency the stack's dashboards
+/// and alerts read.
+#[cfg(feature = "metrics")]
+fn record_store_metrics<T, E>(
+    what: &'static str,
+    result: &Result<Result<T, E>, tokio::time::error::Elapsed>,
+    elapsed: std::time::Duration,
+) {
+    let outcome = match result {
+        Ok(Ok(_)) => "ok",
+        Ok(Err(_)) => "error",
+        Err(_) => "timeout",
+    };
+    metrics::histogram!(
+        "battlement_store_duration_seconds",
+        "store" => "redis",
+        "op" => what,
+        "outcome" => outcome
+    )
+    .record(elapsed.as_secs_f64());
 }
 
 /// A future that is either ready or a boxed Redis call (real I/O, the one place the crate
