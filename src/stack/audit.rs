@@ -6,7 +6,7 @@ use base64::Engine as _;
 use serde::Serialize;
 
 use super::{
-    config::{ServerConfig, TrustIncoming},
+    config::{RedisConfig, RedisFailure, ServerConfig, TrustIncoming},
     server::ServerStack,
 };
 use crate::config::SecretSource;
@@ -428,7 +428,7 @@ pub fn audit(cfg: &ServerConfig) -> Audit {
         );
     }
     if let Some(redis) = &rl.redis {
-        redis_items(&mut a, &redis.url);
+        redis_items(&mut a, redis);
     }
 
     // Authentication and secrets.
@@ -573,20 +573,54 @@ fn secret_items(a: &mut Audit, source: &SecretSource, field: &str) {
     }
 }
 
-fn redis_items(a: &mut Audit, url: &SecretSource) {
+fn redis_items(a: &mut Audit, redis: &RedisConfig) {
     let field = "rate_limit.redis.url";
+    let url = &redis.url;
     inline_item(a, url, field);
-    a.push(
-        "redis",
-        AuditStatus::Warn,
-        "rate_limit.redis",
-        "the Redis store is not wired yet: each instance limits on its own",
-    );
+    if cfg!(feature = "redis") {
+        a.push(
+            "redis",
+            AuditStatus::Pass,
+            "rate_limit.redis",
+            format!(
+                "rate limits shared through Redis (prefix {:?}, on_failure = {})",
+                redis.prefix,
+                match redis.on_failure {
+                    RedisFailure::Open => "open",
+                    RedisFailure::Closed => "closed",
+                    RedisFailure::Local => "local",
+                }
+            ),
+        );
+    } else {
+        a.push(
+            "redis",
+            AuditStatus::Warn,
+            "rate_limit.redis",
+            "this build has no `redis` feature: ServerStack::from_config refuses the section",
+        );
+    }
+    if redis.on_failure == RedisFailure::Open {
+        a.push(
+            "redis",
+            AuditStatus::Warn,
+            "rate_limit.redis.on_failure",
+            "on_failure = \"open\": while Redis is down nothing is rate-limited",
+        );
+    }
     let Ok(url) = url.resolve() else {
         a.push("redis", AuditStatus::Fail, field, "the URL cannot be read");
         return;
     };
     let u = url.expose();
+    if cfg!(all(feature = "redis", not(feature = "redis-tls"))) && u.starts_with("rediss://") {
+        a.push(
+            "redis",
+            AuditStatus::Warn,
+            field,
+            "this build has no `redis-tls` feature: ServerStack::from_config refuses rediss://",
+        );
+    }
     if !u.starts_with("rediss://") {
         a.push(
             "redis",
