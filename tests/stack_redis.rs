@@ -133,6 +133,61 @@ async fn two_stacks_from_one_config_share_one_quota() {
 }
 
 #[tokio::test]
+async fn the_per_principal_limit_is_shared_too() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let hash = battlement::auth::api_key::hash_key("demo-key-1").to_hex();
+    let cfg = ServerConfig::from_toml_str(&format!(
+        r#"
+        [api_key]
+        header = "x-api-key"
+        [[api_key.principals]]
+        id = "alice"
+        keys = ["{hash}"]
+        [rate_limit.per_principal]
+        requests = 2
+        burst = 2
+        [rate_limit.redis]
+        url = "{}"
+        "#,
+        redis.url()
+    ))
+    .unwrap();
+    let a = app(&ServerStack::from_config(&cfg).unwrap());
+    let b = app(&ServerStack::from_config(&cfg).unwrap());
+    let with_key = |last: u8| {
+        let mut req = Request::get("/")
+            .header("x-api-key", "demo-key-1")
+            .body(Body::empty())
+            .unwrap();
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([192, 0, 2, last], 40000))));
+        req
+    };
+    // Alice from four addresses through two instances: her quota of 2 holds across them.
+    let mut got = Vec::new();
+    for (i, app) in [&a, &b, &a, &b].into_iter().enumerate() {
+        got.push(
+            app.clone()
+                .oneshot(with_key(i as u8 + 1))
+                .await
+                .unwrap()
+                .status(),
+        );
+    }
+    assert_eq!(
+        got,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+}
+
+#[tokio::test]
 async fn different_prefixes_limit_separately() {
     let Some(redis) = RedisServer::start() else {
         return;
