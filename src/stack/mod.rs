@@ -55,8 +55,9 @@
 //! * [`wrap`](ServerStack::wrap) uses `Router::layer`: routes added after it are not wrapped.
 //! * Without `[rate_limit.redis]` each instance limits on its own: behind a balancer over N
 //!   instances a client gets up to N times its quota. With it (feature `redis`), every
-//!   instance with the same URL and `prefix` shares the quotas ([`store`] describes the store, `on_failure` what happens while Redis is down).
-//!   Without the feature the section is refused at startup, never ignored.
+//!   instance with the same URL and `prefix` shares the quotas ([`store`] describes the
+//!   store; `on_failure` says what happens while Redis is down). Without the feature the
+//!   section is refused at startup, never ignored.
 //!
 //! # Deployment
 //!
