@@ -53,6 +53,9 @@
 //! * The limits of a configured stack have the fixed ids [`PER_IP_LIMIT_ID`] and
 //!   [`PER_PRINCIPAL_LIMIT_ID`]: a hand-built layer sharing the same Redis prefix must use
 //!   other ids, or it draws on the same buckets.
+//! * The fingerprint hasher of a configured store has the `redis` module's fixed default key
+//!   (the TOML has no `hash_key` yet): build the layers in code with
+//!   `RedisConfig::with_hash_key` where clients aiming for bucket collisions is a concern.
 //!
 //! # Deployment
 //!
