@@ -55,7 +55,7 @@
 //!   other ids, or it draws on the same buckets.
 //! * The fingerprint hasher of a configured store has the `redis` module's fixed default key
 //!   (the TOML has no `hash_key` yet): build the layers in code with
-//!   `RedisConfig::with_hash_key` where clients aiming for bucket collisions is a concern.
+//!   `battlement::redis::RedisConfig::with_hash_key` where clients aiming for bucket collisions is a concern.
 //!
 //! # Deployment
 //!
