@@ -54,8 +54,8 @@
 //!   [`PER_PRINCIPAL_LIMIT_ID`]: a hand-built layer sharing the same Redis prefix must use
 //!   other ids, or it draws on the same buckets.
 //! * The fingerprint hasher of a configured store has the `redis` module's fixed default key
-//!   (the TOML has no `hash_key` yet): build the layers in code with
-//!   `battlement::redis::RedisConfig::with_hash_key` where clients aiming for bucket collisions is a concern.
+//!   (the TOML has no `hash_key` yet): where clients aiming for bucket collisions is a
+//!   concern, build the layers in code with `battlement::redis::RedisConfig::with_hash_key`.
 //!
 //! # Deployment
 //!
