@@ -133,8 +133,27 @@ fn example_config_parses_and_every_key_is_read() {
 
 #[test]
 fn example_config_builds_and_passes_the_audit() {
-    let cfg = ServerConfig::from_toml_str(&example_with_files()).unwrap();
+    #[allow(unused_mut)]
+    let mut cfg = ServerConfig::from_toml_str(&example_with_files()).unwrap();
+    // Without `redis`, `[rate_limit.redis]` is refused (never silently limited per instance);
+    // without `redis-tls`, its `rediss://` URL is.
+    #[cfg(not(all(feature = "redis", feature = "redis-tls")))]
+    {
+        let err = ServerStack::from_config(&cfg).unwrap_err();
+        if cfg!(feature = "redis") {
+            assert_eq!(err.field(), "rate_limit.redis.url", "{err}");
+            assert!(err.reason().contains("redis-tls"), "{err}");
+        } else {
+            assert_eq!(err.field(), "rate_limit.redis", "{err}");
+            assert!(err.reason().contains("`redis` feature"), "{err}");
+        }
+        cfg.rate_limit.redis = None;
+    }
     let stack = ServerStack::from_config(&cfg).unwrap();
+    assert_eq!(
+        stack.rate_limit_store().unwrap().is_shared(),
+        cfg!(all(feature = "redis", feature = "redis-tls"))
+    );
     assert_eq!(
         stack.enabled(),
         [
@@ -154,14 +173,21 @@ fn example_config_builds_and_passes_the_audit() {
         ]
     );
     ClientStack::signed_from_config(&cfg.client).unwrap();
-    let report = audit(&cfg);
-    assert!(!report.has_failures(), "{report}");
-    // The only findings: Redis not wired yet.
+    // The audit of the file as written (with its `[rate_limit.redis]`).
+    let report = audit(&ServerConfig::from_toml_str(&example_with_files()).unwrap());
     let findings: Vec<_> = report.findings().map(|i| i.check).collect();
-    assert_eq!(findings, ["redis"], "{report}");
+    if cfg!(all(feature = "redis", feature = "redis-tls")) {
+        assert!(findings.is_empty(), "{report}");
+    } else {
+        // This build would refuse to start on it: the `config` item says why.
+        assert_eq!(findings, ["config"], "{report}");
+        let item = report.check("config").next().unwrap();
+        assert!(item.field.starts_with("rate_limit.redis"), "{report}");
+    }
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
     assert_eq!(json["items"][0]["check"], "config");
-    assert_eq!(json["items"][0]["status"], "pass");
+    let expected = if findings.is_empty() { "pass" } else { "fail" };
+    assert_eq!(json["items"][0]["status"], expected);
 }
 
 #[test]

@@ -6,7 +6,7 @@ use base64::Engine as _;
 use serde::Serialize;
 
 use super::{
-    config::{ServerConfig, TrustIncoming},
+    config::{RedisConfig, RedisFailure, ServerConfig, TrustIncoming},
     server::ServerStack,
 };
 use crate::config::SecretSource;
@@ -428,7 +428,7 @@ pub fn audit(cfg: &ServerConfig) -> Audit {
         );
     }
     if let Some(redis) = &rl.redis {
-        redis_items(&mut a, &redis.url);
+        redis_items(&mut a, redis);
     }
 
     // Authentication and secrets.
@@ -573,15 +573,36 @@ fn secret_items(a: &mut Audit, source: &SecretSource, field: &str) {
     }
 }
 
-fn redis_items(a: &mut Audit, url: &SecretSource) {
+fn redis_items(a: &mut Audit, redis: &RedisConfig) {
     let field = "rate_limit.redis.url";
+    let url = &redis.url;
     inline_item(a, url, field);
-    a.push(
-        "redis",
-        AuditStatus::Warn,
-        "rate_limit.redis",
-        "the Redis store is not wired yet: each instance limits on its own",
-    );
+    // Without `redis` (or `redis-tls` for rediss://) the `config` item fails already:
+    // `ServerStack::from_config` refuses the section.
+    if cfg!(feature = "redis") {
+        a.push(
+            "redis",
+            AuditStatus::Pass,
+            "rate_limit.redis",
+            format!(
+                "rate limits shared through Redis (prefix {:?}, on_failure = {})",
+                redis.prefix,
+                match redis.on_failure {
+                    RedisFailure::Open => "open",
+                    RedisFailure::Closed => "closed",
+                    RedisFailure::Local => "local",
+                }
+            ),
+        );
+    }
+    if redis.on_failure == RedisFailure::Open {
+        a.push(
+            "redis",
+            AuditStatus::Warn,
+            "rate_limit.redis.on_failure",
+            "on_failure = \"open\": while Redis is down nothing is rate-limited",
+        );
+    }
     let Ok(url) = url.resolve() else {
         a.push("redis", AuditStatus::Fail, field, "the URL cannot be read");
         return;

@@ -425,14 +425,22 @@ pub enum RedisFailure {
 
 /// `[rate_limit.redis]`: a rate-limit store shared by every instance.
 ///
-/// Parsed and validated now; the stack wires it once the Redis store (feature `redis`) lands.
-/// Until then the in-memory store is used, a warning is logged at startup and the
-/// [audit](super::audit) says so.
+/// With the `redis` feature, [`ServerStack::from_config`](super::ServerStack::from_config)
+/// puts the per-IP and per-principal limits on one Redis store (connected lazily: the stack
+/// starts while Redis is down), so every instance built from the same configuration shares
+/// the quotas.
+/// Without the feature the section is refused at startup (a [`ConfigError`](crate::ConfigError)
+/// naming `rate_limit.redis`): instances must never limit on their own unnoticed.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
-    /// `redis://` or `rediss://` (TLS) URL, with the password: a secret reference.
+    /// `redis://` or `rediss://` (TLS, feature `redis-tls`) URL, with the password: a secret
+    /// reference.
     pub url: SecretSource,
+    /// The namespace of the keys (default `battlement`): 1 to 64 characters of
+    /// `A-Z a-z 0-9 - _ . :`. Instances share quotas only with the same prefix.
+    #[serde(default = "RedisConfig::default_prefix")]
+    pub prefix: String,
     /// The longest a decision waits for Redis (default `50ms`, at most `5s`).
     #[serde(default = "RedisConfig::default_timeout")]
     pub timeout: HumanDuration,
@@ -442,6 +450,10 @@ pub struct RedisConfig {
 }
 
 impl RedisConfig {
+    fn default_prefix() -> String {
+        "battlement".to_owned()
+    }
+
     fn default_timeout() -> HumanDuration {
         HumanDuration::from_millis(50)
     }

@@ -53,7 +53,11 @@
 //! * Behind a proxy, list it in `trusted_proxies`, or every client shares the proxy's quota;
 //!   never list `0.0.0.0/0`: anyone could then choose their address.
 //! * [`wrap`](ServerStack::wrap) uses `Router::layer`: routes added after it are not wrapped.
-//! * `[rate_limit.redis]` is validated but not wired yet: instances limit independently.
+//! * Without `[rate_limit.redis]` each instance limits on its own: behind a balancer over N
+//!   instances a client gets up to N times its quota. With it (feature `redis`), every
+//!   instance with the same URL and `prefix` shares the quotas ([`store`] describes the
+//!   store; `on_failure` says what happens while Redis is down). Without the feature the
+//!   section is refused at startup, never ignored.
 //!
 //! # Deployment
 //!
@@ -69,6 +73,7 @@ mod config;
 pub mod observe;
 pub mod panic;
 mod server;
+pub mod store;
 pub mod timeout;
 
 pub use audit::{Audit, AuditItem, AuditStatus, audit};
@@ -85,4 +90,5 @@ pub use observe::{
 };
 pub use panic::{CatchPanic, CatchPanicLayer, Panicked};
 pub use server::{ServerBreakerLayer, ServerService, ServerStack};
+pub use store::StackStore;
 pub use timeout::{RequestTimeout, RequestTimeoutLayer, TimedOut};

@@ -17,11 +17,12 @@ use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 use super::{
     config::{
-        BreakerSection, CorsConfig, Preset, QuotaConfig, RateLimitHeaders, RedisConfig,
-        ServerConfig, SigningSection, TrustIncoming,
+        BreakerSection, CorsConfig, Preset, QuotaConfig, RateLimitHeaders, ServerConfig,
+        SigningSection, TrustIncoming,
     },
     observe::{ObserveLayer, RecordPrincipalLayer},
     panic::CatchPanicLayer,
+    store::{self, StackStore},
     timeout::RequestTimeoutLayer,
 };
 use crate::{
@@ -50,7 +51,7 @@ type Layers = Stack<
     Stack<
         Opt<ServerBreakerLayer>,
         Stack<
-            Opt<RateLimitLayer>,
+            Opt<RateLimitLayer<StackStore>>,
             Stack<
                 Opt<RecordPrincipalLayer>,
                 Stack<
@@ -58,7 +59,7 @@ type Layers = Stack<
                     Stack<
                         Opt<ApiKeyLayer>,
                         Stack<
-                            Opt<RateLimitLayer>,
+                            Opt<RateLimitLayer<StackStore>>,
                             Stack<
                                 Opt<BodyLimitLayer>,
                                 Stack<
@@ -118,10 +119,10 @@ pub struct ServerStack {
     https: Option<HttpsRedirectLayer>,
     cors: Option<CorsLayer>,
     body_limit: Option<BodyLimitLayer>,
-    rate_limit_ip: Option<RateLimitLayer>,
+    rate_limit_ip: Option<RateLimitLayer<StackStore>>,
     api_key: Option<ApiKeyLayer>,
     signing: Option<VerifySignatureLayer>,
-    rate_limit_principal: Option<RateLimitLayer>,
+    rate_limit_principal: Option<RateLimitLayer<StackStore>>,
     timeout: Option<RequestTimeoutLayer>,
     circuit_breaker: Option<ServerBreakerLayer>,
 }
@@ -153,10 +154,11 @@ impl ServerStack {
             https: None,
             cors: None,
             body_limit: Some(BodyLimitLayer::new(1024 * 1024)),
-            rate_limit_ip: Some(RateLimitLayer::new(Limit::new(
+            rate_limit_ip: RateLimitLayer::new(Limit::new(
                 ClientIp::new(TrustedProxies::none()),
                 DEFAULT_PER_IP,
-            ))),
+            ))
+            .into(),
             api_key: None,
             signing: None,
             rate_limit_principal: None,
@@ -270,18 +272,15 @@ impl ServerStack {
         };
 
         let rl = &cfg.rate_limit;
-        if let Some(redis) = &rl.redis {
-            validate_redis(redis)?;
-            tracing::warn!(
-                "[rate_limit.redis] is validated but not wired yet: this instance limits with its in-memory store"
-            );
-        }
+        // `[rate_limit.redis]`: one shared store for both limits (refused without `redis`).
+        let shared = rl.redis.as_ref().map(store::configured).transpose()?;
         let rate_limit_ip = if rl.enabled && rl.per_ip.enabled {
             let quota = quota(&rl.per_ip, "rate_limit.per_ip")?;
             let key = ClientIp::new(trusted.clone())
                 .with_ipv6_prefix(rl.per_ip.ipv6_prefix)
                 .map_err(at("rate_limit.per_ip.ipv6_prefix"))?;
-            Some(RateLimitLayer::new(Limit::new(key, quota)).with_headers(header_style(rl.headers)))
+            let limit = Limit::new(key, quota).with_id(store::PER_IP_LIMIT_ID);
+            Some(store::layer(limit, shared.as_ref()).with_headers(header_style(rl.headers)))
         } else {
             None
         };
@@ -300,10 +299,9 @@ impl ServerStack {
         };
         let rate_limit_principal = if rl.enabled && rl.per_principal.enabled && api_key.is_some() {
             let quota = quota(&rl.per_principal, "rate_limit.per_principal")?;
-            Some(
-                RateLimitLayer::new(Limit::new(ExtensionKey::<Principal>::new(), quota))
-                    .with_headers(header_style(rl.headers)),
-            )
+            let limit = Limit::new(ExtensionKey::<Principal>::new(), quota)
+                .with_id(store::PER_PRINCIPAL_LIMIT_ID);
+            Some(store::layer(limit, shared.as_ref()).with_headers(header_style(rl.headers)))
         } else {
             None
         };
@@ -385,14 +383,17 @@ setters! {
     cors: CorsLayer;
     /// Sets (or removes) the body limit.
     body_limit: BodyLimitLayer;
-    /// Sets (or removes) the rate limit before authentication (per client address).
-    rate_limit_ip: RateLimitLayer;
+    /// Sets (or removes) the rate limit before authentication (per client address): a
+    /// [`RateLimitLayer`] on a [`MemoryStore`](crate::rate_limit::MemoryStore) or (feature
+    /// `redis`) a [`RedisRateLimitStore`](crate::redis::RedisRateLimitStore).
+    rate_limit_ip: RateLimitLayer<StackStore>;
     /// Sets (or removes) API-key authentication.
     api_key: ApiKeyLayer;
     /// Sets (or removes) signature verification.
     signing: VerifySignatureLayer;
-    /// Sets (or removes) the rate limit after authentication (per principal).
-    rate_limit_principal: RateLimitLayer;
+    /// Sets (or removes) the rate limit after authentication (per principal), on either
+    /// store.
+    rate_limit_principal: RateLimitLayer<StackStore>;
     /// Sets (or removes) the request timeout.
     timeout: RequestTimeoutLayer;
     /// Sets (or removes) the server-side circuit breaker.
@@ -418,6 +419,15 @@ impl ServerStack {
             .option_layer(self.circuit_breaker.clone())
             .option_layer(self.timeout)
             .into_inner()
+    }
+
+    /// The store of the rate limits (of the per-IP one, else of the per-principal one; from a
+    /// configuration both share it): is it shared, its Redis connection and breaker.
+    pub fn rate_limit_store(&self) -> Option<&StackStore> {
+        self.rate_limit_ip
+            .as_ref()
+            .or(self.rate_limit_principal.as_ref())
+            .map(RateLimitLayer::store)
     }
 
     /// Which pieces are on, outermost first, by name (`"request_id"`, `"rate_limit_ip"`, ...).
@@ -643,24 +653,6 @@ fn parse_origin(o: &str) -> Option<HeaderValue> {
         return None;
     }
     HeaderValue::from_str(o).ok()
-}
-
-fn validate_redis(r: &RedisConfig) -> Result<(), ConfigError> {
-    let url = r.url.resolve().map_err(under("rate_limit.redis.url"))?;
-    if !(url.expose().starts_with("redis://") || url.expose().starts_with("rediss://")) {
-        return Err(ConfigError::invalid(
-            "rate_limit.redis.url",
-            "expected a redis:// or rediss:// URL",
-        ));
-    }
-    let t = r.timeout.get();
-    if t.is_zero() || t > Duration::from_secs(5) {
-        return Err(ConfigError::out_of_range(
-            "rate_limit.redis.timeout",
-            "must be between 1ms and 5s: a slow store must never hang requests",
-        ));
-    }
-    Ok(())
 }
 
 pub(super) fn signing_config(s: &SigningSection) -> Result<SigningConfig, ConfigError> {
