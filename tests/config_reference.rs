@@ -331,6 +331,10 @@ mod mutations {
         #[test]
         fn never_panics(picks in prop::collection::vec((any::<prop::sample::Index>(), value()), 1..4)) {
             let mut doc: toml::Table = super::EXAMPLE.parse().unwrap();
+            if !cfg!(feature = "redis") {
+                // Refused by a build without Redis before anything else is built.
+                doc["rate_limit"].as_table_mut().unwrap().remove("redis");
+            }
             let mut paths = Vec::new();
             super::leaf_paths(&doc, &mut Vec::new(), &mut paths);
             for (index, value) in picks {
