@@ -154,6 +154,8 @@ async fn span_fields_audit_events_redaction_and_metrics() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    #[cfg(feature = "metrics")]
+    let app2 = app.clone();
     let res = app.oneshot(req("/me", Some("wrong-key"))).await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 
@@ -184,9 +186,35 @@ async fn span_fields_audit_events_redaction_and_metrics() {
 
     #[cfg(feature = "metrics")]
     {
-        assert_eq!(rec.get("battlement_requests_total{status=200}"), 1);
-        assert_eq!(rec.get("battlement_requests_total{status=401}"), 1);
+        assert_eq!(
+            rec.get("battlement_requests_total{method=GET,route=/me,status=200}"),
+            1
+        );
+        assert_eq!(
+            rec.get("battlement_requests_total{method=GET,route=/me,status=401}"),
+            1
+        );
         assert_eq!(rec.get("battlement_rejections_total{reason=api_key}"), 1);
-        assert_eq!(rec.get("battlement_request_duration_seconds{}"), 2);
+        assert_eq!(
+            rec.get("battlement_request_duration_seconds{method=GET,route=/me}"),
+            2
+        );
+        // The label set stays bounded whatever clients send: unknown methods and paths that
+        // match no route are one series each.
+        let odd = Request::builder()
+            .method("BREW")
+            .uri("/no/such/path/4711")
+            .header("x-api-key", "k-alice-1")
+            .body(Body::empty())
+            .unwrap();
+        let mut odd = odd;
+        odd.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 44], 5000))));
+        let res = app2.oneshot(odd).await.unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            rec.get("battlement_requests_total{method=other,route=unmatched,status=404}"),
+            1
+        );
     }
 }

@@ -42,8 +42,14 @@ pub const SENSITIVE_HEADERS: [&str; 7] = [
 /// A span per request (`battlement::request`: method, path, request id, client address,
 /// principal), a `battlement::audit` warning for every rejection, sensitive request headers
 /// marked [sensitive](http::HeaderValue::set_sensitive), and (feature `metrics`) the counters
-/// `battlement_requests_total{status}`, `battlement_rejections_total{reason}` and the histogram
-/// `battlement_request_duration_seconds`.
+/// `battlement_requests_total{method, route, status}`, `battlement_rejections_total{reason}`
+/// and the histogram `battlement_request_duration_seconds{method, route}` (per endpoint: a
+/// Prometheus exporter turns it into p50/p95/p99).
+///
+/// `route` is the route template that matched (axum's `MatchedPath`, with feature `axum`, when
+/// the stack wraps a `Router` through [`ServerStack::wrap`](super::ServerStack::wrap)), or
+/// `unmatched`; `method` is one of the standard methods or `other`. Both are bounded, so the
+/// number of series is too, whatever clients send.
 ///
 /// Place it inside the request-id layer so the span has the id.
 #[derive(Clone)]
@@ -173,6 +179,7 @@ where
             )
         };
         let observed = !span.is_disabled();
+        let labels = self.shared.metrics.then(|| Labels::of(&req));
         if observed {
             if let Some(id) = req.extensions().get::<RequestId>() {
                 span.record("request_id", id.as_str());
@@ -194,7 +201,7 @@ where
             inner,
             span,
             start,
-            metrics: self.shared.metrics,
+            labels,
         }
     }
 }
@@ -206,7 +213,7 @@ pin_project! {
         inner: F,
         span: Span,
         start: Option<Instant>,
-        metrics: bool,
+        labels: Option<Labels>,
     }
 }
 
@@ -243,14 +250,14 @@ where
                     latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
                     "response"
                 );
-                if *this.metrics {
-                    record_metrics(status, reason, elapsed);
+                if let Some(labels) = this.labels {
+                    labels.record(status, reason, elapsed);
                 }
             }
             Err(_) => {
                 tracing::warn!(target: "battlement::request", "the service failed");
-                if *this.metrics {
-                    record_metrics(0, Some("error"), elapsed);
+                if let Some(labels) = this.labels {
+                    labels.record(0, Some("error"), elapsed);
                 }
             }
         }
@@ -258,17 +265,81 @@ where
     }
 }
 
-#[cfg(feature = "metrics")]
-fn record_metrics(status: u16, reason: Option<&'static str>, elapsed: std::time::Duration) {
-    metrics::counter!("battlement_requests_total", "status" => status.to_string()).increment(1);
-    metrics::histogram!("battlement_request_duration_seconds").record(elapsed.as_secs_f64());
-    if let Some(reason) = reason {
-        metrics::counter!("battlement_rejections_total", "reason" => reason).increment(1);
-    }
+/// The metric labels of one request: its method and route template (feature `metrics`).
+#[derive(Debug)]
+struct Labels {
+    #[cfg(feature = "metrics")]
+    method: &'static str,
+    #[cfg(all(feature = "metrics", feature = "axum"))]
+    route: Option<axum::extract::MatchedPath>,
 }
 
-#[cfg(not(feature = "metrics"))]
-fn record_metrics(_: u16, _: Option<&'static str>, _: std::time::Duration) {}
+impl Labels {
+    #[cfg_attr(not(feature = "metrics"), allow(clippy::unused_self))]
+    fn of<B>(req: &Request<B>) -> Self {
+        let _ = req;
+        Self {
+            #[cfg(feature = "metrics")]
+            method: method_label(req.method()),
+            #[cfg(all(feature = "metrics", feature = "axum"))]
+            route: req
+                .extensions()
+                .get::<axum::extract::MatchedPath>()
+                .cloned(),
+        }
+    }
+
+    #[cfg(feature = "metrics")]
+    fn route(&self) -> String {
+        #[cfg(feature = "axum")]
+        if let Some(route) = &self.route {
+            return route.as_str().to_owned();
+        }
+        "unmatched".to_owned()
+    }
+
+    #[cfg(feature = "metrics")]
+    fn record(&self, status: u16, reason: Option<&'static str>, elapsed: std::time::Duration) {
+        let route = self.route();
+        metrics::counter!(
+            "battlement_requests_total",
+            "method" => self.method,
+            "route" => route.clone(),
+            "status" => status.to_string()
+        )
+        .increment(1);
+        metrics::histogram!(
+            "battlement_request_duration_seconds",
+            "method" => self.method,
+            "route" => route
+        )
+        .record(elapsed.as_secs_f64());
+        if let Some(reason) = reason {
+            metrics::counter!("battlement_rejections_total", "reason" => reason).increment(1);
+        }
+    }
+
+    #[cfg(not(feature = "metrics"))]
+    fn record(&self, _: u16, _: Option<&'static str>, _: std::time::Duration) {}
+}
+
+/// A bounded label for a method: the standard ones by name, anything else `other`.
+#[cfg(feature = "metrics")]
+fn method_label(method: &http::Method) -> &'static str {
+    use http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
 
 /// Why the stack refused a request, from the typed cause in the response extensions (or the
 /// status of a problem response from elsewhere); `None` when it was not refused.
