@@ -770,3 +770,43 @@ pub(super) fn breaker_layer(
         ConfigError::new(e.kind(), format!("{path}.{field}"), e.reason().to_owned())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{convert::Infallible, future::Ready};
+
+    use bytes::Bytes;
+    use http::{Request, Response};
+    use http_body_util::Full;
+
+    use super::*;
+
+    /// A handler for any request body.
+    #[derive(Clone, Copy)]
+    struct Handler;
+
+    impl<B> Service<Request<B>> for Handler {
+        type Response = Response<Full<Bytes>>;
+        type Error = Infallible;
+        type Future = Ready<Result<Response<Full<Bytes>>, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: Request<B>) -> Self::Future {
+            std::future::ready(Ok(Response::new(Full::new(Bytes::new()))))
+        }
+    }
+
+    type Fut<L> = <<L as Layer<Handler>>::Service as Service<Request<Full<Bytes>>>>::Future;
+
+    #[test]
+    fn the_default_parts_alone_make_a_smaller_future() {
+        let (lean, full) = (size_of::<Fut<LeanLayers>>(), size_of::<Fut<Layers>>());
+        eprintln!("response future: default parts {lean} bytes, every part {full} bytes");
+        assert!(lean * 3 < full * 2, "{lean} vs {full}");
+        assert!(ServerStack::new().is_lean());
+        assert!(!ServerStack::new().cors(CorsLayer::new()).is_lean());
+    }
+}
