@@ -85,6 +85,30 @@ fn bench<S, RB>(
     S::Error: std::fmt::Debug,
 {
     let peer = ConnectInfo(SocketAddr::from(([203, 0, 113, 7], 40_000)));
+    // `BATTLEMENT_STACK_PROFILE=<id>[:<iterations>]`: no criterion, just that many requests
+    // through `<id>` (for `valgrind --tool=callgrind`), and the size of its response future.
+    if let Some(profile) = std::env::var_os("BATTLEMENT_STACK_PROFILE") {
+        let profile = profile.to_string_lossy().into_owned();
+        let (name, n) = profile.split_once(':').unwrap_or((&profile, "100000"));
+        if name == id {
+            let n: u64 = n.parse().expect("iterations");
+            println!(
+                "{id}: service {} bytes, response future {} bytes",
+                std::mem::size_of::<S>(),
+                std::mem::size_of::<S::Future>()
+            );
+            rt.block_on(async {
+                for _ in 0..n {
+                    let mut req = Request::get("/").body(Body::empty()).unwrap();
+                    req.extensions_mut().insert(peer);
+                    let res = svc.clone().oneshot(req).await.unwrap();
+                    assert_eq!(res.status(), StatusCode::OK);
+                    drop(black_box(res));
+                }
+            });
+        }
+        return;
+    }
     group.bench_function(id, |b| {
         b.to_async(rt).iter(|| {
             let svc = svc.clone();
@@ -173,10 +197,15 @@ fn stack(c: &mut criterion::Criterion) {
 
     // Each piece alone, to see where the time goes: `BATTLEMENT_BENCH_BREAKDOWN=1 cargo bench
     // --bench stack`.
-    if std::env::var_os("BATTLEMENT_BENCH_BREAKDOWN").is_some() {
+    if std::env::var_os("BATTLEMENT_BENCH_BREAKDOWN").is_some()
+        || std::env::var_os("BATTLEMENT_STACK_PROFILE").is_some()
+    {
         breakdown(&mut group, &rt);
     }
     group.finish();
+    if std::env::var_os("BATTLEMENT_STACK_PROFILE").is_some() {
+        return;
+    }
     support::report(
         GROUP,
         "bare",
@@ -272,7 +301,52 @@ fn breakdown(
     );
 }
 
+fn future_size<L>(name: &str)
+where
+    L: Layer<Handler>,
+    L::Service: Service<Request<Body>>,
+{
+    println!(
+        "{name}: response future {} bytes",
+        std::mem::size_of::<<L::Service as Service<Request<Body>>>::Future>()
+    );
+}
+
+/// The size of each layer's response future around the handler.
+fn future_sizes() {
+    use battlement::{
+        auth::api_key::ApiKeyLayer,
+        body_limit::BodyLimitLayer,
+        https::HttpsRedirectLayer,
+        rate_limit::RateLimitLayer,
+        request_id::SetRequestIdLayer,
+        security_headers::SecurityHeadersLayer,
+        signing::VerifySignatureLayer,
+        stack::{
+            CatchPanicLayer, ObserveLayer, RequestTimeoutLayer, ServerBreakerLayer,
+            observe::RecordPrincipalLayer,
+        },
+    };
+    future_size::<tower::layer::util::Identity>("handler");
+    future_size::<SetRequestIdLayer>("request_id");
+    future_size::<ObserveLayer>("observe");
+    future_size::<CatchPanicLayer>("catch_panic");
+    future_size::<SecurityHeadersLayer>("security_headers");
+    future_size::<HttpsRedirectLayer>("https");
+    future_size::<tower_http::cors::CorsLayer>("cors");
+    future_size::<BodyLimitLayer>("body_limit");
+    future_size::<RateLimitLayer>("rate_limit");
+    future_size::<ApiKeyLayer>("api_key");
+    future_size::<VerifySignatureLayer>("signing");
+    future_size::<RecordPrincipalLayer>("record_principal");
+    future_size::<ServerBreakerLayer>("circuit_breaker");
+    future_size::<RequestTimeoutLayer>("timeout");
+}
+
 fn benches() {
+    if std::env::var_os("BATTLEMENT_STACK_PROFILE").is_some() {
+        future_sizes();
+    }
     let mut c = support::criterion();
     stack(&mut c);
 }

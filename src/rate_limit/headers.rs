@@ -90,16 +90,24 @@ impl StackBuf {
         self.len = end;
     }
 
+    /// Decimal, two digits per division.
     fn push_u64(&mut self, mut n: u64) {
+        const PAIRS: &[u8; 200] = b"00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
         let mut digits = [0u8; 20];
         let mut i = digits.len();
-        loop {
+        while n >= 100 {
+            let pair = (n % 100) as usize * 2;
+            n /= 100;
+            i -= 2;
+            digits[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+        }
+        if n >= 10 {
+            let pair = n as usize * 2;
+            i -= 2;
+            digits[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+        } else {
             i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
+            digits[i] = b'0' + n as u8;
         }
         self.push(&digits[i..]);
     }
@@ -202,7 +210,20 @@ mod tests {
 
     #[test]
     fn numbers() {
-        for n in [0, 7, 10, 42, 1234567890, u64::MAX] {
+        for n in [
+            0,
+            7,
+            9,
+            10,
+            42,
+            99,
+            100,
+            101,
+            999,
+            1000,
+            1234567890,
+            u64::MAX,
+        ] {
             let mut s = StackBuf::new();
             s.push(b"x");
             s.push_u64(n);

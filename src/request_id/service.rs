@@ -34,7 +34,8 @@ where
             Trust::Anyone => true,
             Trust::Nobody => false,
             Trust::Proxies(proxies) => {
-                peer_addr(req.extensions()).is_some_and(|peer| proxies.contains(peer.ip()))
+                !proxies.is_empty()
+                    && peer_addr(req.extensions()).is_some_and(|peer| proxies.contains(peer.ip()))
             }
         };
         let mut values = req.headers().get_all(&self.header).iter();

@@ -112,6 +112,9 @@ impl NonceCsp {
 /// is a memcpy of its index table plus a cheap clone of each (static or shared) name and
 /// value, several times cheaper than hashing a dozen inserts into the response's map; the
 /// handler's own headers (usually one or two) are then inserted into the clone.
+/// Free slots kept in each template for the headers added after it.
+const ROOM: usize = 16;
+
 #[derive(Debug)]
 pub(crate) struct Plan {
     remove: Box<[HeaderName]>,
@@ -178,7 +181,10 @@ impl Plan {
                 });
             }
         }
-        let mut plain = HeaderMap::with_capacity(fixed.len() + 1);
+        // Room for what the handler and the other layers add (content type and length, the
+        // request id, rate-limit headers, ...): each response is a clone of this map, and a
+        // clone keeps its index table, so these do not rehash it per response.
+        let mut plain = HeaderMap::with_capacity(fixed.len() + 1 + ROOM);
         for header in &fixed {
             plain.insert(header.name.clone(), header.value.clone());
         }

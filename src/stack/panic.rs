@@ -82,18 +82,21 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let inner = &mut self.inner;
-        let kind = match catch_unwind(AssertUnwindSafe(|| inner.call(req))) {
-            Ok(future) => Kind::Running { future },
-            Err(payload) => {
-                log_panic(&*payload);
-                Kind::Panicked
-            }
-        };
-        ResponseFuture {
-            kind,
+        // The inner future is written straight into the one we return: moving a large future
+        // in and out of `catch_unwind`'s result costs a copy of it each time.
+        let mut future = ResponseFuture {
+            kind: Kind::Panicked,
             rejection: Some(self.rejection.clone()),
+        };
+        let (inner, kind) = (&mut self.inner, &mut future.kind);
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| {
+            *kind = Kind::Running {
+                future: inner.call(req),
+            };
+        })) {
+            log_panic(&*payload);
         }
+        future
     }
 }
 
