@@ -97,7 +97,7 @@ type Layers = Stack<
 type LeanLayers = Stack<
     Opt<RequestTimeoutLayer>,
     Stack<
-        Opt<RateLimitLayer>,
+        Opt<RateLimitLayer<StackStore>>,
         Stack<
             Opt<BodyLimitLayer>,
             Stack<
