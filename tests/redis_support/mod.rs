@@ -178,3 +178,55 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
+/// The HTTP side shared by the Redis tests: a request from one client address, its status,
+/// and a router served on a loopback port.
+pub mod http {
+    use std::net::SocketAddr;
+
+    use axum::{Router, body::Body, extract::ConnectInfo};
+    use http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    /// `GET /` from 203.0.113.7.
+    pub fn request() -> Request<Body> {
+        let mut req = Request::get("/").body(Body::empty()).unwrap();
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([203, 0, 113, 7], 40000))));
+        req
+    }
+
+    /// The status, and whether the response had rate-limit headers.
+    pub async fn status(app: &Router) -> (StatusCode, bool) {
+        let res = app.clone().oneshot(request()).await.unwrap();
+        (res.status(), res.headers().contains_key("ratelimit"))
+    }
+
+    /// Serves `app` on a loopback port with connect info.
+    pub async fn serve(app: Router) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .unwrap();
+        });
+        addr
+    }
+
+    /// One HTTP/1.1 GET over a fresh connection; the status code.
+    pub async fn http_get(addr: SocketAddr) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        let text = String::from_utf8_lossy(&out);
+        text.split(' ').nth(1).unwrap().parse().unwrap()
+    }
+}
