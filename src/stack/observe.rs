@@ -289,13 +289,15 @@ impl Labels {
         }
     }
 
+    /// The route label: one shared allocation for a matched route (cloned by reference
+    /// count for each metric), none for `unmatched`.
     #[cfg(feature = "metrics")]
-    fn route(&self) -> String {
+    fn route(&self) -> metrics::SharedString {
         #[cfg(feature = "axum")]
         if let Some(route) = &self.route {
-            return route.as_str().to_owned();
+            return metrics::SharedString::from(std::sync::Arc::<str>::from(route.as_str()));
         }
-        "unmatched".to_owned()
+        metrics::SharedString::const_str("unmatched")
     }
 
     #[cfg(feature = "metrics")]
@@ -305,7 +307,7 @@ impl Labels {
             "battlement_requests_total",
             "method" => self.method,
             "route" => route.clone(),
-            "status" => status.to_string()
+            "status" => status_label(status)
         )
         .increment(1);
         metrics::histogram!(
@@ -321,6 +323,44 @@ impl Labels {
 
     #[cfg(not(feature = "metrics"))]
     fn record(&self, _: u16, _: Option<&'static str>, _: std::time::Duration) {}
+}
+
+/// The status label: the common codes without an allocation, any other formatted.
+#[cfg(feature = "metrics")]
+fn status_label(status: u16) -> metrics::SharedString {
+    let label = match status {
+        200 => "200",
+        201 => "201",
+        202 => "202",
+        204 => "204",
+        206 => "206",
+        301 => "301",
+        302 => "302",
+        303 => "303",
+        304 => "304",
+        307 => "307",
+        308 => "308",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        406 => "406",
+        408 => "408",
+        409 => "409",
+        410 => "410",
+        413 => "413",
+        415 => "415",
+        422 => "422",
+        429 => "429",
+        500 => "500",
+        501 => "501",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        _ => return metrics::SharedString::from(status.to_string()),
+    };
+    metrics::SharedString::const_str(label)
 }
 
 /// A bounded label for a method: the standard ones by name, anything else `other`.
@@ -410,5 +450,15 @@ where
             Span::current().record("principal", p.id().as_str());
         }
         self.inner.call(req)
+    }
+}
+
+#[cfg(all(test, feature = "metrics"))]
+mod tests {
+    #[test]
+    fn status_label_is_the_decimal_code() {
+        for status in 100..=999u16 {
+            assert_eq!(&*super::status_label(status), status.to_string());
+        }
     }
 }
