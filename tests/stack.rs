@@ -41,6 +41,7 @@ fn example_with_files() -> String {
     let key = temp_file("key", &"ab".repeat(32));
     let old = temp_file("old", &"cd".repeat(32));
     let redis = temp_file("redis", "rediss://:s3cret@redis.internal:6380/0\n");
+    let hash_key = temp_file("hash-key", &"5e".repeat(16));
     EXAMPLE
         .replace(
             r#"{ env = "BATTLEMENT_SIGNING_KEY" }"#,
@@ -50,6 +51,10 @@ fn example_with_files() -> String {
         .replace(
             r#"{ env = "BATTLEMENT_REDIS_URL" }"#,
             &format!("{{ file = {:?} }}", redis.display().to_string()),
+        )
+        .replace(
+            r#"{ env = "BATTLEMENT_REDIS_HASH_KEY" }"#,
+            &format!("{{ file = {:?} }}", hash_key.display().to_string()),
         )
 }
 
@@ -304,6 +309,19 @@ fn invalid_configs_name_the_field() {
             "[rate_limit.redis]\nurl = \"redis://r\"\non_failure = \"maybe\"",
             "rate_limit.redis.on_failure",
         ),
+        (
+            "[rate_limit.redis]\nurl = \"redis://r\"\nhash_key = \"abcd\"",
+            "rate_limit.redis.hash_key",
+        ),
+        (
+            "[rate_limit.redis]\nurl = \"redis://r\"\nhash_key = \"base64:not base64!\"",
+            "rate_limit.redis.hash_key",
+        ),
+        (
+            "[rate_limit.redis]\nurl = \"redis://r\"\n\
+             hash_key = { env = \"BATTLEMENT_TEST_UNSET_91f\" }",
+            "rate_limit.redis.hash_key.env.BATTLEMENT_TEST_UNSET_91f",
+        ),
         ("[api_key]\nrealm = \"x\"", "api_key.principals"),
         (
             "[circuit_breaker]\nconsecutive_failures = 0",
@@ -330,8 +348,55 @@ fn invalid_configs_name_the_field() {
             "{text:?}: expected {field}, got {err}"
         );
     }
+    // A hash key of the wrong length: the error gives the length, never the key.
+    let err = error_of(
+        "[rate_limit.redis]\nurl = \"redis://r\"\nhash_key = \"00112233445566778899aabbccddee\"",
+    );
+    assert_eq!(err.field(), "rate_limit.redis.hash_key", "{err}");
+    assert!(err.reason().contains("found 15 bytes"), "{err}");
+    assert!(!err.to_string().contains("0011223344"), "{err}");
     let err = error_of("[cors]\nallow_origins = [\"*\"]\nallow_credentials = true");
     assert_eq!(err.kind(), ConfigErrorKind::Unsafe);
+}
+
+/// `hash_key` keys the fingerprints; without it the audit warns about the public default.
+#[test]
+fn redis_hash_key_is_audited_and_used() {
+    let url = temp_file("hk-url", "rediss://:pw@redis.internal:6380/0");
+    let key = temp_file("hk-key", "base64:AAECAwQFBgcICQoLDA0ODw==");
+    let without = format!(
+        "[rate_limit.redis]\nurl = {{ file = {:?} }}",
+        url.display().to_string()
+    );
+    let with = format!(
+        "{without}\nhash_key = {{ file = {:?} }}",
+        key.display().to_string()
+    );
+    let warned = |text: &str| {
+        audit(&ServerConfig::from_toml_str(text).unwrap())
+            .check("redis")
+            .any(|i| i.field == "rate_limit.redis.hash_key" && i.status == AuditStatus::Warn)
+    };
+    assert!(warned(&without));
+    assert!(!warned(&with));
+
+    #[cfg(all(feature = "redis", feature = "redis-tls"))]
+    {
+        use std::hash::BuildHasher;
+
+        use battlement::{rate_limit::RateLimitStore, redis::StableKeyHasher};
+
+        let fingerprint = |text: &str| {
+            let stack =
+                ServerStack::from_config(&ServerConfig::from_toml_str(text).unwrap()).unwrap();
+            let store = stack.rate_limit_store().unwrap();
+            assert!(store.is_shared());
+            store.key_hasher().hash_one(("key", 7u64))
+        };
+        let configured = StableKeyHasher::new(std::array::from_fn(|i| i as u8));
+        assert_eq!(fingerprint(&with), configured.hash_one(("key", 7u64)));
+        assert_ne!(fingerprint(&without), fingerprint(&with));
+    }
 }
 
 #[test]
@@ -431,6 +496,13 @@ fn the_audit_flags_each_weak_setting() {
             "[rate_limit.redis]\nurl = \"rediss://r:6379\"".into(),
             "redis",
             AuditStatus::Fail,
+        ),
+        (
+            "[rate_limit.redis]\nurl = { env = \"X\" }\n\
+             hash_key = \"000102030405060708090a0b0c0d0e0f\""
+                .into(),
+            "inline_secret",
+            AuditStatus::Warn,
         ),
         (
             "trusted_proxies = [\"0.0.0.0/0\"]".into(),

@@ -275,6 +275,18 @@ fn dev_secrets(config: &mut ServerConfig) -> Result<(), ConfigError> {
         );
         config.rate_limit.redis = None;
     }
+    if let Some(redis) = &mut config.rate_limit.redis
+        && let Some(key) = &redis.hash_key
+        && key.resolve().is_err()
+    {
+        let hex = hex(&random_secret("rate_limit.redis.hash_key")?[..16]);
+        println!(
+            "dev: rate_limit.redis.hash_key: {} cannot be read; this run uses a key made for it \
+             (other instances will not share its buckets): BATTLEMENT_REDIS_HASH_KEY={hex}",
+            describe(key)
+        );
+        redis.hash_key = Some(SecretSource::Inline(zeroize::Zeroizing::new(hex)));
+    }
     if let Some(api_key) = &mut config.api_key
         && let Some(var) = &api_key.hashes_env
         && std::env::var_os(var).is_none()

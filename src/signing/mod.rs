@@ -99,7 +99,7 @@ mod clock;
 mod config;
 mod digest;
 mod error;
-mod key;
+pub(crate) mod key;
 mod parse;
 mod replay;
 mod sf;

@@ -595,6 +595,17 @@ fn redis_items(a: &mut Audit, redis: &RedisConfig) {
             ),
         );
     }
+    match &redis.hash_key {
+        Some(key) => inline_item(a, key, "rate_limit.redis.hash_key"),
+        None => a.push(
+            "redis",
+            AuditStatus::Warn,
+            "rate_limit.redis.hash_key",
+            "no hash_key: bucket fingerprints use the crate's public default key, so a client \
+             can search for keys that share another client's bucket; set 16 random bytes, the \
+             same on every instance",
+        ),
+    }
     if redis.on_failure == RedisFailure::Open {
         a.push(
             "redis",

@@ -447,6 +447,12 @@ pub struct RedisConfig {
     /// What to do when Redis does not answer (default `local`).
     #[serde(default)]
     pub on_failure: RedisFailure,
+    /// The key of the fingerprint hasher (16 bytes: 32 hex digits, or `base64:…`), a secret
+    /// reference, the same on every instance. Without it the fingerprints use the crate's
+    /// public default key, with which a client can search for keys that fall into another
+    /// client's bucket (the audit warns).
+    #[serde(default)]
+    pub hash_key: Option<SecretSource>,
 }
 
 impl RedisConfig {

@@ -53,9 +53,11 @@
 //! * The limits of a configured stack have the fixed ids [`PER_IP_LIMIT_ID`] and
 //!   [`PER_PRINCIPAL_LIMIT_ID`]: a hand-built layer sharing the same Redis prefix must use
 //!   other ids, or it draws on the same buckets.
-//! * The fingerprint hasher of a configured store has the `redis` module's fixed default key
-//!   (the TOML has no `hash_key` yet): where clients aiming for bucket collisions is a
-//!   concern, build the layers in code with `battlement::redis::RedisConfig::with_hash_key`.
+//! * The fingerprint hasher of a configured store is keyed with `hash_key` (16 bytes, a
+//!   secret reference, the same on every instance). Left out, it is the `redis` module's
+//!   public default key, with which a client can search for keys that fall into another
+//!   client's bucket: the audit warns. Changing the key moves every bucket (the quotas start
+//!   afresh), so change it on every instance at once.
 //!
 //! # Deployment
 //!
@@ -430,11 +432,44 @@ pub(super) fn configured(r: &RedisConfig) -> Result<StackStore, ConfigError> {
             "must be between 1ms and 5s: a slow store must never hang requests",
         ));
     }
-    connect(r, u)
+    let hash_key = r.hash_key.as_ref().map(hash_key).transpose()?;
+    connect(r, u, hash_key)
+}
+
+/// `rate_limit.redis.hash_key`: exactly 16 bytes, as 32 hex digits or `base64:…`. Errors name
+/// the field and the length found, never the value.
+pub(super) fn hash_key(source: &crate::config::SecretSource) -> Result<[u8; 16], ConfigError> {
+    const FIELD: &str = "rate_limit.redis.hash_key";
+    let secret = source.resolve().map_err(|e| e.within(FIELD))?;
+    let text = secret.expose().trim();
+    let bytes = match text.strip_prefix("base64:") {
+        Some(b64) => crate::signing::key::decode_base64(b64.trim()),
+        None => crate::signing::key::decode_hex(text),
+    }
+    .ok_or_else(|| {
+        ConfigError::invalid(
+            FIELD,
+            "expected 16 bytes as 32 hex digits or `base64:…`; the value is not valid hex or \
+             base64",
+        )
+    })?;
+    <[u8; 16]>::try_from(bytes.as_slice()).map_err(|_| {
+        ConfigError::invalid(
+            FIELD,
+            format!(
+                "expected 16 bytes (32 hex digits or `base64:…`), found {} bytes",
+                bytes.len()
+            ),
+        )
+    })
 }
 
 #[cfg(not(feature = "redis"))]
-fn connect(_r: &RedisConfig, _url: &str) -> Result<StackStore, ConfigError> {
+fn connect(
+    _r: &RedisConfig,
+    _url: &str,
+    _hash_key: Option<[u8; 16]>,
+) -> Result<StackStore, ConfigError> {
     Err(ConfigError::new(
         crate::error::ConfigErrorKind::Unsafe,
         "rate_limit.redis",
@@ -445,11 +480,19 @@ fn connect(_r: &RedisConfig, _url: &str) -> Result<StackStore, ConfigError> {
 }
 
 #[cfg(feature = "redis")]
-fn connect(r: &RedisConfig, url: &str) -> Result<StackStore, ConfigError> {
+fn connect(
+    r: &RedisConfig,
+    url: &str,
+    hash_key: Option<[u8; 16]>,
+) -> Result<StackStore, ConfigError> {
     use super::config::RedisFailure;
     use crate::redis::{ConnectErrorKind, FailurePolicy, RedisConnection};
 
-    let config = crate::redis::RedisConfig::new()
+    let mut config = crate::redis::RedisConfig::new();
+    if let Some(key) = hash_key {
+        config = config.with_hash_key(key);
+    }
+    let config = config
         .with_prefix(r.prefix.clone())
         .map_err(|e| ConfigError::new(e.kind(), "rate_limit.redis.prefix", e.reason().to_owned()))?
         .with_timeout(r.timeout.get())
