@@ -387,8 +387,17 @@ async fn the_secret_never_shows() {
 #[tokio::test]
 async fn the_audit_passes_a_shared_store_and_warns_on_fail_open() {
     let url = "rediss://:pw@redis.internal:6380/";
-    let check = |policy: &str| {
-        let report = config(url, 2, policy).audit();
+    let with_key = |policy: &str, hash_key: bool| {
+        let mut cfg = config(url, 2, policy);
+        if hash_key {
+            cfg.rate_limit.redis.as_mut().unwrap().hash_key = Some(
+                battlement::config::SecretSource::Inline(zeroize::Zeroizing::new("5e".repeat(16))),
+            );
+        }
+        cfg
+    };
+    let check = |policy: &str, hash_key: bool| {
+        let report = with_key(policy, hash_key).audit();
         report
             .check("redis")
             .map(|i| (i.field.clone(), i.status))
@@ -396,16 +405,24 @@ async fn the_audit_passes_a_shared_store_and_warns_on_fail_open() {
     };
     use battlement::stack::AuditStatus::{Pass, Warn};
     assert_eq!(
-        check("local"),
+        check("local", true),
         [("rate_limit.redis".to_owned(), Pass)],
         "{}",
-        config(url, 2, "local").audit()
+        with_key("local", true).audit()
     );
     assert_eq!(
-        check("open"),
+        check("open", true),
         [
             ("rate_limit.redis".to_owned(), Pass),
             ("rate_limit.redis.on_failure".to_owned(), Warn)
+        ]
+    );
+    // Without `hash_key` the fingerprints use the public default key.
+    assert_eq!(
+        check("local", false),
+        [
+            ("rate_limit.redis".to_owned(), Pass),
+            ("rate_limit.redis.hash_key".to_owned(), Warn)
         ]
     );
 }
