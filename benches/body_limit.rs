@@ -67,16 +67,29 @@ fn chunked() -> Request<Chunked> {
 macro_rules! bench_oneshot {
     ($group:expr, $rt:expr, $id:expr, $svc:expr, $req:expr) => {{
         let svc = $svc;
-        $group.bench_function($id, |b| {
-            b.to_async(&$rt).iter(|| {
-                let svc = svc.clone();
-                async move {
-                    let res = svc.oneshot($req).await.expect("infallible");
-                    assert_eq!(res.status(), StatusCode::OK);
-                    drop(black_box(res));
-                }
-            })
-        });
+        // `BATTLEMENT_PROFILE=<id>:<n>`: `n` requests for callgrind, no criterion.
+        if support::profiling() {
+            if let Some(n) = support::profile_iterations($id) {
+                $rt.block_on(async {
+                    for _ in 0..n {
+                        let res = svc.clone().oneshot($req).await.expect("infallible");
+                        assert_eq!(res.status(), StatusCode::OK);
+                        drop(black_box(res));
+                    }
+                });
+            }
+        } else {
+            $group.bench_function($id, |b| {
+                b.to_async(&$rt).iter(|| {
+                    let svc = svc.clone();
+                    async move {
+                        let res = svc.oneshot($req).await.expect("infallible");
+                        assert_eq!(res.status(), StatusCode::OK);
+                        drop(black_box(res));
+                    }
+                })
+            });
+        }
     }};
 }
 
@@ -128,6 +141,9 @@ fn body_limit(c: &mut Criterion) {
         chunked()
     );
     group.finish();
+    if support::profiling() {
+        return;
+    }
     support::report("body_limit", "no_limit", &[("battlement", "tower_http")]);
     support::report(
         "body_limit",
@@ -197,6 +213,9 @@ fn https(c: &mut Criterion) {
 fn main() {
     let mut c = support::criterion();
     body_limit(&mut c);
+    if support::profiling() {
+        return;
+    }
     https(&mut c);
     c.final_summary();
 }

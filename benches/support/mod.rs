@@ -64,3 +64,18 @@ pub fn report(group: &str, baseline: &str, pairs: &[(&str, &str)]) {
         }
     }
 }
+
+/// `BATTLEMENT_PROFILE=<bench>[:<iterations>]` (e.g. `battlement:20000`): the number of
+/// iterations to run `bench` alone, without criterion, so that `valgrind --tool=callgrind`
+/// counts its instructions (the difference of two runs with different counts, divided by the
+/// difference of the counts, is the cost of one iteration). `None` when unset or another bench.
+pub fn profile_iterations(bench: &str) -> Option<u64> {
+    let spec = std::env::var("BATTLEMENT_PROFILE").ok()?;
+    let (name, n) = spec.split_once(':').unwrap_or((&spec, "100000"));
+    (name == bench).then(|| n.parse().expect("BATTLEMENT_PROFILE iterations"))
+}
+
+/// Whether a profile run was asked for (then criterion is skipped).
+pub fn profiling() -> bool {
+    std::env::var_os("BATTLEMENT_PROFILE").is_some()
+}
