@@ -9,33 +9,13 @@ use std::convert::Infallible;
 use battlement::security_headers::{ContentSecurityPolicy, SecurityHeaders, SecurityHeadersLayer};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main};
-use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::Empty;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
-use tower_http::set_header::SetResponseHeaderLayer;
 
 const GROUP: &str = "security_headers";
 
-const HELMET: [(&str, &str); 12] = [
-    (
-        "content-security-policy",
-        "default-src 'self';base-uri 'self';font-src 'self' https: data:;form-action 'self';frame-ancestors 'self';img-src 'self' data:;object-src 'none';script-src 'self';script-src-attr 'none';style-src 'self' https: 'unsafe-inline';upgrade-insecure-requests",
-    ),
-    ("cross-origin-opener-policy", "same-origin"),
-    ("cross-origin-resource-policy", "same-origin"),
-    ("origin-agent-cluster", "?1"),
-    ("referrer-policy", "no-referrer"),
-    (
-        "strict-transport-security",
-        "max-age=31536000; includeSubDomains",
-    ),
-    ("x-content-type-options", "nosniff"),
-    ("x-dns-prefetch-control", "off"),
-    ("x-download-options", "noopen"),
-    ("x-frame-options", "SAMEORIGIN"),
-    ("x-permitted-cross-domain-policies", "none"),
-    ("x-xss-protection", "0"),
-];
+use support::helmet::helmet_layer;
 
 async fn handler(_req: Request<Empty<Bytes>>) -> Result<Response<Empty<Bytes>>, Infallible> {
     Ok(Response::new(Empty::new()))
@@ -49,13 +29,6 @@ async fn typed(_req: Request<Empty<Bytes>>) -> Result<Response<Empty<Bytes>>, In
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     Ok(res)
-}
-
-fn layer(i: usize) -> SetResponseHeaderLayer<HeaderValue> {
-    SetResponseHeaderLayer::overriding(
-        HeaderName::from_static(HELMET[i].0),
-        HeaderValue::from_static(HELMET[i].1),
-    )
 }
 
 fn bench<S>(
@@ -88,18 +61,18 @@ fn security_headers(c: &mut criterion::Criterion) {
     bench(&mut group, &rt, "bare", "/", service_fn(handler));
 
     let tower_http = ServiceBuilder::new()
-        .layer(layer(0))
-        .layer(layer(1))
-        .layer(layer(2))
-        .layer(layer(3))
-        .layer(layer(4))
-        .layer(layer(5))
-        .layer(layer(6))
-        .layer(layer(7))
-        .layer(layer(8))
-        .layer(layer(9))
-        .layer(layer(10))
-        .layer(layer(11))
+        .layer(helmet_layer(0))
+        .layer(helmet_layer(1))
+        .layer(helmet_layer(2))
+        .layer(helmet_layer(3))
+        .layer(helmet_layer(4))
+        .layer(helmet_layer(5))
+        .layer(helmet_layer(6))
+        .layer(helmet_layer(7))
+        .layer(helmet_layer(8))
+        .layer(helmet_layer(9))
+        .layer(helmet_layer(10))
+        .layer(helmet_layer(11))
         .service_fn(handler);
     bench(&mut group, &rt, "tower_http_12", "/", tower_http);
 
@@ -126,18 +99,18 @@ fn security_headers(c: &mut criterion::Criterion) {
 
     // The same two with a handler that sets a header of its own.
     let tower_http_typed = ServiceBuilder::new()
-        .layer(layer(0))
-        .layer(layer(1))
-        .layer(layer(2))
-        .layer(layer(3))
-        .layer(layer(4))
-        .layer(layer(5))
-        .layer(layer(6))
-        .layer(layer(7))
-        .layer(layer(8))
-        .layer(layer(9))
-        .layer(layer(10))
-        .layer(layer(11))
+        .layer(helmet_layer(0))
+        .layer(helmet_layer(1))
+        .layer(helmet_layer(2))
+        .layer(helmet_layer(3))
+        .layer(helmet_layer(4))
+        .layer(helmet_layer(5))
+        .layer(helmet_layer(6))
+        .layer(helmet_layer(7))
+        .layer(helmet_layer(8))
+        .layer(helmet_layer(9))
+        .layer(helmet_layer(10))
+        .layer(helmet_layer(11))
         .service_fn(typed);
     bench(
         &mut group,

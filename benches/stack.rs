@@ -18,37 +18,17 @@ use battlement::stack::{ServerConfig, ServerStack};
 use std::hint::black_box;
 
 use criterion::criterion_main;
-use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_governor::{GovernorLayer, governor::GovernorConfigBuilder};
 use tower_http::{
     limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    set_header::SetResponseHeaderLayer,
 };
 
 const GROUP: &str = "stack";
 
-const HELMET: [(&str, &str); 12] = [
-    (
-        "content-security-policy",
-        "default-src 'self';base-uri 'self';font-src 'self' https: data:;form-action 'self';frame-ancestors 'self';img-src 'self' data:;object-src 'none';script-src 'self';script-src-attr 'none';style-src 'self' https: 'unsafe-inline';upgrade-insecure-requests",
-    ),
-    ("cross-origin-opener-policy", "same-origin"),
-    ("cross-origin-resource-policy", "same-origin"),
-    ("origin-agent-cluster", "?1"),
-    ("referrer-policy", "no-referrer"),
-    (
-        "strict-transport-security",
-        "max-age=31536000; includeSubDomains",
-    ),
-    ("x-content-type-options", "nosniff"),
-    ("x-dns-prefetch-control", "off"),
-    ("x-download-options", "noopen"),
-    ("x-frame-options", "SAMEORIGIN"),
-    ("x-permitted-cross-domain-policies", "none"),
-    ("x-xss-protection", "0"),
-];
+use support::helmet::helmet_layer;
 
 /// A handler that accepts any request body (each stack hands it its own body type).
 #[derive(Clone, Copy)]
@@ -66,13 +46,6 @@ impl<B> Service<Request<B>> for Handler {
     fn call(&mut self, _: Request<B>) -> Self::Future {
         ready(Ok(Response::new(Body::from("ok"))))
     }
-}
-
-fn header(i: usize) -> SetResponseHeaderLayer<HeaderValue> {
-    SetResponseHeaderLayer::overriding(
-        HeaderName::from_static(HELMET[i].0),
-        HeaderValue::from_static(HELMET[i].1),
-    )
 }
 
 fn bench<S, RB>(
@@ -166,18 +139,18 @@ fn stack(c: &mut criterion::Criterion) {
     let anchor = ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(header(0))
-        .layer(header(1))
-        .layer(header(2))
-        .layer(header(3))
-        .layer(header(4))
-        .layer(header(5))
-        .layer(header(6))
-        .layer(header(7))
-        .layer(header(8))
-        .layer(header(9))
-        .layer(header(10))
-        .layer(header(11))
+        .layer(helmet_layer(0))
+        .layer(helmet_layer(1))
+        .layer(helmet_layer(2))
+        .layer(helmet_layer(3))
+        .layer(helmet_layer(4))
+        .layer(helmet_layer(5))
+        .layer(helmet_layer(6))
+        .layer(helmet_layer(7))
+        .layer(helmet_layer(8))
+        .layer(helmet_layer(9))
+        .layer(helmet_layer(10))
+        .layer(helmet_layer(11))
         .layer(RequestBodyLimitLayer::new(1024 * 1024))
         .layer(GovernorLayer::new(governor))
         .service(Handler);

@@ -35,7 +35,6 @@ use tower_governor::{GovernorLayer, governor::GovernorConfigBuilder};
 use tower_http::{
     limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    set_header::SetResponseHeaderLayer,
 };
 
 /// The default configuration with a per-address quota that a load generator cannot exhaust.
@@ -46,27 +45,9 @@ per = "1s"
 burst = 1000000000
 "#;
 
-/// helmet's 12 defaults, as in `benches/stack.rs`.
-const HELMET: [(&str, &str); 12] = [
-    (
-        "content-security-policy",
-        "default-src 'self';base-uri 'self';font-src 'self' https: data:;form-action 'self';frame-ancestors 'self';img-src 'self' data:;object-src 'none';script-src 'self';script-src-attr 'none';style-src 'self' https: 'unsafe-inline';upgrade-insecure-requests",
-    ),
-    ("cross-origin-opener-policy", "same-origin"),
-    ("cross-origin-resource-policy", "same-origin"),
-    ("origin-agent-cluster", "?1"),
-    ("referrer-policy", "no-referrer"),
-    (
-        "strict-transport-security",
-        "max-age=31536000; includeSubDomains",
-    ),
-    ("x-content-type-options", "nosniff"),
-    ("x-dns-prefetch-control", "off"),
-    ("x-download-options", "noopen"),
-    ("x-frame-options", "SAMEORIGIN"),
-    ("x-permitted-cross-domain-policies", "none"),
-    ("x-xss-protection", "0"),
-];
+#[path = "../benches/support/helmet.rs"]
+mod helmet;
+use helmet::helmet_layer;
 
 async fn noop() -> StatusCode {
     StatusCode::OK
@@ -108,13 +89,6 @@ async fn stack_headers() -> Result<Headers, String> {
         .collect())
 }
 
-fn helmet(i: usize) -> SetResponseHeaderLayer<HeaderValue> {
-    SetResponseHeaderLayer::overriding(
-        HeaderName::from_static(HELMET[i].0),
-        HeaderValue::from_static(HELMET[i].1),
-    )
-}
-
 fn anchor() -> Result<Router, String> {
     let governor = GovernorConfigBuilder::default()
         .per_nanosecond(1)
@@ -124,18 +98,18 @@ fn anchor() -> Result<Router, String> {
     let layers = ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(helmet(0))
-        .layer(helmet(1))
-        .layer(helmet(2))
-        .layer(helmet(3))
-        .layer(helmet(4))
-        .layer(helmet(5))
-        .layer(helmet(6))
-        .layer(helmet(7))
-        .layer(helmet(8))
-        .layer(helmet(9))
-        .layer(helmet(10))
-        .layer(helmet(11))
+        .layer(helmet_layer(0))
+        .layer(helmet_layer(1))
+        .layer(helmet_layer(2))
+        .layer(helmet_layer(3))
+        .layer(helmet_layer(4))
+        .layer(helmet_layer(5))
+        .layer(helmet_layer(6))
+        .layer(helmet_layer(7))
+        .layer(helmet_layer(8))
+        .layer(helmet_layer(9))
+        .layer(helmet_layer(10))
+        .layer(helmet_layer(11))
         .layer(RequestBodyLimitLayer::new(1024 * 1024))
         .layer(GovernorLayer::new(governor));
     Ok(Router::new().route("/noop", get(noop)).layer(layers))

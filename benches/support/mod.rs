@@ -6,6 +6,8 @@ use std::{path::PathBuf, time::Duration};
 
 use criterion::Criterion;
 
+pub mod helmet;
+
 /// A criterion set to the anchors' settings: 0.5 s warm-up and 2 s measurement per bench.
 pub fn criterion() -> Criterion {
     Criterion::default()
