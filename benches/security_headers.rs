@@ -15,7 +15,7 @@ use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
 const GROUP: &str = "security_headers";
 
-use support::helmet::helmet_layer;
+use support::helmet::helmet_layers;
 
 async fn handler(_req: Request<Empty<Bytes>>) -> Result<Response<Empty<Bytes>>, Infallible> {
     Ok(Response::new(Empty::new()))
@@ -61,18 +61,7 @@ fn security_headers(c: &mut criterion::Criterion) {
     bench(&mut group, &rt, "bare", "/", service_fn(handler));
 
     let tower_http = ServiceBuilder::new()
-        .layer(helmet_layer(0))
-        .layer(helmet_layer(1))
-        .layer(helmet_layer(2))
-        .layer(helmet_layer(3))
-        .layer(helmet_layer(4))
-        .layer(helmet_layer(5))
-        .layer(helmet_layer(6))
-        .layer(helmet_layer(7))
-        .layer(helmet_layer(8))
-        .layer(helmet_layer(9))
-        .layer(helmet_layer(10))
-        .layer(helmet_layer(11))
+        .layer(helmet_layers())
         .service_fn(handler);
     bench(&mut group, &rt, "tower_http_12", "/", tower_http);
 
@@ -99,18 +88,7 @@ fn security_headers(c: &mut criterion::Criterion) {
 
     // The same two with a handler that sets a header of its own.
     let tower_http_typed = ServiceBuilder::new()
-        .layer(helmet_layer(0))
-        .layer(helmet_layer(1))
-        .layer(helmet_layer(2))
-        .layer(helmet_layer(3))
-        .layer(helmet_layer(4))
-        .layer(helmet_layer(5))
-        .layer(helmet_layer(6))
-        .layer(helmet_layer(7))
-        .layer(helmet_layer(8))
-        .layer(helmet_layer(9))
-        .layer(helmet_layer(10))
-        .layer(helmet_layer(11))
+        .layer(helmet_layers())
         .service_fn(typed);
     bench(
         &mut group,

@@ -28,7 +28,7 @@ use tower_http::{
 
 const GROUP: &str = "stack";
 
-use support::helmet::helmet_layer;
+use support::helmet::helmet_layers;
 
 /// A handler that accepts any request body (each stack hands it its own body type).
 #[derive(Clone, Copy)]
@@ -139,18 +139,7 @@ fn stack(c: &mut criterion::Criterion) {
     let anchor = ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(helmet_layer(0))
-        .layer(helmet_layer(1))
-        .layer(helmet_layer(2))
-        .layer(helmet_layer(3))
-        .layer(helmet_layer(4))
-        .layer(helmet_layer(5))
-        .layer(helmet_layer(6))
-        .layer(helmet_layer(7))
-        .layer(helmet_layer(8))
-        .layer(helmet_layer(9))
-        .layer(helmet_layer(10))
-        .layer(helmet_layer(11))
+        .layer(helmet_layers())
         .layer(RequestBodyLimitLayer::new(1024 * 1024))
         .layer(GovernorLayer::new(governor))
         .service(Handler);

@@ -47,7 +47,7 @@ burst = 1000000000
 
 #[path = "../benches/support/helmet.rs"]
 mod helmet;
-use helmet::helmet_layer;
+use helmet::helmet_layers;
 
 async fn noop() -> StatusCode {
     StatusCode::OK
@@ -98,18 +98,7 @@ fn anchor() -> Result<Router, String> {
     let layers = ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(helmet_layer(0))
-        .layer(helmet_layer(1))
-        .layer(helmet_layer(2))
-        .layer(helmet_layer(3))
-        .layer(helmet_layer(4))
-        .layer(helmet_layer(5))
-        .layer(helmet_layer(6))
-        .layer(helmet_layer(7))
-        .layer(helmet_layer(8))
-        .layer(helmet_layer(9))
-        .layer(helmet_layer(10))
-        .layer(helmet_layer(11))
+        .layer(helmet_layers())
         .layer(RequestBodyLimitLayer::new(1024 * 1024))
         .layer(GovernorLayer::new(governor));
     Ok(Router::new().route("/noop", get(noop)).layer(layers))

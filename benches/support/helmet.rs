@@ -3,6 +3,10 @@
 #![allow(dead_code, unreachable_pub)]
 
 use http::{HeaderName, HeaderValue};
+use tower::{
+    ServiceBuilder,
+    layer::util::{Identity, Stack},
+};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 /// helmet's 12 defaults, names and values.
@@ -33,4 +37,42 @@ pub fn helmet_layer(i: usize) -> SetResponseHeaderLayer<HeaderValue> {
         HeaderName::from_static(HELMET[i].0),
         HeaderValue::from_static(HELMET[i].1),
     )
+}
+
+type H = SetResponseHeaderLayer<HeaderValue>;
+
+/// The 12 anchor layers, one per header, stacked as a tower-http user would.
+pub type HelmetLayers = Stack<
+    H,
+    Stack<
+        H,
+        Stack<
+            H,
+            Stack<
+                H,
+                Stack<
+                    H,
+                    Stack<H, Stack<H, Stack<H, Stack<H, Stack<H, Stack<H, Stack<H, Identity>>>>>>>,
+                >,
+            >,
+        >,
+    >,
+>;
+
+/// `ServiceBuilder::new().layer(helmet_layer(0))` … `.layer(helmet_layer(11))`, as one layer.
+pub fn helmet_layers() -> HelmetLayers {
+    ServiceBuilder::new()
+        .layer(helmet_layer(0))
+        .layer(helmet_layer(1))
+        .layer(helmet_layer(2))
+        .layer(helmet_layer(3))
+        .layer(helmet_layer(4))
+        .layer(helmet_layer(5))
+        .layer(helmet_layer(6))
+        .layer(helmet_layer(7))
+        .layer(helmet_layer(8))
+        .layer(helmet_layer(9))
+        .layer(helmet_layer(10))
+        .layer(helmet_layer(11))
+        .into_inner()
 }
