@@ -193,6 +193,13 @@ fn breakdown(
         stack::{CatchPanicLayer, ObserveLayer, RequestTimeoutLayer},
     };
 
+    // On an axum `Router` (which boxes each route's future, as in the end-to-end test).
+    let route = || axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+    bench(group, rt, "router_bare", route());
+    let config = ServerConfig::from_toml_str(DEFAULT).expect("valid config");
+    let stack = ServerStack::from_config(&config).expect("valid stack");
+    bench(group, rt, "router_default", stack.wrap(route()));
+
     let none = || {
         ServerStack::new()
             .request_id(None)
