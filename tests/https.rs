@@ -1,5 +1,8 @@
 //! Integration tests of `https` on real axum routers (and a real socket for the proxy rules).
 
+#[path = "support/serve.rs"]
+mod serve;
+
 use std::net::SocketAddr;
 
 use axum::{
@@ -297,19 +300,7 @@ async fn the_rejection_can_be_replaced() {
 #[tokio::test]
 async fn over_a_real_socket_with_connect_info() {
     // The peer is 127.0.0.1, read from axum's `ConnectInfo`.
-    let serve = |layer: HttpsRedirectLayer| async move {
-        let app = app(layer);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-        });
-        addr
-    };
+    let serve = |layer: HttpsRedirectLayer| async move { serve::serve(app(layer)).await };
     let get = |addr: SocketAddr, proto: Option<&'static str>| async move {
         let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (mut sender, conn) =

@@ -1,5 +1,8 @@
 //! Integration tests of `battlement::rate_limit` on real axum routers.
 
+#[path = "support/serve.rs"]
+mod serve;
+
 use std::{
     future::Future,
     net::SocketAddr,
@@ -506,16 +509,7 @@ async fn real_socket_peer_ip() {
         PeerIp::new(),
         Quota::per_minute(nz(2)),
     )));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    let addr = serve::serve(app).await;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Body>();
     let mut statuses = Vec::new();

@@ -1,6 +1,9 @@
 //! Integration tests of `stack`: the example config, validation errors, the audit, the server
 //! stack on real axum routers (and a real socket), the client stack.
 
+#[path = "support/serve.rs"]
+mod serve;
+
 use std::{
     convert::Infallible,
     net::SocketAddr,
@@ -58,7 +61,8 @@ fn example_with_files() -> String {
         )
 }
 
-/// Every leaf path of a TOML table (arrays of scalars and inline secret tables are leaves too).
+/// Every leaf path of a TOML table, array items indexed (arrays of scalars are leaves; the
+/// `env`/`file` key of a secret table is a leaf of its own, so mutating it breaks the reference).
 fn leaves(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
     for (k, v) in table {
         let path = if prefix.is_empty() {
@@ -770,16 +774,7 @@ async fn real_socket_rate_limit() {
     let app = Stack::from_config(&cfg)
         .unwrap()
         .wrap(Router::new().route("/", get(|| async { "ok" })));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    let addr = serve::serve(app).await;
     let mut statuses = Vec::new();
     for _ in 0..5 {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};

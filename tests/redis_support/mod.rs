@@ -181,6 +181,9 @@ impl Drop for RedisServer {
 
 /// The HTTP side shared by the Redis tests: a request from one client address, its status,
 /// and a router served on a loopback port.
+#[path = "../support/serve.rs"]
+mod serve;
+
 pub mod http {
     use std::net::SocketAddr;
 
@@ -204,17 +207,7 @@ pub mod http {
 
     /// Serves `app` on a loopback port with connect info.
     pub async fn serve(app: Router) -> SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            .unwrap();
-        });
-        addr
+        super::serve::serve(app).await
     }
 
     /// One HTTP/1.1 GET over a fresh connection; the status code.
