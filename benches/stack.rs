@@ -194,11 +194,19 @@ fn breakdown(
     };
 
     // On an axum `Router` (which boxes each route's future, as in the end-to-end test).
+    // `with_state(())` turns the handlers into routes once, as `axum::serve` does through
+    // `into_make_service`; without it axum rebuilds each route (and applies its layers) on
+    // every request.
     let route = || axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
-    bench(group, rt, "router_bare", route());
+    bench(group, rt, "router_bare", route().with_state(()));
     let config = ServerConfig::from_toml_str(DEFAULT).expect("valid config");
     let stack = ServerStack::from_config(&config).expect("valid stack");
-    bench(group, rt, "router_default", stack.wrap(route()));
+    bench(
+        group,
+        rt,
+        "router_default",
+        stack.wrap(route()).with_state(()),
+    );
 
     let none = || {
         ServerStack::new()

@@ -2,6 +2,7 @@
 
 use std::{
     fmt,
+    pin::Pin,
     str::FromStr,
     task::{Context, Poll},
     time::Duration,
@@ -106,6 +107,21 @@ type LeanLayers = Stack<
                     Opt<CatchPanicLayer>,
                     Stack<Opt<ObserveLayer>, Stack<Opt<SetRequestIdLayer>, Identity>>,
                 >,
+            >,
+        >,
+    >,
+>;
+
+/// The default parts, all on: [`LeanLayers`] without an [`Either`] each.
+type DenseLayers = Stack<
+    RequestTimeoutLayer,
+    Stack<
+        RateLimitLayer<StackStore>,
+        Stack<
+            BodyLimitLayer,
+            Stack<
+                SecurityHeadersLayer,
+                Stack<CatchPanicLayer, Stack<ObserveLayer, Stack<SetRequestIdLayer, Identity>>>,
             >,
         >,
     >,
@@ -435,6 +451,26 @@ impl ServerStack {
             && self.circuit_breaker.is_none()
     }
 
+    /// The default parts, every one of them on (the default configuration), without the
+    /// [`Either`] of each optional part: each one moves the request and the response future
+    /// once more.
+    fn dense_layers(&self) -> Option<DenseLayers> {
+        if !self.is_lean() {
+            return None;
+        }
+        Some(
+            ServiceBuilder::new()
+                .layer(self.request_id.clone()?)
+                .layer(self.observe.clone()?)
+                .layer(self.catch_panic?)
+                .layer(self.security_headers.clone()?)
+                .layer(self.body_limit.clone()?)
+                .layer(self.rate_limit_ip.clone()?)
+                .layer(self.timeout?)
+                .into_inner(),
+        )
+    }
+
     fn lean_layers(&self) -> LeanLayers {
         ServiceBuilder::new()
             .option_layer(self.request_id.clone())
@@ -511,16 +547,53 @@ impl<S> Layer<S> for ServerStack {
     type Service = ServerService<S>;
 
     fn layer(&self, inner: S) -> ServerService<S> {
-        let inner = if self.is_lean() {
-            Either::Left(self.lean_layers().layer(inner))
+        let inner = if let Some(dense) = self.dense_layers() {
+            Either::Left(Either::Left(dense.layer(inner)))
+        } else if self.is_lean() {
+            Either::Left(Either::Right(self.lean_layers().layer(inner)))
         } else {
-            Either::Right(self.layers().layer(inner))
+            Either::Right(Boxed(self.layers().layer(inner)))
         };
         ServerService { inner }
     }
 }
 
-type Inner<S> = Either<<LeanLayers as Layer<S>>::Service, <Layers as Layer<S>>::Service>;
+type Inner<S> = Either<
+    Either<<DenseLayers as Layer<S>>::Service, <LeanLayers as Layer<S>>::Service>,
+    Boxed<<Layers as Layer<S>>::Service>,
+>;
+
+/// Boxes the response future of `S`: the composition of every part has a future several
+/// times larger than the default parts', and the [`Either`] that holds both would otherwise
+/// make the default stack's future (moved by every caller) that large too.
+#[derive(Clone)]
+#[doc(hidden)]
+pub struct Boxed<S>(S);
+
+impl<S> fmt::Debug for Boxed<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Boxed").finish_non_exhaustive()
+    }
+}
+
+impl<S, Req> Service<Req> for Boxed<S>
+where
+    S: Service<Req>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<S::Future>>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    #[inline]
+    fn call(&mut self, req: Req) -> Self::Future {
+        Box::pin(self.0.call(req))
+    }
+}
 
 /// The service of a [`ServerStack`]: the composed layers around `S`.
 ///
