@@ -49,6 +49,7 @@ pub mod body_limit;
 pub mod circuit_breaker;
 pub mod config;
 pub mod error;
+mod header_buf;
 pub mod https;
 pub mod net;
 pub mod problem;

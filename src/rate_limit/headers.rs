@@ -69,53 +69,8 @@ pub(crate) fn retry_after_secs(wait: Duration) -> u64 {
     secs.max(1)
 }
 
-/// A small byte buffer on the stack; what does not fit is dropped (never reached with
-/// validated names and at most four limits).
-struct StackBuf {
-    bytes: [u8; 512],
-    len: usize,
-}
-
-impl StackBuf {
-    fn new() -> Self {
-        Self {
-            bytes: [0; 512],
-            len: 0,
-        }
-    }
-
-    fn push(&mut self, s: &[u8]) {
-        let end = (self.len + s.len()).min(self.bytes.len());
-        self.bytes[self.len..end].copy_from_slice(&s[..end - self.len]);
-        self.len = end;
-    }
-
-    /// Decimal, two digits per division.
-    fn push_u64(&mut self, mut n: u64) {
-        const PAIRS: &[u8; 200] = b"00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        while n >= 100 {
-            let pair = (n % 100) as usize * 2;
-            n /= 100;
-            i -= 2;
-            digits[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
-        }
-        if n >= 10 {
-            let pair = n as usize * 2;
-            i -= 2;
-            digits[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
-        } else {
-            i -= 1;
-            digits[i] = b'0' + n as u8;
-        }
-        self.push(&digits[i..]);
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..self.len]
-    }
-}
+/// The longest `RateLimit` value written (names are at most 64 bytes: four items fit).
+const STATE_MAX: usize = 512;
 
 fn ceil_secs(ns: u64) -> u64 {
     ns.div_ceil(1_000_000_000)
@@ -158,21 +113,21 @@ impl HeaderSet {
                 // Made of validated names and numbers only.
                 HeaderValue::try_from(joined).unwrap_or(HeaderValue::from_static(""))
             });
-            // On the stack, then one exact allocation: names are at most 64 bytes, so four
-            // items fit in 512.
-            let mut state = StackBuf::new();
-            for (i, (q, s)) in quotas.iter().flatten().zip(states).enumerate() {
-                if i > 0 {
-                    state.push(b", ");
+            // Written into a shared per-thread chunk: no allocation of its own. Names are at
+            // most 64 bytes, so a few items fit well within the bound.
+            set.state = crate::header_buf::header_value(STATE_MAX, |w| {
+                for (i, (q, s)) in quotas.iter().flatten().zip(states).enumerate() {
+                    if i > 0 {
+                        w.push(b", ");
+                    }
+                    w.push(b"\"");
+                    w.push(q.quota.name().as_bytes());
+                    w.push(b"\";r=");
+                    w.push_u64(s.remaining);
+                    w.push(b";t=");
+                    w.push_u64(ceil_secs(s.reset_ns));
                 }
-                state.push(b"\"");
-                state.push(q.quota.name().as_bytes());
-                state.push(b"\";r=");
-                state.push_u64(s.remaining);
-                state.push(b";t=");
-                state.push_u64(ceil_secs(s.reset_ns));
-            }
-            set.state = HeaderValue::from_bytes(state.as_bytes()).ok();
+            });
         }
         if style.legacy() {
             let (q, s) = (
@@ -207,32 +162,6 @@ impl HeaderSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn numbers() {
-        for n in [
-            0,
-            7,
-            9,
-            10,
-            42,
-            99,
-            100,
-            101,
-            999,
-            1000,
-            1234567890,
-            u64::MAX,
-        ] {
-            let mut s = StackBuf::new();
-            s.push(b"x");
-            s.push_u64(n);
-            assert_eq!(s.as_bytes(), format!("x{n}").as_bytes());
-        }
-        let mut s = StackBuf::new();
-        s.push(&[b'a'; 600]);
-        assert_eq!(s.as_bytes().len(), 512);
-    }
 
     #[test]
     fn retry_after_rounds_up_never_zero() {
