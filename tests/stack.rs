@@ -766,6 +766,49 @@ async fn everything_off_is_the_bare_router() {
     assert!(!res.headers().contains_key("x-content-type-options"));
 }
 
+/// The stack composes the default parts in one of three ways (all on; some off; with parts
+/// beyond the defaults): each gives the same response headers for what is on.
+#[tokio::test]
+async fn the_three_compositions_answer_alike() {
+    let names = |res: &Response<Body>| {
+        let mut names: Vec<String> = res
+            .headers()
+            .keys()
+            // Values that differ per response, and CORS's own `vary`.
+            .filter(|n| !["x-request-id", "ratelimit", "vary"].contains(&n.as_str()))
+            .map(|n| n.as_str().to_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let mut answers = Vec::new();
+    for extra in [
+        "",
+        "[timeout]\nenabled = false",
+        "[cors]\nallow_origins = [\"https://app.example\"]",
+    ] {
+        let cfg = ServerConfig::from_toml_str(extra).unwrap();
+        let stack = ServerStack::from_config(&cfg).unwrap();
+        let app = stack.wrap(app());
+        let res = app.clone().oneshot(get_req("/")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{extra}");
+        let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert!(res.headers()["ratelimit"].to_str().unwrap().contains(";r="));
+        let header_names = names(&res);
+        assert_eq!(
+            body_text(res).await,
+            id,
+            "{extra}: the handler sees the same id"
+        );
+        let res = app.oneshot(get_req("/panic")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR, "{extra}");
+        assert!(res.headers().contains_key("x-request-id"), "{extra}");
+        answers.push(header_names);
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0], answers[2]);
+}
+
 /// Over a real loopback socket, one connection per request: the peer address comes from
 /// `ConnectInfo`, so the per-IP limit holds.
 #[tokio::test]

@@ -597,8 +597,10 @@ where
 
 /// The service of a [`ServerStack`]: the composed layers around `S`.
 ///
-/// It is one of two compositions: the default parts only when nothing else is on (a smaller
-/// response future, cheaper per request), or every part.
+/// It is one of three compositions: the default parts, every one on (the default
+/// configuration), without an `Either` around each; the default parts, some off; or every
+/// part, its response future boxed. The first two have a smaller future and cost less per
+/// request.
 ///
 /// Hidden from the rendered docs: its field is a tower `Stack` of `Either`s whose fully
 /// expanded type doubles at every optional layer, which sends rustdoc's auto-trait synthesis
