@@ -1,9 +1,4 @@
-use std::{
-    cell::RefCell,
-    time::{SystemTime, UNIX_EPOCH},
-};
-
-use bytes::{Bytes, BytesMut};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{HeaderValue, Request};
 use rand::RngCore;
@@ -95,30 +90,13 @@ pub fn uuid_v7(unix_millis: u64, random: [u8; 10]) -> RequestId {
     RequestId::from_validated(header_value(text.as_bytes()))
 }
 
-/// Ids per shared buffer: the ids of one buffer keep it alive together (about 1 KiB).
-const IDS_PER_CHUNK: usize = 32;
-
-thread_local! {
-    static CHUNK: RefCell<BytesMut> = RefCell::new(BytesMut::new());
-}
-
-/// A header value holding `text` (a 36-byte UUID), carved out of a per-thread buffer: one
-/// allocation per [`IDS_PER_CHUNK`] ids instead of two per id (the bytes, then the shared
-/// reference count on the first clone), and clones are a reference-count bump.
+/// A header value holding `text` (a 36-byte UUID), carved out of a per-thread buffer shared
+/// with other ids (see `header_buf`): no allocation of its own, and clones are a
+/// reference-count bump.
 fn header_value(text: &[u8]) -> HeaderValue {
-    let bytes = CHUNK
-        .try_with(|chunk| {
-            let mut chunk = chunk.borrow_mut();
-            if chunk.capacity() - chunk.len() < text.len() {
-                *chunk = BytesMut::with_capacity(text.len() * IDS_PER_CHUNK);
-            }
-            chunk.extend_from_slice(text);
-            chunk.split().freeze()
-        })
-        // The thread is being torn down: a plain copy.
-        .unwrap_or_else(|_| Bytes::copy_from_slice(text));
-    // Lowercase hex and dashes: always a valid header value (and request id).
-    HeaderValue::from_maybe_shared(bytes).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    // Lowercase hex and dashes, 36 bytes: always a valid header value (and request id).
+    crate::header_buf::header_value(text.len(), |w| w.push(text))
+        .unwrap_or_else(|| HeaderValue::from_static("0"))
 }
 
 #[cfg(test)]
