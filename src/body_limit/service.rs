@@ -84,6 +84,7 @@ impl<S: fmt::Debug, R> fmt::Debug for BodyLimit<S, R> {
 
 /// The declared length: a single valid `Content-Length`, else the body's exact size hint.
 /// Several or malformed `Content-Length` values count as unknown (the streaming rules apply).
+#[inline]
 fn declared_length<B: Body>(headers: &HeaderMap, body: &B) -> Option<u64> {
     let mut values = headers.get_all(CONTENT_LENGTH).iter();
     match (values.next(), values.next()) {
@@ -121,8 +122,47 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let declared = declared_length(req.headers(), req.body());
+        // The common case: a known length within the limit, and no outer `BodyLimitLayer`. The
+        // body stops at that length; an inner layer can still lower the limit by looking at
+        // the length itself, so nothing needs to be shared (no allocation). Kept small so that
+        // it inlines into the caller; every other case is out of line.
+        if let Some(len) = declared
+            && len <= self.limit
+            && req.body().size_hint().lower() <= self.limit
+            && !has_handle(req.extensions())
+        {
+            let limit = self.limit;
+            let req = req.map(|body| RequestBody::fixed(body, limit, len));
+            return ResponseFuture::inner(self.inner.call(req), None);
+        }
+        self.call_other(req, declared)
+    }
+}
+
+/// Whether an outer [`BodyLimitLayer`] left its handle in the extensions.
+#[inline]
+fn has_handle(extensions: &http::Extensions) -> bool {
+    // An empty map (no allocation) is the common case; only a map with entries is searched.
+    !extensions.is_empty() && extensions.get::<Handle>().is_some()
+}
+
+impl<S, R> BodyLimit<S, R> {
+    /// Every case but a known length within the limit: an outer layer's handle, a body known
+    /// to be too large, an unknown length.
+    #[inline(never)]
+    fn call_other<ReqBody, ResBody>(
+        &mut self,
+        req: Request<ReqBody>,
+        declared: Option<u64>,
+    ) -> ResponseFuture<S::Future, R>
+    where
+        S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>,
+        ReqBody: Body,
+        R: MakeRejection<ResBody> + Clone,
+    {
         // The body itself may prove it is too large (a size hint above the limit).
         let at_least = declared.unwrap_or(0).max(req.body().size_hint().lower());
 
@@ -140,9 +180,6 @@ where
             return self.reject(&req, self.limit, declared);
         }
         match declared {
-            // The common case: a known length within the limit. The body stops at that length;
-            // an inner layer can still lower the limit by looking at the length itself, so
-            // nothing needs to be shared (no allocation).
             Some(len) if at_least <= self.limit => {
                 let limit = self.limit;
                 let req = req.map(|body| RequestBody::fixed(body, limit, len));
