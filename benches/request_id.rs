@@ -4,16 +4,31 @@
 //!
 //! `*_incoming` send a valid `x-request-id` (kept by both); their baseline is `bare_incoming`,
 //! which pays for building the request header too.
+//!
+//! `floor` is the least any layer can do for the same job: it writes one prebuilt id (no
+//! generation, no validation, no span, no task-local) into the request's header and extensions
+//! and the response's header and extensions, the four writes the bench checks both layers make.
+//! Its overhead is what the `http` types' maps cost (an allocation or two per map on these
+//! requests, which arrive with none), the part of tower-http's overhead that no implementation
+//! of the job avoids; the ratio `floor` / `tower_http` bounds from below what `battlement` can
+//! reach.
 
 #[path = "support/mod.rs"]
 mod support;
 
-use std::{convert::Infallible, hint::black_box};
+use std::{
+    convert::Infallible,
+    future::Future,
+    hint::black_box,
+    pin::Pin,
+    task::{Context, Poll, ready},
+};
 
 use battlement::request_id::{DefaultMakeRequestId, SetRequestIdLayer};
+use battlement::request_id::{RequestId, X_REQUEST_ID};
 use bytes::Bytes;
 use criterion::criterion_main;
-use http::{Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_http::request_id::{
@@ -24,6 +39,63 @@ type Body = Full<Bytes>;
 
 async fn handler(_req: Request<Body>) -> Result<Response<Body>, Infallible> {
     Ok(Response::new(Full::new(Bytes::from_static(b"ok"))))
+}
+
+/// The four writes of the job and nothing else (see the module docs).
+#[derive(Clone)]
+struct Floor<S> {
+    inner: S,
+    id: RequestId,
+}
+
+impl<S, B, R> tower::Service<Request<B>> for Floor<S>
+where
+    S: tower::Service<Request<B>, Response = Response<R>>,
+{
+    type Response = Response<R>;
+    type Error = S::Error;
+    type Future = FloorFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let id = self.id.clone();
+        req.headers_mut()
+            .insert(X_REQUEST_ID, id.header_value().clone());
+        req.extensions_mut().insert(id.clone());
+        FloorFuture {
+            inner: self.inner.call(req),
+            id: Some(id),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    struct FloorFuture<F> {
+        #[pin]
+        inner: F,
+        id: Option<RequestId>,
+    }
+}
+
+impl<F, R, E> Future for FloorFuture<F>
+where
+    F: Future<Output = Result<Response<R>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let mut res = ready!(this.inner.poll(cx))?;
+        if let Some(id) = this.id.take() {
+            res.headers_mut()
+                .insert(X_REQUEST_ID, id.header_value().clone());
+            res.extensions_mut().insert(id);
+        }
+        Poll::Ready(Ok(res))
+    }
 }
 
 async fn answer<S>(svc: S, incoming: bool) -> Response<Body>
@@ -78,8 +150,18 @@ fn request_id(c: &mut criterion::Criterion) {
     let tower = TowerSetRequestIdLayer::x_request_id(MakeRequestUuid)
         .layer(PropagateRequestIdLayer::x_request_id().layer(service_fn(handler)));
     let ours = SetRequestIdLayer::new().layer(service_fn(handler));
-    // Both do the whole job: an id on the response, header and extension.
+    let floor = Floor {
+        inner: service_fn(handler),
+        id: RequestId::new(HeaderValue::from_static(
+            "0190b5d5-7a4e-7cc1-9c2a-1b8f3e8f9d11",
+        ))
+        .expect("a valid id"),
+    };
+    // Both do the whole job: an id on the response, header and extension (and so does the floor).
     rt.block_on(async {
+        let res = answer(floor.clone(), false).await;
+        assert!(res.headers().contains_key("x-request-id"));
+        assert!(res.extensions().get::<RequestId>().is_some());
         for incoming in [false, true] {
             let (a, b) = (
                 answer(tower.clone(), incoming).await,
@@ -110,6 +192,7 @@ fn request_id(c: &mut criterion::Criterion) {
         profile(&rt, "bare_incoming", &bare, true);
         profile(&rt, "tower_http", &tower, false);
         profile(&rt, "battlement", &ours, false);
+        profile(&rt, "floor", &floor, false);
         profile(&rt, "tower_http_incoming", &tower, true);
         profile(&rt, "battlement_incoming", &ours, true);
         return;
@@ -122,9 +205,18 @@ fn request_id(c: &mut criterion::Criterion) {
     group.bench_function("tower_http_incoming", |b| run(&rt, b, tower.clone(), true));
     group.bench_function("battlement", |b| run(&rt, b, ours.clone(), false));
     group.bench_function("battlement_incoming", |b| run(&rt, b, ours.clone(), true));
+    group.bench_function("floor", |b| run(&rt, b, floor.clone(), false));
 
     group.finish();
-    support::report("request_id", "bare", &[("battlement", "tower_http")]);
+    support::report(
+        "request_id",
+        "bare",
+        &[
+            ("battlement", "tower_http"),
+            ("floor", "tower_http"),
+            ("battlement", "floor"),
+        ],
+    );
     support::report(
         "request_id",
         "bare_incoming",
