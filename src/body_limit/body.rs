@@ -104,6 +104,9 @@ impl fmt::Display for LengthLimitExceeded {
 
 impl std::error::Error for LengthLimitExceeded {}
 
+/// The value of `RequestBody::read` once the body ended.
+const DONE: u64 = u64::MAX;
+
 pin_project! {
     /// The request body as the inner service sees it behind a
     /// [`BodyLimitLayer`](super::BodyLimitLayer).
@@ -115,14 +118,16 @@ pin_project! {
     pub struct RequestBody<B> {
         #[pin]
         inner: B,
-        // Data bytes handed out so far.
+        // Data bytes handed out so far; `DONE` once the body ended (after its last frame or an
+        // error: nothing more is polled). No real body reaches 2^64 - 1 bytes, and a separate
+        // flag would make the body (moved with the request, and inside the handler's future)
+        // a word larger.
         read: u64,
         // The most bytes handed out: min(limit, declared length) when there is no shared cell;
         // the declared length with one (the limit is in the cell). `u64::MAX` when unknown (a
         // declared `u64::MAX` is treated as unknown: the limit still applies).
         cap: u64,
         shared: Option<Arc<Shared>>,
-        done: bool,
     }
 }
 
@@ -134,7 +139,6 @@ impl<B> RequestBody<B> {
             read: 0,
             cap: limit.min(declared),
             shared: None,
-            done: false,
         }
     }
 
@@ -145,7 +149,6 @@ impl<B> RequestBody<B> {
             read: 0,
             cap: declared,
             shared: Some(shared),
-            done: false,
         }
     }
 
@@ -196,7 +199,7 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        if *this.done {
+        if *this.read == DONE {
             return Poll::Ready(None);
         }
         // In a shared cell the limit may have been changed by an inner layer.
@@ -206,7 +209,7 @@ where
                 // A declared length over the limit (an outer layer let it through for an inner
                 // one to raise the limit, which it did not): refuse before reading a byte.
                 if *this.cap != u64::MAX && *this.cap > limit {
-                    *this.done = true;
+                    *this.read = DONE;
                     return Poll::Ready(Some(Err(exceeded(Some(shared), limit))));
                 }
                 ((*this.cap).min(limit), limit)
@@ -216,18 +219,18 @@ where
         match this.inner.poll_frame(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(None) => {
-                *this.done = true;
+                *this.read = DONE;
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Err(err))) => {
-                *this.done = true;
+                *this.read = DONE;
                 Poll::Ready(Some(Err(box_error(err))))
             }
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     let read = this.read.saturating_add(data.remaining() as u64);
                     if read > cap {
-                        *this.done = true;
+                        *this.read = DONE;
                         // Past the declared length but within the limit is a lying peer, not a
                         // large body: the body errors, but the handler's answer stands.
                         let shared = this.shared.as_ref().filter(|_| read > limit);
@@ -242,7 +245,7 @@ where
 
     #[inline]
     fn is_end_stream(&self) -> bool {
-        self.done || self.inner.is_end_stream()
+        self.read == DONE || self.inner.is_end_stream()
     }
 
     #[inline]
