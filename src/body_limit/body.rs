@@ -180,7 +180,7 @@ impl<B> fmt::Debug for RequestBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequestBody")
             .field("limit", &self.limit())
-            .field("read", &self.read)
+            .field("read", &(self.read != DONE).then_some(self.read))
             .finish_non_exhaustive()
     }
 }
