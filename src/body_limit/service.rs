@@ -179,36 +179,28 @@ impl<S, R> BodyLimit<S, R> {
         if at_least > self.ceiling {
             return self.reject(&req, self.limit, declared);
         }
-        match declared {
-            Some(len) if at_least <= self.limit => {
-                let limit = self.limit;
-                let req = req.map(|body| RequestBody::fixed(body, limit, len));
-                ResponseFuture::inner(self.inner.call(req), None)
-            }
-            // Unknown length (chunked, HTTP/2 without `content-length`), or a length that only
-            // an inner layer may accept: the limit lives in a cell that an inner layer can
-            // change and through which the body reports crossing it.
-            _ => {
-                let (mut parts, body) = req.into_parts();
-                let mut shared = Shared::new(self.limit, self.ceiling);
-                shared.declared = declared;
-                shared.request_id = parts.extensions.get::<RequestId>().cloned();
-                let shared = Arc::new(shared);
-                // Without a ceiling above the limit an inner layer can only lower the limit,
-                // which it does by wrapping the body again: it needs no handle (and the
-                // extension map no allocation).
-                if self.ceiling > self.limit {
-                    parts.extensions.insert(Handle(shared.clone()));
-                }
-                let watch = Watch {
-                    shared: shared.clone(),
-                    rejection: self.rejection.clone(),
-                };
-                let body = RequestBody::shared(body, shared, declared.unwrap_or(u64::MAX));
-                let future = self.inner.call(Request::from_parts(parts, body));
-                ResponseFuture::inner(future, Some(watch))
-            }
+        // Unknown length (chunked, HTTP/2 without `content-length`), or a length that only an
+        // inner layer may accept (a known length within the limit took the path of `call`):
+        // the limit lives in a cell that an inner layer can change and through which the body
+        // reports crossing it.
+        let (mut parts, body) = req.into_parts();
+        let mut shared = Shared::new(self.limit, self.ceiling);
+        shared.declared = declared;
+        shared.request_id = parts.extensions.get::<RequestId>().cloned();
+        let shared = Arc::new(shared);
+        // Without a ceiling above the limit an inner layer can only lower the limit,
+        // which it does by wrapping the body again: it needs no handle (and the
+        // extension map no allocation).
+        if self.ceiling > self.limit {
+            parts.extensions.insert(Handle(shared.clone()));
         }
+        let watch = Watch {
+            shared: shared.clone(),
+            rejection: self.rejection.clone(),
+        };
+        let body = RequestBody::shared(body, shared, declared.unwrap_or(u64::MAX));
+        let future = self.inner.call(Request::from_parts(parts, body));
+        ResponseFuture::inner(future, Some(watch))
     }
 }
 
