@@ -125,28 +125,23 @@ where
     #[inline]
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let declared = declared_length(req.headers(), req.body());
-        // The common case: a known length within the limit, and no outer `BodyLimitLayer`. The
-        // body stops at that length; an inner layer can still lower the limit by looking at
-        // the length itself, so nothing needs to be shared (no allocation). Kept small so that
-        // it inlines into the caller; every other case is out of line.
-        if let Some(len) = declared
+        // An outer `BodyLimitLayer`'s handle: looked up once, here (cloned only when present).
+        let outer = req.extensions().get::<Handle>().map(|h| h.0.clone());
+        // The common case: a known length within the limit, and no outer layer. The body stops
+        // at that length; an inner layer can still lower the limit by looking at the length
+        // itself, so nothing needs to be shared (no allocation). Kept small so that it inlines
+        // into the caller; every other case is out of line.
+        if outer.is_none()
+            && let Some(len) = declared
             && len <= self.limit
             && req.body().size_hint().lower() <= self.limit
-            && !has_handle(req.extensions())
         {
             let limit = self.limit;
             let req = req.map(|body| RequestBody::fixed(body, limit, len));
             return ResponseFuture::inner(self.inner.call(req), None);
         }
-        self.call_other(req, declared)
+        self.call_other(req, declared, outer)
     }
-}
-
-/// Whether an outer [`BodyLimitLayer`] left its handle in the extensions.
-#[inline]
-fn has_handle(extensions: &http::Extensions) -> bool {
-    // An empty map (no allocation) is the common case; only a map with entries is searched.
-    !extensions.is_empty() && extensions.get::<Handle>().is_some()
 }
 
 impl<S, R> BodyLimit<S, R> {
@@ -157,6 +152,7 @@ impl<S, R> BodyLimit<S, R> {
         &mut self,
         req: Request<ReqBody>,
         declared: Option<u64>,
+        outer: Option<Arc<Shared>>,
     ) -> ResponseFuture<S::Future, R>
     where
         S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>,
@@ -168,7 +164,7 @@ impl<S, R> BodyLimit<S, R> {
 
         // An outer `BodyLimitLayer` already wraps this body: override its limit (within its
         // ceiling) and let it enforce; refuse here what is already known to be too large.
-        if let Some(Handle(shared)) = req.extensions().get::<Handle>() {
+        if let Some(shared) = outer {
             let limit = shared.set_limit(self.limit);
             if at_least > limit {
                 return self.reject(&req, limit, declared);
