@@ -112,6 +112,10 @@ pub use service::SetRequestId;
 pub use traceparent::{TRACEPARENT, traceparent_trace_id};
 pub use validate::{DefaultValidateRequestId, ValidateRequestId};
 
+pub(crate) use layer::Config;
+pub(crate) use scope::Enter;
+pub(crate) use service::request_span;
+
 /// The default request-id header, `x-request-id`.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

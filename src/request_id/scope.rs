@@ -17,12 +17,12 @@ thread_local! {
 }
 
 /// Swaps `slot` into [`CURRENT`] and back when dropped (also on unwind), so scopes nest.
-struct Enter<'a> {
+pub(crate) struct Enter<'a> {
     slot: &'a mut Option<RequestId>,
 }
 
 impl<'a> Enter<'a> {
-    fn new(slot: &'a mut Option<RequestId>) -> Self {
+    pub(crate) fn new(slot: &'a mut Option<RequestId>) -> Self {
         swap(slot);
         Self { slot }
     }

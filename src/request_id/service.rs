@@ -29,7 +29,7 @@ where
 {
     /// The id of `req`: an acceptable incoming one, or a `traceparent` trace id, or a new one.
     /// The request's id header is left holding exactly that id.
-    fn resolve<B>(&self, req: &mut Request<B>) -> RequestId {
+    pub(crate) fn resolve<B>(&self, req: &mut Request<B>) -> RequestId {
         let trusted = match &self.trust {
             Trust::Anyone => true,
             Trust::Nobody => false,
@@ -103,17 +103,23 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let id = self.config.resolve(&mut req);
         req.extensions_mut().insert(id.clone());
-        // Only for a tracing subscriber: without one, `info_span!` would still format the
-        // fields for the `log` crate when tracing's `log` feature is on.
-        let span = if tracing::Level::INFO <= tracing::level_filters::LevelFilter::current() {
-            tracing::info_span!("request", request_id = %id)
-        } else {
-            tracing::Span::none()
-        };
+        let span = request_span(&id);
         let entered = span.enter();
         let future = self.inner.call(req);
         drop(entered);
         ResponseFuture::new(future, id, span, self.config.header.clone())
+    }
+}
+
+/// The request's span, with its id: only for a tracing subscriber at INFO (without one,
+/// `info_span!` would still format the fields for the `log` crate when tracing's `log` feature
+/// is on).
+#[inline]
+pub(crate) fn request_span(id: &RequestId) -> tracing::Span {
+    if tracing::Level::INFO <= tracing::level_filters::LevelFilter::current() {
+        tracing::info_span!("request", request_id = %id)
+    } else {
+        tracing::Span::none()
     }
 }
 

@@ -26,7 +26,7 @@ use crate::net::TrustedProxies;
 /// ```
 #[derive(Clone)]
 pub struct SecurityHeadersLayer {
-    plan: Arc<Plan>,
+    pub(crate) plan: Arc<Plan>,
 }
 
 impl SecurityHeadersLayer {

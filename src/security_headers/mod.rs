@@ -113,8 +113,11 @@ pub use config::{
     SecurityHeaders, X_DOWNLOAD_OPTIONS, X_PERMITTED_CROSS_DOMAIN_POLICIES, X_POWERED_BY,
 };
 pub use csp::ContentSecurityPolicy;
+
 pub use future::ResponseFuture;
+pub(crate) use layer::Plan;
 pub use layer::SecurityHeadersLayer;
 pub use nonce::CspNonce;
 pub use permissions::PermissionsPolicy;
 pub use service::SetSecurityHeaders;
+pub(crate) use service::is_https;

@@ -60,7 +60,7 @@ impl<S: fmt::Debug> fmt::Debug for SetSecurityHeaders<S> {
 
 /// Whether the request came over HTTPS: its URI, a [`Scheme`] extension from the TLS acceptor,
 /// or a trusted proxy's `Forwarded`/`X-Forwarded-Proto`.
-fn is_https<B>(req: &Request<B>, plan: &Plan) -> bool {
+pub(crate) fn is_https<B>(req: &Request<B>, plan: &Plan) -> bool {
     if req.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
         return true;
     }

@@ -70,6 +70,7 @@
 mod audit;
 mod client;
 mod config;
+mod fused;
 pub mod observe;
 pub mod panic;
 mod server;

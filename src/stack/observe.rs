@@ -54,10 +54,10 @@ pub const SENSITIVE_HEADERS: [&str; 7] = [
 /// Place it inside the request-id layer so the span has the id.
 #[derive(Clone)]
 pub struct ObserveLayer {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
 }
 
-struct Shared {
+pub(super) struct Shared {
     redact: Box<[HeaderName]>,
     trusted: TrustedProxies,
     log_headers: bool,
@@ -158,9 +158,30 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let (span, labels) = self.shared.begin(&mut req);
+        let inner = {
+            let _enter = span.enter();
+            self.shared.log_headers(&req);
+            self.inner.call(req)
+        };
+        let start = self.shared.timed(&span).then(Instant::now);
+        ResponseFuture {
+            inner,
+            span,
+            start,
+            labels,
+        }
+    }
+}
+
+impl Shared {
+    /// The request side: marks the sensitive headers, opens the span (none without a
+    /// subscriber at INFO) and takes the metric labels.
+    #[inline]
+    pub(super) fn begin<B>(&self, req: &mut Request<B>) -> (Span, Option<Labels>) {
         // One pass over the request's headers (usually a handful), no hashing, no allocation.
         for (name, value) in req.headers_mut().iter_mut() {
-            if self.shared.redact.contains(name) {
+            if self.redact.contains(name) {
                 value.set_sensitive(true);
             }
         }
@@ -178,31 +199,31 @@ where
             principal = field::Empty,
             )
         };
-        let observed = !span.is_disabled();
-        let labels = self.shared.metrics.then(|| Labels::of(&req));
-        if observed {
+        let labels = self.metrics.then(|| Labels::of(req));
+        if !span.is_disabled() {
             if let Some(id) = req.extensions().get::<RequestId>() {
                 span.record("request_id", id.as_str());
             }
             let peer = peer_addr(req.extensions()).map(|p| p.ip());
-            if let Some(ip) = resolve(req.headers(), peer, &self.shared.trusted).client_ip {
+            if let Some(ip) = resolve(req.headers(), peer, &self.trusted).client_ip {
                 span.record("client", field::display(ip));
             }
         }
-        let inner = {
-            let _enter = span.enter();
-            if self.shared.log_headers {
-                tracing::debug!(target: "battlement::request", headers = ?Redacted(req.headers()), "request headers");
-            }
-            self.inner.call(req)
-        };
-        let start = (observed || self.shared.metrics).then(Instant::now);
-        ResponseFuture {
-            inner,
-            span,
-            start,
-            labels,
+        (span, labels)
+    }
+
+    /// The request headers at `debug` (redacted), when configured; call inside the span.
+    #[inline]
+    pub(super) fn log_headers<B>(&self, req: &Request<B>) {
+        if self.log_headers {
+            tracing::debug!(target: "battlement::request", headers = ?Redacted(req.headers()), "request headers");
         }
+    }
+
+    /// Whether a start time is needed: for the span's latency or for the metrics.
+    #[inline]
+    pub(super) fn timed(&self, span: &Span) -> bool {
+        self.metrics || !span.is_disabled()
     }
 }
 
@@ -233,41 +254,46 @@ where
         let this = self.project();
         let _enter = this.span.enter();
         let out = ready!(this.inner.poll(cx));
-        let Some(start) = *this.start else {
-            return Poll::Ready(out);
-        };
-        let elapsed = start.elapsed();
-        match &out {
-            Ok(res) => {
-                let status = res.status().as_u16();
-                let reason = rejection_reason(res);
-                if let Some(reason) = reason {
-                    tracing::warn!(target: "battlement::audit", status, reason, "request rejected");
-                }
-                tracing::info!(
-                    target: "battlement::request",
-                    status,
-                    latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-                    "response"
-                );
-                if let Some(labels) = this.labels {
-                    labels.record(status, reason, elapsed);
-                }
-            }
-            Err(_) => {
-                tracing::warn!(target: "battlement::request", "the service failed");
-                if let Some(labels) = this.labels {
-                    labels.record(0, Some("error"), elapsed);
-                }
-            }
+        if let Some(start) = *this.start {
+            finish(start, this.labels.as_ref(), &out);
         }
         Poll::Ready(out)
     }
 }
 
+/// The response side: the audit event of a rejection, the response event and the metrics.
+/// Call inside the span.
+pub(super) fn finish<B, E>(start: Instant, labels: Option<&Labels>, out: &Result<Response<B>, E>) {
+    let elapsed = start.elapsed();
+    match out {
+        Ok(res) => {
+            let status = res.status().as_u16();
+            let reason = rejection_reason(res);
+            if let Some(reason) = reason {
+                tracing::warn!(target: "battlement::audit", status, reason, "request rejected");
+            }
+            tracing::info!(
+                target: "battlement::request",
+                status,
+                latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+                "response"
+            );
+            if let Some(labels) = labels {
+                labels.record(status, reason, elapsed);
+            }
+        }
+        Err(_) => {
+            tracing::warn!(target: "battlement::request", "the service failed");
+            if let Some(labels) = labels {
+                labels.record(0, Some("error"), elapsed);
+            }
+        }
+    }
+}
+
 /// The metric labels of one request: its method and route template (feature `metrics`).
 #[derive(Debug)]
-struct Labels {
+pub(super) struct Labels {
     #[cfg(feature = "metrics")]
     method: &'static str,
     #[cfg(all(feature = "metrics", feature = "axum"))]

@@ -100,7 +100,7 @@ where
     }
 }
 
-fn log_panic(payload: &(dyn std::any::Any + Send)) {
+pub(super) fn log_panic(payload: &(dyn std::any::Any + Send)) {
     let message = payload
         .downcast_ref::<&str>()
         .copied()

@@ -21,6 +21,7 @@ use super::{
         BreakerSection, CorsConfig, Preset, QuotaConfig, RateLimitHeaders, ServerConfig,
         SigningSection, TrustIncoming,
     },
+    fused::FusedLayer,
     observe::{ObserveLayer, RecordPrincipalLayer},
     panic::CatchPanicLayer,
     store::{self, StackStore},
@@ -112,19 +113,12 @@ type LeanLayers = Stack<
     >,
 >;
 
-/// The default parts, all on: [`LeanLayers`] without an [`Either`] each.
+/// The default parts, all on: [`LeanLayers`] without an [`Either`] each, and the four outer
+/// ones (request id, span, panics, security headers) fused into one service with one
+/// response future ([`FusedLayer`]).
 type DenseLayers = Stack<
     RequestTimeoutLayer,
-    Stack<
-        RateLimitLayer<StackStore>,
-        Stack<
-            BodyLimitLayer,
-            Stack<
-                SecurityHeadersLayer,
-                Stack<CatchPanicLayer, Stack<ObserveLayer, Stack<SetRequestIdLayer, Identity>>>,
-            >,
-        >,
-    >,
+    Stack<RateLimitLayer<StackStore>, Stack<BodyLimitLayer, Stack<FusedLayer, Identity>>>,
 >;
 
 /// Every server layer of the crate, each optional, composed in the order of DESIGN.md §3
@@ -460,10 +454,11 @@ impl ServerStack {
         }
         Some(
             ServiceBuilder::new()
-                .layer(self.request_id.clone()?)
-                .layer(self.observe.clone()?)
-                .layer(self.catch_panic?)
-                .layer(self.security_headers.clone()?)
+                .layer(FusedLayer::new(
+                    self.request_id.as_ref()?,
+                    self.observe.as_ref()?,
+                    self.catch_panic.and(self.security_headers.as_ref())?,
+                ))
                 .layer(self.body_limit.clone()?)
                 .layer(self.rate_limit_ip.clone()?)
                 .layer(self.timeout?)
@@ -870,8 +865,14 @@ mod tests {
 
     #[test]
     fn the_default_parts_alone_make_a_smaller_future() {
-        let (lean, full) = (size_of::<Fut<LeanLayers>>(), size_of::<Fut<Layers>>());
-        eprintln!("response future: default parts {lean} bytes, every part {full} bytes");
+        let (dense, lean, full) = (
+            size_of::<Fut<DenseLayers>>(),
+            size_of::<Fut<LeanLayers>>(),
+            size_of::<Fut<Layers>>(),
+        );
+        eprintln!(
+            "response future: default parts {dense} bytes (all on), {lean} bytes (some off), every part {full} bytes"
+        );
         assert!(lean * 3 < full * 2, "{lean} vs {full}");
         assert!(ServerStack::new().is_lean());
         assert!(!ServerStack::new().cors(CorsLayer::new()).is_lean());

@@ -1,0 +1,512 @@
+//! The default server stack fuses its four outer parts (request id, span/metrics, panic → 500,
+//! security headers) into one service. These tests put the same requests through
+//! `ServerStack` (fused) and through the same layers composed one by one with
+//! `ServiceBuilder`, and compare the answers: status, every header, body, typed causes, the
+//! id the handler saw, the log lines and (feature `metrics`) the metrics.
+
+#![cfg(feature = "axum")]
+
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use axum::{
+    Extension, Router,
+    body::Body,
+    extract::ConnectInfo,
+    routing::{get, post},
+};
+use battlement::{
+    body_limit::{BodyLimitLayer, PayloadTooLarge},
+    net::TrustedProxies,
+    rate_limit::{ClientIp, Limit, Quota, RateLimitLayer, RateLimited},
+    request_id::{RequestId, SetRequestIdLayer},
+    security_headers::{ContentSecurityPolicy, CspNonce, Hsts, SecurityHeaders},
+    stack::{CatchPanicLayer, ObserveLayer, Panicked, RequestTimeoutLayer, ServerStack, TimedOut},
+};
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use tower::{ServiceBuilder, ServiceExt, util::BoxCloneSyncService};
+
+/// The tests of this file run one at a time: tracing caches per call site whether anyone
+/// listens, and a test without a subscriber running beside one with a (thread-local)
+/// subscriber can leave the latter's call sites switched off.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+type Svc = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
+
+/// The parts of the default stack, set one by one.
+#[derive(Clone)]
+struct Parts {
+    request_id: SetRequestIdLayer,
+    observe: ObserveLayer,
+    security_headers: battlement::security_headers::SecurityHeadersLayer,
+    body_limit: BodyLimitLayer,
+    timeout: RequestTimeoutLayer,
+}
+
+impl Parts {
+    fn new() -> Self {
+        Self {
+            request_id: SetRequestIdLayer::new().ignore_incoming(),
+            observe: ObserveLayer::new([], TrustedProxies::none(), false, true),
+            security_headers: SecurityHeaders::api().layer(),
+            body_limit: BodyLimitLayer::new(64),
+            timeout: RequestTimeoutLayer::new(Duration::from_secs(1)),
+        }
+    }
+}
+
+/// A per-address limit of 60 a minute, burst 3, with a store of its own.
+fn rate_limit() -> RateLimitLayer {
+    RateLimitLayer::new(Limit::new(
+        ClientIp::new(TrustedProxies::none()),
+        Quota::per_minute(std::num::NonZeroU32::new(60).unwrap())
+            .with_burst(std::num::NonZeroU32::new(3).unwrap()),
+    ))
+}
+
+/// `(fused, composed)`: [`router`] wrapped in the parts as `ServerStack` fuses them, and in
+/// the same parts one by one.
+macro_rules! both {
+    ($parts:expr) => {{
+        let parts: &Parts = &$parts;
+        let stack = ServerStack::new()
+            .request_id(parts.request_id.clone())
+            .observe(parts.observe.clone())
+            .security_headers(parts.security_headers.clone())
+            .body_limit(parts.body_limit.clone())
+            .rate_limit_ip(rate_limit())
+            .timeout(parts.timeout);
+        assert_eq!(
+            stack.enabled(),
+            [
+                "request_id",
+                "observe",
+                "catch_panic",
+                "security_headers",
+                "body_limit",
+                "rate_limit_ip",
+                "timeout"
+            ]
+        );
+        let fused: Svc = BoxCloneSyncService::new(router().layer(stack));
+        let composed = ServiceBuilder::new()
+            .layer(parts.request_id.clone())
+            .layer(parts.observe.clone())
+            .layer(CatchPanicLayer::new())
+            .layer(parts.security_headers.clone())
+            .layer(parts.body_limit.clone())
+            .layer(rate_limit())
+            .layer(parts.timeout);
+        let composed: Svc = BoxCloneSyncService::new(router().layer(composed));
+        (fused, composed)
+    }};
+}
+
+/// A body of ten 10-byte chunks and no length.
+struct Chunked(u8);
+
+impl http_body::Body for Chunked {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        if self.0 == 0 {
+            return Poll::Ready(None);
+        }
+        self.0 -= 1;
+        Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(
+            b"0123456789",
+        )))))
+    }
+}
+
+fn router() -> Router {
+    Router::new()
+        .route(
+            "/",
+            get(|Extension(id): Extension<RequestId>| async move {
+                let current = RequestId::current().map(|c| c.to_string());
+                format!("{id} {current:?}")
+            }),
+        )
+        .route(
+            "/own-headers",
+            get(|| async {
+                Response::builder()
+                    .header(header::X_FRAME_OPTIONS, "SAMEORIGIN")
+                    .header(header::SET_COOKIE, "a=1")
+                    .header(header::SET_COOKIE, "b=2")
+                    .header("x-powered-by", "php")
+                    .header(header::CACHE_CONTROL, "max-age=60")
+                    .body(Body::from("own"))
+                    .unwrap()
+            }),
+        )
+        .route(
+            "/nonce",
+            get(|Extension(n): Extension<CspNonce>| async move { n.to_string() }),
+        )
+        .route("/echo", post(|body: Bytes| async move { body }))
+        .route("/panic", get(panicking))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        )
+}
+
+async fn panicking() -> &'static str {
+    panic!("internal detail 7f3a")
+}
+
+fn request(method: &str, uri: &str, body: Body) -> Request<Body> {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(body)
+        .unwrap();
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 9], 40_000))));
+    req
+}
+
+/// What a response says, with its request id replaced by `<id>` wherever it appears.
+#[derive(Debug, PartialEq, Eq)]
+struct Answer {
+    status: StatusCode,
+    headers: Vec<(String, String)>,
+    body: String,
+    causes: [bool; 4],
+}
+
+async fn answer(res: Response<Body>) -> Answer {
+    let id = res
+        .extensions()
+        .get::<RequestId>()
+        .expect("every response has the id in its extensions")
+        .to_string();
+    assert_eq!(
+        res.headers()["x-request-id"],
+        id.as_str(),
+        "the header is the extension"
+    );
+    let ext = res.extensions();
+    let causes = [
+        ext.get::<Panicked>().is_some(),
+        ext.get::<PayloadTooLarge>().is_some(),
+        ext.get::<RateLimited>().is_some(),
+        ext.get::<TimedOut>().is_some(),
+    ];
+    let status = res.status();
+    let mut headers: Vec<(String, String)> = res
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_owned(),
+                v.to_str().unwrap().replace(&id, "<id>"),
+            )
+        })
+        .collect();
+    headers.sort();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let body = String::from_utf8(body.to_vec())
+        .unwrap()
+        .replace(&id, "<id>");
+    Answer {
+        status,
+        headers,
+        body,
+        causes,
+    }
+}
+
+/// Sends `make()` through both and checks the answers are the same; returns it.
+async fn same(fused: &Svc, composed: &Svc, make: impl Fn() -> Request<Body>) -> Answer {
+    let a = answer(fused.clone().oneshot(make()).await.unwrap()).await;
+    let b = answer(composed.clone().oneshot(make()).await.unwrap()).await;
+    assert_eq!(a, b);
+    a
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_fused_stack_answers_as_the_composed_layers() {
+    let _serial = SERIAL.lock().await;
+    let parts = Parts::new();
+    let (fused, composed) = both!(parts);
+
+    // Plain: the handler sees the id in its extensions and as the current one.
+    let a = same(&fused, &composed, || request("GET", "/", Body::empty())).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.body, "<id> Some(\"<id>\")");
+    assert!(a.headers.iter().any(|(n, _)| n == "x-content-type-options"));
+    assert!(
+        a.headers
+            .iter()
+            .any(|(n, v)| n == "ratelimit" && v.contains("r=2"))
+    );
+
+    // An incoming id is ignored (no proxy is trusted).
+    let a = same(&fused, &composed, || {
+        let mut req = request("GET", "/", Body::empty());
+        req.headers_mut()
+            .insert("x-request-id", HeaderValue::from_static("from-outside"));
+        req
+    })
+    .await;
+    assert!(!a.body.contains("from-outside"));
+
+    // The handler's own headers: kept, dropped or overridden as the security headers say.
+    let a = same(&fused, &composed, || {
+        request("GET", "/own-headers", Body::empty())
+    })
+    .await;
+    assert!(a.headers.contains(&("set-cookie".into(), "b=2".into())));
+    assert!(!a.headers.iter().any(|(n, _)| n == "x-powered-by"));
+
+    // Too large, by its length and by streaming.
+    let a = same(&fused, &composed, || {
+        request("POST", "/echo", Body::from(vec![b'x'; 100]))
+    })
+    .await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(a.causes, [false, true, false, false]);
+    assert!(a.body.contains("<id>"), "{}", a.body);
+
+    let (fused, composed) = both!(parts);
+    let a = same(&fused, &composed, || {
+        request("POST", "/echo", Body::new(Chunked(10)))
+    })
+    .await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    // A panic while polling: 500 with the id, nothing of the panic, no security headers
+    // (the catcher is outside them).
+    let (fused, composed) = both!(parts);
+    let a = same(&fused, &composed, || {
+        request("GET", "/panic", Body::empty())
+    })
+    .await;
+    assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(a.causes, [true, false, false, false]);
+    assert!(
+        a.body.contains("<id>") && !a.body.contains("7f3a"),
+        "{}",
+        a.body
+    );
+
+    // A timeout: 503 with the id.
+    let a = same(&fused, &composed, || request("GET", "/slow", Body::empty())).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(a.causes, [false, false, false, true]);
+
+    // Rate limited: the burst is 3 and the two services keep separate counts.
+    let (fused, composed) = both!(parts);
+    for _ in 0..3 {
+        let a = same(&fused, &composed, || request("GET", "/", Body::empty())).await;
+        assert_eq!(a.status, StatusCode::OK);
+    }
+    let a = same(&fused, &composed, || request("GET", "/", Body::empty())).await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(a.causes, [false, false, true, false]);
+    assert!(a.headers.iter().any(|(n, _)| n == "retry-after"));
+}
+
+#[tokio::test]
+async fn other_settings_of_the_parts_carry_over() {
+    let _serial = SERIAL.lock().await;
+    let mut parts = Parts::new();
+    // Incoming ids trusted, a custom header, HSTS on HTTPS only, a CSP nonce.
+    parts.request_id = SetRequestIdLayer::new()
+        .try_header("x-correlation-id")
+        .unwrap();
+    parts.security_headers = SecurityHeaders::web()
+        .content_security_policy(ContentSecurityPolicy::web().with_nonce())
+        .hsts(Hsts::new().max_age(63_072_000))
+        .unwrap()
+        .layer();
+    let (fused, composed) = both!(parts);
+
+    for svc in [&fused, &composed] {
+        let mut req = request("GET", "/", Body::empty());
+        req.headers_mut()
+            .insert("x-correlation-id", HeaderValue::from_static("order-42"));
+        let res = svc.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.headers()["x-correlation-id"], "order-42");
+        assert!(!res.headers().contains_key("x-request-id"));
+    }
+    for uri in ["http://api.example/", "https://api.example/"] {
+        let a = answer_with(&fused, uri, "x-correlation-id").await;
+        let b = answer_with(&composed, uri, "x-correlation-id").await;
+        assert_eq!(a, b, "{uri}");
+        let hsts = a.iter().any(|(n, _)| n == "strict-transport-security");
+        assert_eq!(hsts, uri.starts_with("https"), "{uri}");
+    }
+
+    // The nonce the handler sees is the one in the CSP.
+    let (fused, _) = both!(parts);
+    let res = fused
+        .clone()
+        .oneshot(request("GET", "/nonce", Body::empty()))
+        .await
+        .unwrap();
+    let csp = res.headers()[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let nonce = String::from_utf8(body.to_vec()).unwrap();
+    assert!(csp.contains(&format!("'nonce-{nonce}'")), "{csp} / {nonce}");
+}
+
+/// The sorted headers of an answer to `GET uri`, its id header's value replaced.
+async fn answer_with(svc: &Svc, uri: &str, id_header: &str) -> Vec<(String, String)> {
+    let res = svc
+        .clone()
+        .oneshot(request("GET", uri, Body::empty()))
+        .await
+        .unwrap();
+    let id = res.extensions().get::<RequestId>().unwrap().to_string();
+    let mut h: Vec<(String, String)> = res
+        .headers()
+        .iter()
+        .filter(|(n, _)| n.as_str() != "content-security-policy")
+        .map(|(n, v)| {
+            let v = v.to_str().unwrap();
+            let v = if n.as_str() == id_header {
+                v.replace(&id, "<id>")
+            } else {
+                v.to_owned()
+            };
+            (n.as_str().to_owned(), v)
+        })
+        .collect();
+    h.sort();
+    h
+}
+
+#[derive(Clone, Default)]
+struct Buf(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Buf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The log lines of one request, its id and latency replaced.
+async fn logged(svc: &Svc, uri: &str) -> Vec<String> {
+    let buf = Buf::default();
+    let w = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || w.clone())
+        .with_ansi(false)
+        .without_time()
+        .with_max_level(tracing::Level::DEBUG)
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    let res = svc
+        .clone()
+        .oneshot(request("GET", uri, Body::empty()))
+        .await
+        .unwrap();
+    drop(guard);
+    let id = res.extensions().get::<RequestId>().unwrap().to_string();
+    let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    out.lines()
+        .map(|l| {
+            let l = l.replace(&id, "<id>");
+            match l.find("latency_us=") {
+                Some(i) => {
+                    let end = l[i..].find(' ').map_or(l.len(), |e| i + e);
+                    format!("{}latency_us=<n>{}", &l[..i], &l[end..])
+                }
+                None => l,
+            }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_fused_stack_logs_as_the_composed_layers() {
+    let _serial = SERIAL.lock().await;
+    let mut parts = Parts::new();
+    parts.request_id = SetRequestIdLayer::new();
+    let (fused, composed) = both!(parts);
+    for uri in ["/", "/panic", "/own-headers"] {
+        let a = logged(&fused, uri).await;
+        let b = logged(&composed, uri).await;
+        assert_eq!(a, b, "{uri}");
+        // The span has the id and the client; the response is logged in it.
+        let response = a
+            .iter()
+            .find(|l| l.contains("response"))
+            .unwrap_or_else(|| panic!("{a:#?}"));
+        assert!(response.contains("request_id=<id>"), "{response}");
+        assert!(response.contains("client=192.0.2.9"), "{response}");
+        assert!(response.contains("method=GET"), "{response}");
+    }
+}
+
+#[cfg(feature = "metrics")]
+#[tokio::test(flavor = "current_thread")]
+async fn the_fused_stack_records_the_same_metrics() {
+    let _serial = SERIAL.lock().await;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let parts = Parts::new();
+    let mut seen = Vec::new();
+    for which in 0..2 {
+        let (fused, composed) = both!(parts);
+        let svc = if which == 0 { fused } else { composed };
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let guard = metrics::set_default_local_recorder(&recorder);
+        for uri in ["/", "/panic", "/missing"] {
+            svc.clone()
+                .oneshot(request("GET", uri, Body::empty()))
+                .await
+                .unwrap();
+        }
+        drop(guard);
+        let mut metrics: Vec<String> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, _, value)| {
+                let value = match value {
+                    DebugValue::Counter(n) => format!("counter {n}"),
+                    DebugValue::Histogram(v) => format!("histogram of {}", v.len()),
+                    DebugValue::Gauge(g) => format!("gauge {}", g.into_inner()),
+                };
+                format!("{:?} {value}", key.key())
+            })
+            .collect();
+        metrics.sort();
+        seen.push(metrics);
+    }
+    assert_eq!(seen[0], seen[1]);
+    assert!(
+        seen[0]
+            .iter()
+            .any(|m| m.contains("battlement_rejections_total") && m.contains("panic")),
+        "{:#?}",
+        seen[0]
+    );
+}
