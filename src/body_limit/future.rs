@@ -72,6 +72,24 @@ impl<F, R> ResponseFuture<F, R> {
     }
 }
 
+impl<R> Watch<R> {
+    /// `res`, or a 413 when the body went past the limit while the inner service ran (the
+    /// handler answered after, and most likely because of, that: whatever it said).
+    pub(crate) fn check<B>(&self, res: Response<B>) -> Response<B>
+    where
+        R: MakeRejection<B>,
+    {
+        if !self.shared.exceeded() {
+            return res;
+        }
+        let cause = PayloadTooLarge {
+            limit: self.shared.limit(),
+            content_length: self.shared.declared,
+        };
+        reject(&self.rejection, cause, self.shared.request_id.clone())
+    }
+}
+
 pub(crate) fn reject<B, R: MakeRejection<B>>(
     rejection: &R,
     cause: PayloadTooLarge,
@@ -110,17 +128,8 @@ where
             KindProj::Inner { future, watch } => {
                 let res = ready!(future.poll(cx))?;
                 match watch {
-                    Some(watch) if watch.shared.exceeded() => {
-                        // The handler answered after (and most likely because) the body went
-                        // past the limit: whatever it said, the answer is 413.
-                        let cause = PayloadTooLarge {
-                            limit: watch.shared.limit(),
-                            content_length: watch.shared.declared,
-                        };
-                        let request_id = watch.shared.request_id.clone();
-                        Poll::Ready(Ok(reject(&watch.rejection, cause, request_id)))
-                    }
-                    _ => Poll::Ready(Ok(res)),
+                    Some(watch) => Poll::Ready(Ok(watch.check(res))),
+                    None => Poll::Ready(Ok(res)),
                 }
             }
         }

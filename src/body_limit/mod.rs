@@ -148,6 +148,9 @@ pub use future::ResponseFuture;
 pub use layer::BodyLimitLayer;
 pub use service::BodyLimit;
 
+pub(crate) use future::{Watch, reject};
+pub(crate) use service::{Admitted, admit};
+
 /// The typed cause of a 413 from [`BodyLimitLayer`], in the response extensions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]

@@ -124,98 +124,104 @@ where
 
     #[inline]
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let declared = declared_length(req.headers(), req.body());
-        // An outer `BodyLimitLayer`'s handle: looked up once, here (cloned only when present).
-        let outer = req.extensions().get::<Handle>().map(|h| h.0.clone());
-        // The common case: a known length within the limit, and no outer layer. The body stops
-        // at that length; an inner layer can still lower the limit by looking at the length
-        // itself, so nothing needs to be shared (no allocation). Kept small so that it inlines
-        // into the caller; every other case is out of line.
-        if outer.is_none()
-            && let Some(len) = declared
-            && len <= self.limit
-            && req.body().size_hint().lower() <= self.limit
-        {
-            let limit = self.limit;
-            let req = req.map(|body| RequestBody::fixed(body, limit, len));
-            return ResponseFuture::inner(self.inner.call(req), None);
-        }
-        self.call_other(req, declared, outer)
-    }
-}
-
-impl<S, R> BodyLimit<S, R> {
-    /// Every case but a known length within the limit: an outer layer's handle, a body known
-    /// to be too large, an unknown length.
-    #[inline(never)]
-    fn call_other<ReqBody, ResBody>(
-        &mut self,
-        req: Request<ReqBody>,
-        declared: Option<u64>,
-        outer: Option<Arc<Shared>>,
-    ) -> ResponseFuture<S::Future, R>
-    where
-        S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>,
-        ReqBody: Body,
-        R: MakeRejection<ResBody> + Clone,
-    {
-        // The body itself may prove it is too large (a size hint above the limit).
-        let at_least = declared.unwrap_or(0).max(req.body().size_hint().lower());
-
-        // An outer `BodyLimitLayer` already wraps this body: override its limit (within its
-        // ceiling) and let it enforce; refuse here what is already known to be too large.
-        if let Some(shared) = outer {
-            let limit = shared.set_limit(self.limit);
-            if at_least > limit {
-                return self.reject(&req, limit, declared);
+        match admit(self.limit, self.ceiling, &self.rejection, req) {
+            Admitted::Pass(req, watch) => ResponseFuture::inner(self.inner.call(req), watch),
+            Admitted::Reject(cause, request_id) => {
+                ResponseFuture::reject(self.rejection.clone(), cause, request_id)
             }
-            return ResponseFuture::inner(self.inner.call(req.map(RequestBody::unlimited)), None);
         }
-
-        if at_least > self.ceiling {
-            return self.reject(&req, self.limit, declared);
-        }
-        // Unknown length (chunked, HTTP/2 without `content-length`), or a length that only an
-        // inner layer may accept (a known length within the limit took the path of `call`):
-        // the limit lives in a cell that an inner layer can change and through which the body
-        // reports crossing it.
-        let (mut parts, body) = req.into_parts();
-        let mut shared = Shared::new(self.limit, self.ceiling);
-        shared.declared = declared;
-        shared.request_id = parts.extensions.get::<RequestId>().cloned();
-        let shared = Arc::new(shared);
-        // Without a ceiling above the limit an inner layer can only lower the limit,
-        // which it does by wrapping the body again: it needs no handle (and the
-        // extension map no allocation).
-        if self.ceiling > self.limit {
-            parts.extensions.insert(Handle(shared.clone()));
-        }
-        let watch = Watch {
-            shared: shared.clone(),
-            rejection: self.rejection.clone(),
-        };
-        let body = RequestBody::shared(body, shared, declared.unwrap_or(u64::MAX));
-        let future = self.inner.call(Request::from_parts(parts, body));
-        ResponseFuture::inner(future, Some(watch))
     }
 }
 
-impl<S, R: Clone> BodyLimit<S, R> {
-    fn reject<B, F>(
-        &self,
-        req: &Request<B>,
-        limit: u64,
-        declared: Option<u64>,
-    ) -> ResponseFuture<F, R> {
-        ResponseFuture::reject(
-            self.rejection.clone(),
+/// What the body limit makes of a request: the request with its body limited (and, when the
+/// body may cross the limit while the inner service runs, what watches it), or a refusal.
+pub(crate) enum Admitted<B, R> {
+    Pass(Request<RequestBody<B>>, Option<Watch<R>>),
+    Reject(PayloadTooLarge, Option<RequestId>),
+}
+
+/// The body limit of [`BodyLimit`] (`limit`, within `ceiling`) applied to `req`.
+#[inline]
+pub(crate) fn admit<B: Body, R: Clone>(
+    limit: u64,
+    ceiling: u64,
+    rejection: &R,
+    req: Request<B>,
+) -> Admitted<B, R> {
+    let declared = declared_length(req.headers(), req.body());
+    // An outer `BodyLimitLayer`'s handle: looked up once, here (cloned only when present).
+    let outer = req.extensions().get::<Handle>().map(|h| h.0.clone());
+    // The common case: a known length within the limit, and no outer layer. The body stops
+    // at that length; an inner layer can still lower the limit by looking at the length
+    // itself, so nothing needs to be shared (no allocation). Kept small so that it inlines
+    // into the caller; every other case is out of line.
+    if outer.is_none()
+        && let Some(len) = declared
+        && len <= limit
+        && req.body().size_hint().lower() <= limit
+    {
+        return Admitted::Pass(req.map(|body| RequestBody::fixed(body, limit, len)), None);
+    }
+    admit_other(limit, ceiling, rejection, req, declared, outer)
+}
+
+/// Every case but a known length within the limit: an outer layer's handle, a body known to
+/// be too large, an unknown length.
+#[inline(never)]
+fn admit_other<B: Body, R: Clone>(
+    limit: u64,
+    ceiling: u64,
+    rejection: &R,
+    req: Request<B>,
+    declared: Option<u64>,
+    outer: Option<Arc<Shared>>,
+) -> Admitted<B, R> {
+    let refuse = |req: &Request<B>, limit| {
+        Admitted::Reject(
             PayloadTooLarge {
                 limit,
                 content_length: declared,
             },
             req.extensions().get::<RequestId>().cloned(),
         )
+    };
+    // The body itself may prove it is too large (a size hint above the limit).
+    let at_least = declared.unwrap_or(0).max(req.body().size_hint().lower());
+
+    // An outer `BodyLimitLayer` already wraps this body: override its limit (within its
+    // ceiling) and let it enforce; refuse here what is already known to be too large.
+    if let Some(shared) = outer {
+        let limit = shared.set_limit(limit);
+        if at_least > limit {
+            return refuse(&req, limit);
+        }
+        return Admitted::Pass(req.map(RequestBody::unlimited), None);
     }
+
+    if at_least > ceiling {
+        return refuse(&req, limit);
+    }
+    // Unknown length (chunked, HTTP/2 without `content-length`), or a length that only an
+    // inner layer may accept (a known length within the limit took the path of `admit`):
+    // the limit lives in a cell that an inner layer can change and through which the body
+    // reports crossing it.
+    let (mut parts, body) = req.into_parts();
+    let mut shared = Shared::new(limit, ceiling);
+    shared.declared = declared;
+    shared.request_id = parts.extensions.get::<RequestId>().cloned();
+    let shared = Arc::new(shared);
+    // Without a ceiling above the limit an inner layer can only lower the limit,
+    // which it does by wrapping the body again: it needs no handle (and the
+    // extension map no allocation).
+    if ceiling > limit {
+        parts.extensions.insert(Handle(shared.clone()));
+    }
+    let watch = Watch {
+        shared: shared.clone(),
+        rejection: rejection.clone(),
+    };
+    let body = RequestBody::shared(body, shared, declared.unwrap_or(u64::MAX));
+    Admitted::Pass(Request::from_parts(parts, body), Some(watch))
 }
 
 #[cfg(test)]

@@ -167,7 +167,7 @@ where
     }
 }
 
-fn apply_adjustment<St: RateLimitStore, R, B>(
+pub(crate) fn apply_adjustment<St: RateLimitStore, R, B>(
     shared: &Shared<St, R>,
     batch: &Batch,
     res: &Response<B>,

@@ -354,6 +354,11 @@ impl<St: Clone, R: Clone> RateLimitLayer<St, R> {
         })
     }
 
+    /// What the layer's services share.
+    pub(crate) fn shared(&self) -> &Arc<Shared<St, R>> {
+        &self.shared
+    }
+
     /// The store.
     pub fn store(&self) -> &St {
         &self.shared.store

@@ -102,6 +102,11 @@ pub use layer::{Limit, RateLimitLayer, ResponseInfo, StoreFailure};
 pub use limiter::RateLimiter;
 pub use quota::Quota;
 pub use service::RateLimit;
+
+pub(crate) use future::{Adjust, apply_adjustment};
+pub(crate) use headers::HeaderSet;
+pub(crate) use layer::Shared;
+pub(crate) use service::{Batch, Checked, Outcome, check, decide};
 pub use store::{
     Check, Decision, KeyState, MAX_LIMITS, MemoryStore, MemoryStoreStats, RateLimitStore,
     StoreError, StoreResult, Verdict, WORST_CASE_BYTES_PER_KEY,

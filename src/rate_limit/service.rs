@@ -11,7 +11,7 @@ use http::{HeaderValue, Request, Response, header::RETRY_AFTER};
 use tower::Service;
 
 use super::{
-    future::{Kind, ResponseFuture},
+    future::{Adjust, Kind, ResponseFuture},
     headers::{HeaderSet, RateLimitReason, RateLimited, retry_after_secs},
     key::RequestInfo,
     layer::{QuotaInfo, Shared, StoreFailure},
@@ -96,56 +96,9 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let shared = &*self.shared;
-        let mut batch = Batch::default();
-        {
-            let info = RequestInfo::new(&req);
-            for (i, limit) in shared.limits.iter().enumerate() {
-                let mut state = shared.store.key_hasher().build_hasher();
-                match limit.resolve(&info, &mut state) {
-                    Ok(Some(q)) => {
-                        let n = usize::from(batch.len);
-                        let params = limit.quota(q).params;
-                        batch.checks[n] = Check {
-                            key: state.finish(),
-                            emission_ns: params.emission,
-                            limit_ns: params.limit,
-                            cost: 1,
-                        };
-                        // `i < MAX_LIMITS` (the layer refuses more), so it fits in a u8.
-                        batch.quotas[n] = (i as u8, q);
-                        batch.len += 1;
-                    }
-                    Ok(None) => {}
-                    Err(error) => {
-                        tracing::error!(
-                            target: "battlement::rate_limit",
-                            %error,
-                            "rate limit key unavailable; answering 500"
-                        );
-                        let problem = Problem::new(ProblemType::INTERNAL_ERROR)
-                            .with_request_id_from(req.extensions());
-                        let mut res = shared.rejection.make_rejection(problem);
-                        res.extensions_mut().insert(error);
-                        return ResponseFuture::new(Kind::rejected(res));
-                    }
-                }
-            }
-            if batch.len == 0 {
-                return ResponseFuture::new(Kind::passed(self.inner.call(req), None, None));
-            }
-            let cost = shared.cost.as_ref().map_or(1, |f| f(&info));
-            batch.cost = cost;
-            for c in &mut batch.checks[..usize::from(batch.len)] {
-                c.cost = cost;
-            }
-        }
-        let now = shared.clock.now_ns();
-        match shared.store.check(batch.checks(), now) {
-            StoreResult::Ready(result) => {
-                ResponseFuture::new(decided(&self.shared, &mut self.inner, req, batch, result))
-            }
-            StoreResult::Pending(decision) => {
+        match check(&self.shared, &req) {
+            Checked::Now(outcome) => ResponseFuture::new(outcome.into_kind(&mut self.inner, req)),
+            Checked::Pending(decision, batch) => {
                 let clone = self.inner.clone();
                 let svc = std::mem::replace(&mut self.inner, clone);
                 ResponseFuture::new(Kind::pending(
@@ -157,6 +110,107 @@ where
                 ))
             }
         }
+    }
+}
+
+/// What the rate limit decided for a request, before the inner service is called.
+pub(crate) enum Outcome<ResBody, St, R> {
+    /// Admitted (or let through by a failing store under [`StoreFailure::Open`]): the headers
+    /// for the response and what to adjust the charge with after it.
+    Pass {
+        headers: Option<HeaderSet>,
+        adjust: Option<Box<Adjust<St, R>>>,
+    },
+    /// Refused (or the key or the store failed): this response.
+    Reject(Response<ResBody>),
+}
+
+impl<ResBody, St, R> Outcome<ResBody, St, R>
+where
+    St: RateLimitStore,
+{
+    /// Calls `inner` when admitted.
+    #[inline]
+    pub(crate) fn into_kind<S, ReqBody>(
+        self,
+        inner: &mut S,
+        req: Request<ReqBody>,
+    ) -> Kind<S, ReqBody, St, R>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    {
+        match self {
+            Self::Pass { headers, adjust } => Kind::passed(inner.call(req), headers, adjust),
+            Self::Reject(res) => Kind::rejected(res),
+        }
+    }
+}
+
+/// The decision now, or the store's future of it.
+pub(crate) enum Checked<ResBody, St: RateLimitStore, R> {
+    Now(Outcome<ResBody, St, R>),
+    Pending(St::Future, Batch),
+}
+
+/// Resolves the keys of `req` and asks the store.
+pub(crate) fn check<St, R, ReqBody, ResBody>(
+    shared: &Arc<Shared<St, R>>,
+    req: &Request<ReqBody>,
+) -> Checked<ResBody, St, R>
+where
+    St: RateLimitStore,
+    R: MakeRejection<ResBody>,
+{
+    let mut batch = Batch::default();
+    {
+        let info = RequestInfo::new(req);
+        for (i, limit) in shared.limits.iter().enumerate() {
+            let mut state = shared.store.key_hasher().build_hasher();
+            match limit.resolve(&info, &mut state) {
+                Ok(Some(q)) => {
+                    let n = usize::from(batch.len);
+                    let params = limit.quota(q).params;
+                    batch.checks[n] = Check {
+                        key: state.finish(),
+                        emission_ns: params.emission,
+                        limit_ns: params.limit,
+                        cost: 1,
+                    };
+                    // `i < MAX_LIMITS` (the layer refuses more), so it fits in a u8.
+                    batch.quotas[n] = (i as u8, q);
+                    batch.len += 1;
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::error!(
+                        target: "battlement::rate_limit",
+                        %error,
+                        "rate limit key unavailable; answering 500"
+                    );
+                    let problem = Problem::new(ProblemType::INTERNAL_ERROR)
+                        .with_request_id_from(req.extensions());
+                    let mut res = shared.rejection.make_rejection(problem);
+                    res.extensions_mut().insert(error);
+                    return Checked::Now(Outcome::Reject(res));
+                }
+            }
+        }
+        if batch.len == 0 {
+            return Checked::Now(Outcome::Pass {
+                headers: None,
+                adjust: None,
+            });
+        }
+        let cost = shared.cost.as_ref().map_or(1, |f| f(&info));
+        batch.cost = cost;
+        for c in &mut batch.checks[..usize::from(batch.len)] {
+            c.cost = cost;
+        }
+    }
+    let now = shared.clock.now_ns();
+    match shared.store.check(batch.checks(), now) {
+        StoreResult::Ready(result) => Checked::Now(decide(shared, req, batch, result)),
+        StoreResult::Pending(decision) => Checked::Pending(decision, batch),
     }
 }
 
@@ -173,9 +227,23 @@ where
     St: RateLimitStore,
     R: MakeRejection<ResBody>,
 {
+    decide(shared, &req, batch, result).into_kind(inner, req)
+}
+
+/// The outcome of the store's decision for `req`.
+pub(crate) fn decide<St, R, ReqBody, ResBody>(
+    shared: &Arc<Shared<St, R>>,
+    req: &Request<ReqBody>,
+    batch: Batch,
+    result: Result<Decision, StoreError>,
+) -> Outcome<ResBody, St, R>
+where
+    St: RateLimitStore,
+    R: MakeRejection<ResBody>,
+{
     let decision = match result {
         Ok(d) => d,
-        Err(error) => return store_failed(shared, inner, req, &error),
+        Err(error) => return store_failed(shared, req, &error),
     };
     let all = batch.quotas(shared);
     let quotas = &all[..batch.checks().len()];
@@ -195,7 +263,7 @@ where
                 .adjust
                 .is_some()
                 .then(|| Box::new((shared.clone(), batch)));
-            Kind::passed(inner.call(req), headers, adjust)
+            Outcome::Pass { headers, adjust }
         }
         Verdict::Denied { retry_after, .. } => {
             let policy = quotas
@@ -250,15 +318,13 @@ where
     }
 }
 
-fn reject<S, St, R, ReqBody, ResBody>(
+fn reject<St, R, ResBody>(
     shared: &Shared<St, R>,
     problem: Problem,
     headers: Option<HeaderSet>,
     cause: RateLimited,
-) -> Kind<S, ReqBody, St, R>
+) -> Outcome<ResBody, St, R>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    St: RateLimitStore,
     R: MakeRejection<ResBody>,
 {
     let mut res = shared.rejection.make_rejection(problem);
@@ -266,31 +332,31 @@ where
         h.apply(res.headers_mut());
     }
     res.extensions_mut().insert(cause);
-    Kind::rejected(res)
+    Outcome::Reject(res)
 }
 
-fn store_failed<S, St, R, ReqBody, ResBody>(
+fn store_failed<St, R, ReqBody, ResBody>(
     shared: &Shared<St, R>,
-    inner: &mut S,
-    req: Request<ReqBody>,
+    req: &Request<ReqBody>,
     error: &StoreError,
-) -> Kind<S, ReqBody, St, R>
+) -> Outcome<ResBody, St, R>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    St: RateLimitStore,
     R: MakeRejection<ResBody>,
 {
     match shared.on_store_error {
         StoreFailure::Open => {
             tracing::error!(target: "battlement::rate_limit", %error, "rate limit store failed; letting the request through");
-            Kind::passed(inner.call(req), None, None)
+            Outcome::Pass {
+                headers: None,
+                adjust: None,
+            }
         }
         StoreFailure::Closed => {
             tracing::error!(target: "battlement::rate_limit", %error, "rate limit store failed; answering 503");
             let problem = Problem::new(ProblemType::SERVICE_UNAVAILABLE)
                 .with_request_id_from(req.extensions())
                 .with_header(RETRY_AFTER, HeaderValue::from_static("1"));
-            Kind::rejected(shared.rejection.make_rejection(problem))
+            Outcome::Reject(shared.rejection.make_rejection(problem))
         }
     }
 }

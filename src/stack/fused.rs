@@ -1,11 +1,14 @@
-//! The four outer default parts of the server stack (request id, span/audit/metrics, panic
-//! → 500, security headers) as one service with one response future.
+//! The default parts of the server stack (request id, span/audit/metrics, panic → 500,
+//! security headers, body limit, per-address rate limit, timeout) as one service with one
+//! response future.
 //!
-//! Composed as four layers, each of them moves the request once more, nests the inner future
-//! in its own (which the caller then moves again), polls it through one more frame, and the
-//! security headers and the request id each make a pass over the response headers. Fused,
-//! the request is moved once, the future is one frame, and the response gets its headers in
-//! one pass. The behaviour is that of the four layers in that order, which
+//! Composed as seven layers, each of them moves the request once more, nests the inner
+//! future in its own (which the caller then moves again), polls it through one more frame;
+//! the rate limit puts its headers into the handler's header map (allocating it when the
+//! handler set none), then the security headers copy that map into theirs, and the timeout
+//! reads the clock once more. Fused, the request is moved once, the future is one frame
+//! around the handler's, the clock is read once, and the response gets its headers in one
+//! pass. The behaviour is that of the seven layers in that order, which
 //! `tests/stack_fused.rs` checks response by response against the composition.
 
 use std::{
@@ -15,21 +18,29 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::Instant,
+    time::Duration,
 };
 
 use bytes::Bytes;
 use http::{Request, Response};
+use http_body::Body;
 use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
 use tower::{Layer, Service};
 use tracing::Span;
 
 use super::{
     observe::{self, Labels, ObserveLayer},
     panic::{Panicked, log_panic},
+    store::StackStore,
+    timeout::{RequestTimeoutLayer, timed_out},
 };
 use crate::{
+    body_limit::{self, Admitted, BodyLimitLayer, RequestBody, Watch},
     problem::{DefaultRejection, MakeRejection, Problem, ProblemType},
+    rate_limit::{
+        self, Adjust, Batch, Checked, HeaderSet, Outcome, RateLimitLayer, RateLimitStore,
+    },
     request_id::{
         self, DefaultMakeRequestId, DefaultValidateRequestId, Enter, RequestId, SetRequestIdLayer,
     },
@@ -38,15 +49,22 @@ use crate::{
 
 type IdConfig = request_id::Config<DefaultMakeRequestId, DefaultValidateRequestId>;
 
+type RateShared = rate_limit::Shared<StackStore, DefaultRejection>;
+
 struct Parts {
     request_id: IdConfig,
     observe: Arc<observe::Shared>,
     plan: Arc<Plan>,
+    body_limit: u64,
+    body_ceiling: u64,
+    rate_limit: Arc<RateShared>,
+    timeout: Duration,
 }
 
-/// [`SetRequestIdLayer`], [`ObserveLayer`], [`CatchPanicLayer`](super::CatchPanicLayer) and
-/// [`SecurityHeadersLayer`], in that order (outermost first), as one layer: see the module
-/// docs. Made by [`ServerStack`](super::ServerStack) when all four are on.
+/// [`SetRequestIdLayer`], [`ObserveLayer`], [`CatchPanicLayer`](super::CatchPanicLayer),
+/// [`SecurityHeadersLayer`], [`BodyLimitLayer`], [`RateLimitLayer`] and
+/// [`RequestTimeoutLayer`], in that order (outermost first), as one layer: see the module
+/// docs. Made by [`ServerStack`](super::ServerStack) when all seven are on.
 #[derive(Clone)]
 #[doc(hidden)]
 pub struct FusedLayer {
@@ -58,12 +76,19 @@ impl FusedLayer {
         request_id: &SetRequestIdLayer,
         observe: &ObserveLayer,
         security_headers: &SecurityHeadersLayer,
+        body_limit: &BodyLimitLayer,
+        rate_limit: &RateLimitLayer<StackStore>,
+        timeout: RequestTimeoutLayer,
     ) -> Self {
         Self {
             parts: Arc::new(Parts {
                 request_id: request_id.config.clone(),
                 observe: observe.shared.clone(),
                 plan: security_headers.plan.clone(),
+                body_limit: body_limit.limit,
+                body_ceiling: body_limit.ceiling,
+                rate_limit: rate_limit.shared().clone(),
+                timeout: timeout.timeout(),
             }),
         }
     }
@@ -112,12 +137,13 @@ impl<S: fmt::Debug> fmt::Debug for Fused<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Fused<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>> + Clone,
+    ReqBody: Body,
     ResBody: From<Bytes>,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = FusedFuture<S::Future>;
+    type Future = FusedFuture<S, ReqBody>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -125,6 +151,8 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        // One clock read: the span's and the metrics' start, and the timeout's.
+        let now = Instant::now();
         let parts = &*self.parts;
         // Request id: resolved, in the request's header and extensions.
         let id = parts.request_id.resolve(&mut req);
@@ -135,7 +163,7 @@ where
         let (span, labels) = parts.observe.begin(&mut req);
         let entered_inner = span.enter();
         parts.observe.log_headers(&req);
-        let start = parts.observe.timed(&span).then(Instant::now);
+        let start = parts.observe.timed(&span).then(|| now.into_std());
         // Security headers: the scheme for HSTS, the CSP nonce.
         let plan = &*parts.plan;
         let https = plan.needs_scheme() && is_https(&req, plan);
@@ -146,8 +174,6 @@ where
         } else {
             None
         };
-        // The inner future is written straight into the one returned (no move in and out of
-        // `catch_unwind`'s result).
         let mut future = FusedFuture {
             state: State::Panicked,
             id: Some(id),
@@ -162,11 +188,11 @@ where
             https,
             nonce,
         };
+        // Everything inside the panic catcher is written straight into the returned future
+        // (no move of the inner future in and out of `catch_unwind`'s result).
         let (inner, state) = (&mut self.inner, &mut future.state);
         if let Err(payload) = catch_unwind(AssertUnwindSafe(|| {
-            *state = State::Running {
-                future: inner.call(req),
-            };
+            *state = admit(parts, inner, req, now);
         })) {
             log_panic(&*payload);
         }
@@ -176,18 +202,76 @@ where
     }
 }
 
+/// The body limit, the rate limit and (when both admit the request) the inner service.
+#[inline]
+fn admit<S, B, ResBody>(parts: &Parts, inner: &mut S, req: Request<B>, now: Instant) -> State<S, B>
+where
+    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>> + Clone,
+    B: Body,
+    ResBody: From<Bytes>,
+{
+    let (req, watch) =
+        match body_limit::admit(parts.body_limit, parts.body_ceiling, &DefaultRejection, req) {
+            Admitted::Pass(req, watch) => (req, watch),
+            Admitted::Reject(cause, request_id) => {
+                return State::Answered {
+                    res: Some(body_limit::reject(&DefaultRejection, cause, request_id)),
+                    watch: None,
+                };
+            }
+        };
+    match rate_limit::check(&parts.rate_limit, &req) {
+        Checked::Now(Outcome::Pass { headers, adjust }) => State::Running {
+            future: inner.call(req),
+            sleep: None,
+            deadline: now + parts.timeout,
+            headers,
+            adjust,
+            watch,
+        },
+        Checked::Now(Outcome::Reject(res)) => State::Answered {
+            res: Some(res),
+            watch,
+        },
+        Checked::Pending(decision, batch) => {
+            let clone = inner.clone();
+            let svc = std::mem::replace(inner, clone);
+            State::Deciding {
+                decision,
+                waiting: Some(Box::new(Waiting {
+                    svc,
+                    req,
+                    batch,
+                    watch,
+                })),
+            }
+        }
+    }
+}
+
+/// What a request waiting for a rate-limit store doing I/O keeps.
+struct Waiting<S, B> {
+    svc: S,
+    req: Request<RequestBody<B>>,
+    batch: Batch,
+    watch: Option<Watch<DefaultRejection>>,
+}
+
 pin_project! {
     /// The response future of [`Fused`].
     #[doc(hidden)]
-    pub struct FusedFuture<F> {
+    pub struct FusedFuture<S, B>
+    where
+        S: Service<Request<RequestBody<B>>>,
+    {
         #[pin]
-        state: State<F>,
+        state: State<S, B>,
         // The request's id: taken out while the inner future is polled (it is then the
         // current one), and by the response.
         id: Option<RequestId>,
         // The request-id span and the request span, when there is a subscriber at INFO.
         spans: Option<Box<[Span; 2]>>,
-        start: Option<Instant>,
+        start: Option<std::time::Instant>,
         labels: Option<Labels>,
         parts: Arc<Parts>,
         https: bool,
@@ -197,14 +281,41 @@ pin_project! {
 
 pin_project! {
     #[project = StateProj]
-    enum State<F> {
-        Running { #[pin] future: F },
+    enum State<S, B>
+    where
+        S: Service<Request<RequestBody<B>>>,
+    {
+        // Admitted: the inner service runs, with a deadline.
+        Running {
+            #[pin]
+            future: S::Future,
+            #[pin]
+            sleep: Option<Sleep>,
+            deadline: Instant,
+            headers: Option<HeaderSet>,
+            adjust: Option<Box<Adjust<StackStore, DefaultRejection>>>,
+            watch: Option<Watch<DefaultRejection>>,
+        },
+        // A rate-limit store doing I/O is deciding (boxed: only such stores get here).
+        Deciding {
+            #[pin]
+            decision: <StackStore as RateLimitStore>::Future,
+            waiting: Option<Box<Waiting<S, B>>>,
+        },
+        // Refused by the body limit or the rate limit.
+        Answered {
+            res: Option<S::Response>,
+            watch: Option<Watch<DefaultRejection>>,
+        },
         Panicked,
         Done,
     }
 }
 
-impl<F> fmt::Debug for FusedFuture<F> {
+impl<S, B> fmt::Debug for FusedFuture<S, B>
+where
+    S: Service<Request<RequestBody<B>>>,
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FusedFuture")
             .field("id", &self.id)
@@ -213,12 +324,33 @@ impl<F> fmt::Debug for FusedFuture<F> {
     }
 }
 
-impl<F, B, E> Future for FusedFuture<F>
+/// What the parts inside the body limit do to a response from inside the rate limit (the
+/// inner service's, the timeout's 503, the rate limit's refusal): the rate-limit headers and
+/// the charge's adjustment, then the body limit's 413 if the body went past the limit.
+fn inside<B: From<Bytes>>(
+    mut res: Response<B>,
+    headers: Option<HeaderSet>,
+    adjust: Option<Box<Adjust<StackStore, DefaultRejection>>>,
+    watch: Option<&Watch<DefaultRejection>>,
+) -> Response<B> {
+    if let Some(h) = headers {
+        h.apply(res.headers_mut());
+    }
+    if let Some(adjust) = adjust {
+        rate_limit::apply_adjustment(&adjust.0, &adjust.1, &res);
+    }
+    match watch {
+        Some(watch) => watch.check(res),
+        None => res,
+    }
+}
+
+impl<S, B, ResBody> Future for FusedFuture<S, B>
 where
-    F: Future<Output = Result<Response<B>, E>>,
-    B: From<Bytes>,
+    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>>,
+    ResBody: From<Bytes>,
 {
-    type Output = Result<Response<B>, E>;
+    type Output = Result<Response<ResBody>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -228,30 +360,30 @@ where
         };
         let _entered = id_span.enter();
         let _entered_inner = span.enter();
-        // `Some(Ok(..))`: the inner service's answer; `Some(Err(()))`: it panicked.
-        let polled = match this.state.as_mut().project() {
-            StateProj::Running { future } => {
-                let _scope = Enter::new(this.id);
-                match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
-                    Ok(Poll::Pending) => return Poll::Pending,
-                    Ok(Poll::Ready(out)) => Some(Ok(out)),
+        let parts = &**this.parts;
+        // `Some(Ok(..))`: the answer from inside the panic catcher; `Some(Err(()))`: a panic.
+        let polled = {
+            let _scope = Enter::new(this.id);
+            let mut state = this.state.as_mut();
+            loop {
+                match catch_unwind(AssertUnwindSafe(|| step(parts, state.as_mut(), cx))) {
+                    Ok(Step::Pending) => return Poll::Pending,
+                    Ok(Step::Again) => {}
+                    Ok(Step::Ready(out)) => break Some(Ok(out)),
+                    Ok(Step::Panicked) => break Some(Err(())),
                     Err(payload) => {
                         log_panic(&*payload);
-                        Some(Err(()))
+                        break Some(Err(()));
                     }
                 }
             }
-            StateProj::Panicked => Some(Err(())),
-            // Polled after completion, which `Future` leaves unspecified: stay pending
-            // rather than panic in the layer that exists to stop panics.
-            StateProj::Done => None,
         };
         let out = match polled {
             None => return Poll::Pending,
             Some(Ok(Ok(mut res))) => {
                 // The security headers (not on a panic's 500: that layer sits inside the
                 // panic catcher).
-                this.parts
+                parts
                     .plan
                     .apply(res.headers_mut(), *this.https, this.nonce.as_ref());
                 Ok(res)
@@ -261,7 +393,7 @@ where
                 this.state.set(State::Done);
                 let problem =
                     Problem::new(ProblemType::INTERNAL_ERROR).with_request_id(this.id.clone());
-                let mut res: Response<B> = DefaultRejection.make_rejection(problem);
+                let mut res: Response<ResBody> = DefaultRejection.make_rejection(problem);
                 res.extensions_mut().insert(Panicked);
                 Ok(res)
             }
@@ -273,13 +405,107 @@ where
         if let Ok(res) = &mut out
             && let Some(id) = this.id.take()
         {
-            res.headers_mut().insert(
-                this.parts.request_id.header.clone(),
-                id.header_value().clone(),
-            );
+            res.headers_mut()
+                .insert(parts.request_id.header.clone(), id.header_value().clone());
             res.extensions_mut().insert(id);
         }
         Poll::Ready(out)
+    }
+}
+
+enum Step<T> {
+    Pending,
+    /// The state moved on: step again.
+    Again,
+    Ready(T),
+    /// The inner service panicked in `call`.
+    Panicked,
+}
+
+/// One step of the parts inside the panic catcher.
+fn step<S, B, ResBody>(
+    parts: &Parts,
+    mut state: Pin<&mut State<S, B>>,
+    cx: &mut Context<'_>,
+) -> Step<Result<Response<ResBody>, S::Error>>
+where
+    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>>,
+    ResBody: From<Bytes>,
+{
+    match state.as_mut().project() {
+        StateProj::Running {
+            future,
+            mut sleep,
+            deadline,
+            headers,
+            adjust,
+            watch,
+        } => {
+            let res = match future.poll(cx) {
+                Poll::Ready(Ok(res)) => res,
+                Poll::Ready(Err(e)) => return Step::Ready(Err(e)),
+                Poll::Pending => {
+                    // The timer is armed only when the answer is not there at once.
+                    if sleep.is_none() {
+                        sleep.set(Some(tokio::time::sleep_until(*deadline)));
+                    }
+                    if let Some(sleep) = sleep.as_pin_mut()
+                        && sleep.poll(cx).is_pending()
+                    {
+                        return Step::Pending;
+                    }
+                    timed_out(&DefaultRejection, parts.timeout)
+                }
+            };
+            let (headers, adjust, watch) = (headers.take(), adjust.take(), watch.take());
+            let res = inside(res, headers, adjust, watch.as_ref());
+            state.set(State::Done);
+            Step::Ready(Ok(res))
+        }
+        StateProj::Deciding { decision, waiting } => {
+            let Poll::Ready(result) = decision.poll(cx) else {
+                return Step::Pending;
+            };
+            let Some(waiting) = waiting.take() else {
+                return Step::Pending;
+            };
+            let Waiting {
+                mut svc,
+                req,
+                batch,
+                watch,
+            } = *waiting;
+            let next = match rate_limit::decide(&parts.rate_limit, &req, batch, result) {
+                Outcome::Pass { headers, adjust } => State::Running {
+                    future: svc.call(req),
+                    sleep: None,
+                    // The deadline counts from the decision, as the timeout inside the
+                    // rate limit does.
+                    deadline: Instant::now() + parts.timeout,
+                    headers,
+                    adjust,
+                    watch,
+                },
+                Outcome::Reject(res) => State::Answered {
+                    res: Some(res),
+                    watch,
+                },
+            };
+            state.set(next);
+            Step::Again
+        }
+        StateProj::Answered { res, watch } => {
+            let Some(res) = res.take() else {
+                return Step::Pending;
+            };
+            let res = inside(res, None, None, watch.as_ref());
+            state.set(State::Done);
+            Step::Ready(Ok(res))
+        }
+        StateProj::Panicked => Step::Panicked,
+        // Polled after completion, which `Future` leaves unspecified: stay pending rather
+        // than panic in the layer that exists to stop panics.
+        StateProj::Done => Step::Pending,
     }
 }
 
@@ -287,14 +513,19 @@ static NONE: Span = Span::none();
 
 #[cfg(test)]
 mod tests {
-    use std::convert::Infallible;
+    use std::{convert::Infallible, num::NonZeroU32};
 
     use http::StatusCode;
     use http_body_util::{BodyExt, Full};
     use tower::{ServiceBuilder, ServiceExt};
 
     use super::*;
-    use crate::{net::TrustedProxies, security_headers::SecurityHeaders, stack::CatchPanicLayer};
+    use crate::{
+        net::TrustedProxies,
+        rate_limit::{ClientIp, Limit},
+        security_headers::SecurityHeaders,
+        stack::CatchPanicLayer,
+    };
 
     /// Panics in `call`, before any future exists.
     #[derive(Clone, Copy)]
@@ -316,23 +547,37 @@ mod tests {
 
     #[tokio::test]
     async fn a_panic_in_call_is_answered_as_the_composed_layers_do() {
-        let (id, observe, headers) = (
+        let (id, observe, headers, body) = (
             SetRequestIdLayer::new(),
             ObserveLayer::new([], TrustedProxies::none(), false, false),
             SecurityHeaders::api().layer(),
+            BodyLimitLayer::new(1024),
         );
-        let fused = FusedLayer::new(&id, &observe, &headers).layer(PanicInCall);
+        let timeout = RequestTimeoutLayer::new(Duration::from_secs(1));
+        let rate = || -> RateLimitLayer<StackStore> {
+            let quota = crate::rate_limit::Quota::per_second(NonZeroU32::MIN);
+            let limit = Limit::new(ClientIp::new(TrustedProxies::none()), quota);
+            Option::from(RateLimitLayer::new(limit)).unwrap()
+        };
+        let fused =
+            FusedLayer::new(&id, &observe, &headers, &body, &rate(), timeout).layer(PanicInCall);
         let composed = ServiceBuilder::new()
             .layer(id)
             .layer(observe)
             .layer(CatchPanicLayer::new())
             .layer(headers)
+            .layer(body)
+            .layer(rate())
+            .layer(timeout)
             .service(PanicInCall);
         let req = || {
-            Request::builder()
+            let mut req = Request::builder()
                 .header("x-request-id", "r-1")
-                .body(())
-                .unwrap()
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            req.extensions_mut()
+                .insert(crate::net::PeerAddr(([192, 0, 2, 1], 4000).into()));
+            req
         };
         let a = fused.oneshot(req()).await.unwrap();
         let b = composed.oneshot(req()).await.unwrap();

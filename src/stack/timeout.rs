@@ -154,14 +154,19 @@ where
         let Some(rejection) = this.rejection.take() else {
             return Poll::Pending;
         };
-        tracing::warn!(target: "battlement::audit", after_ms = u64::try_from(this.after.as_millis()).unwrap_or(u64::MAX), "request timed out");
-        let problem = Problem::new(ProblemType::SERVICE_UNAVAILABLE)
-            .with_detail("The request took too long; try again later.")
-            .with_request_id(RequestId::current());
-        let mut res = rejection.make_rejection(problem);
-        res.extensions_mut().insert(TimedOut { after: *this.after });
-        Poll::Ready(Ok(res))
+        Poll::Ready(Ok(timed_out(&rejection, *this.after)))
     }
+}
+
+/// The 503 of a request past its deadline of `after` (logged as an audit event).
+pub(super) fn timed_out<B, R: MakeRejection<B>>(rejection: &R, after: Duration) -> Response<B> {
+    tracing::warn!(target: "battlement::audit", after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX), "request timed out");
+    let problem = Problem::new(ProblemType::SERVICE_UNAVAILABLE)
+        .with_detail("The request took too long; try again later.")
+        .with_request_id(RequestId::current());
+    let mut res = rejection.make_rejection(problem);
+    res.extensions_mut().insert(TimedOut { after });
+    res
 }
 
 #[cfg(test)]
