@@ -124,7 +124,24 @@ where
 
     #[inline]
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        match admit(self.limit, self.ceiling, &self.rejection, req) {
+        // The common case inlines into the caller and calls the inner service at once (no
+        // move of the request through an `Admitted`); every other case is out of line.
+        let admitted = match common_case(self.limit, &req) {
+            Ok(len) => {
+                let limit = self.limit;
+                let req = req.map(|body| RequestBody::fixed(body, limit, len));
+                return ResponseFuture::inner(self.inner.call(req), None);
+            }
+            Err((declared, outer)) => admit_other(
+                self.limit,
+                self.ceiling,
+                &self.rejection,
+                req,
+                declared,
+                outer,
+            ),
+        };
+        match admitted {
             Admitted::Pass(req, watch) => ResponseFuture::inner(self.inner.call(req), watch),
             Admitted::Reject(cause, request_id) => {
                 ResponseFuture::reject(self.rejection.clone(), cause, request_id)
@@ -140,6 +157,29 @@ pub(crate) enum Admitted<B, R> {
     Reject(PayloadTooLarge, Option<RequestId>),
 }
 
+/// The common case, a known length within the limit and no outer `BodyLimitLayer`: `Ok` with
+/// that length. The body then stops at that length; an inner layer can still lower the limit
+/// by looking at the length itself, so nothing needs to be shared (no allocation). Otherwise
+/// the declared length and the outer layer's handle (looked up once, here; cloned only when
+/// present).
+#[inline]
+#[allow(clippy::type_complexity)]
+fn common_case<B: Body>(
+    limit: u64,
+    req: &Request<B>,
+) -> Result<u64, (Option<u64>, Option<Arc<Shared>>)> {
+    let declared = declared_length(req.headers(), req.body());
+    let outer = req.extensions().get::<Handle>().map(|h| h.0.clone());
+    if outer.is_none()
+        && let Some(len) = declared
+        && len <= limit
+        && req.body().size_hint().lower() <= limit
+    {
+        return Ok(len);
+    }
+    Err((declared, outer))
+}
+
 /// The body limit of [`BodyLimit`] (`limit`, within `ceiling`) applied to `req`.
 #[inline]
 pub(crate) fn admit<B: Body, R: Clone>(
@@ -148,21 +188,10 @@ pub(crate) fn admit<B: Body, R: Clone>(
     rejection: &R,
     req: Request<B>,
 ) -> Admitted<B, R> {
-    let declared = declared_length(req.headers(), req.body());
-    // An outer `BodyLimitLayer`'s handle: looked up once, here (cloned only when present).
-    let outer = req.extensions().get::<Handle>().map(|h| h.0.clone());
-    // The common case: a known length within the limit, and no outer layer. The body stops
-    // at that length; an inner layer can still lower the limit by looking at the length
-    // itself, so nothing needs to be shared (no allocation). Kept small so that it inlines
-    // into the caller; every other case is out of line.
-    if outer.is_none()
-        && let Some(len) = declared
-        && len <= limit
-        && req.body().size_hint().lower() <= limit
-    {
-        return Admitted::Pass(req.map(|body| RequestBody::fixed(body, limit, len)), None);
+    match common_case(limit, &req) {
+        Ok(len) => Admitted::Pass(req.map(|body| RequestBody::fixed(body, limit, len)), None),
+        Err((declared, outer)) => admit_other(limit, ceiling, rejection, req, declared, outer),
     }
-    admit_other(limit, ceiling, rejection, req, declared, outer)
 }
 
 /// Every case but a known length within the limit: an outer layer's handle, a body known to
@@ -202,7 +231,7 @@ fn admit_other<B: Body, R: Clone>(
         return refuse(&req, limit);
     }
     // Unknown length (chunked, HTTP/2 without `content-length`), or a length that only an
-    // inner layer may accept (a known length within the limit took the path of `admit`):
+    // inner layer may accept (a known length within the limit took the common path):
     // the limit lives in a cell that an inner layer can change and through which the body
     // reports crossing it.
     let (mut parts, body) = req.into_parts();
