@@ -8,18 +8,9 @@ use std::{
 
 use battlement::circuit_breaker::{BreakerConfig, BreakerRegistry, Outcome};
 
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+#[path = "support/log_buf.rs"]
+mod log_buf;
+use log_buf::Buf;
 
 #[test]
 fn every_state_change_is_a_tracing_event() {

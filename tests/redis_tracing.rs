@@ -5,7 +5,6 @@
 use std::{
     net::SocketAddr,
     num::NonZeroU32,
-    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -22,18 +21,9 @@ mod redis_support;
 
 use redis_support::RedisServer;
 
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+#[path = "support/log_buf.rs"]
+mod log_buf;
+use log_buf::Buf;
 
 async fn status(app: &Router) -> StatusCode {
     let mut req = Request::get("/").body(Body::empty()).unwrap();

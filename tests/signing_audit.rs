@@ -1,8 +1,6 @@
 //! The audit log of failed signature checks (its own test binary: it installs a global
 //! `tracing` subscriber, which parallel tests in one process would race on).
 
-use std::sync::{Arc, Mutex};
-
 use axum::{Router, body::Body, routing::post};
 use battlement::{
     net::PeerAddr,
@@ -11,18 +9,9 @@ use battlement::{
 use http::{Request, StatusCode};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
-#[derive(Clone, Default)]
-struct LogBuf(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+#[path = "support/log_buf.rs"]
+mod log_buf;
+use log_buf::Buf as LogBuf;
 
 #[tokio::test]
 async fn failed_attempts_are_logged_without_secrets_or_signatures() {

@@ -9,7 +9,6 @@
 use std::{
     convert::Infallible,
     net::SocketAddr,
-    sync::{Arc, Mutex},
     task::{Context, Poll},
     time::Duration,
 };
@@ -397,18 +396,9 @@ async fn answer_with(svc: &Svc, uri: &str, id_header: &str) -> Vec<(String, Stri
     h
 }
 
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+#[path = "support/log_buf.rs"]
+mod log_buf;
+use log_buf::Buf;
 
 /// The log lines of one request, its id and latency replaced.
 async fn logged(svc: &Svc, uri: &str) -> Vec<String> {

@@ -1,10 +1,7 @@
 //! The span, audit events, redaction and metrics of `stack`, in a process of their own: the
 //! test installs the global subscriber (and, with feature `metrics`, the global recorder).
 
-use std::{
-    net::SocketAddr,
-    sync::{Arc, Mutex},
-};
+use std::net::SocketAddr;
 
 use axum::{Extension, Router, body::Body, extract::ConnectInfo, routing::get};
 use battlement::{
@@ -14,18 +11,9 @@ use battlement::{
 use http::{Request, StatusCode};
 use tower::ServiceExt;
 
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+#[path = "support/log_buf.rs"]
+mod log_buf;
+use log_buf::Buf;
 
 #[cfg(feature = "metrics")]
 mod recorder {
