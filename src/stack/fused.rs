@@ -289,8 +289,8 @@ pin_project! {
         Running {
             #[pin]
             future: S::Future,
-            #[pin]
-            sleep: Option<Sleep>,
+            // Boxed: made only when the answer is not there at once.
+            sleep: Option<Pin<Box<Sleep>>>,
             deadline: Instant,
             headers: Option<HeaderSet>,
             adjust: Option<Box<Adjust<StackStore, DefaultRejection>>>,
@@ -435,7 +435,7 @@ where
     match state.as_mut().project() {
         StateProj::Running {
             future,
-            mut sleep,
+            sleep,
             deadline,
             headers,
             adjust,
@@ -446,12 +446,9 @@ where
                 Poll::Ready(Err(e)) => return Step::Ready(Err(e)),
                 Poll::Pending => {
                     // The timer is armed only when the answer is not there at once.
-                    if sleep.is_none() {
-                        sleep.set(Some(tokio::time::sleep_until(*deadline)));
-                    }
-                    if let Some(sleep) = sleep.as_pin_mut()
-                        && sleep.poll(cx).is_pending()
-                    {
+                    let sleep =
+                        sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(*deadline)));
+                    if sleep.as_mut().poll(cx).is_pending() {
                         return Step::Pending;
                     }
                     timed_out(&DefaultRejection, parts.timeout)

@@ -114,8 +114,9 @@ pin_project! {
     pub struct ResponseFuture<F, R> {
         #[pin]
         inner: F,
-        #[pin]
-        sleep: Option<Sleep>,
+        // Boxed: made only when the answer is not there at once, and a tokio timer is large
+        // (every move of the future would carry it).
+        sleep: Option<Pin<Box<Sleep>>>,
         deadline: Instant,
         after: Duration,
         rejection: Option<R>,
@@ -138,17 +139,14 @@ where
     type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let this = self.project();
         if let Poll::Ready(out) = this.inner.poll(cx) {
             return Poll::Ready(out);
         }
-        if this.sleep.is_none() {
-            this.sleep
-                .set(Some(tokio::time::sleep_until(*this.deadline)));
-        }
-        if let Some(sleep) = this.sleep.as_pin_mut()
-            && sleep.poll(cx).is_pending()
-        {
+        let sleep = this
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(*this.deadline)));
+        if sleep.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
         let Some(rejection) = this.rejection.take() else {
