@@ -157,17 +157,16 @@ pub(crate) enum Admitted<B, R> {
     Reject(PayloadTooLarge, Option<RequestId>),
 }
 
+/// What the other cases need: the declared length, an outer layer's shared cell.
+type Other = (Option<u64>, Option<Arc<Shared>>);
+
 /// The common case, a known length within the limit and no outer `BodyLimitLayer`: `Ok` with
 /// that length. The body then stops at that length; an inner layer can still lower the limit
 /// by looking at the length itself, so nothing needs to be shared (no allocation). Otherwise
 /// the declared length and the outer layer's handle (looked up once, here; cloned only when
 /// present).
 #[inline]
-#[allow(clippy::type_complexity)]
-fn common_case<B: Body>(
-    limit: u64,
-    req: &Request<B>,
-) -> Result<u64, (Option<u64>, Option<Arc<Shared>>)> {
+fn common_case<B: Body>(limit: u64, req: &Request<B>) -> Result<u64, Other> {
     let declared = declared_length(req.headers(), req.body());
     let outer = req.extensions().get::<Handle>().map(|h| h.0.clone());
     if outer.is_none()

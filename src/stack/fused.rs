@@ -216,7 +216,6 @@ where
             Admitted::Reject(cause, request_id) => {
                 return State::Answered {
                     res: Some(body_limit::reject(&DefaultRejection, cause, request_id)),
-                    watch: None,
                 };
             }
         };
@@ -229,10 +228,8 @@ where
             adjust,
             watch,
         },
-        Checked::Now(Outcome::Reject(res)) => State::Answered {
-            res: Some(res),
-            watch,
-        },
+        // Nothing has read the body: the body limit has nothing to watch.
+        Checked::Now(Outcome::Reject(res)) => State::Answered { res: Some(res) },
         Checked::Pending(decision, batch) => {
             let clone = inner.clone();
             let svc = std::mem::replace(inner, clone);
@@ -302,11 +299,8 @@ pin_project! {
             decision: <StackStore as RateLimitStore>::Future,
             waiting: Option<Box<Waiting<S, B>>>,
         },
-        // Refused by the body limit or the rate limit.
-        Answered {
-            res: Option<S::Response>,
-            watch: Option<Watch<DefaultRejection>>,
-        },
+        // Refused by the body limit or the rate limit (before anything read the body).
+        Answered { res: Option<S::Response> },
         Panicked,
         Done,
     }
@@ -361,7 +355,7 @@ where
         let _entered = id_span.enter();
         let _entered_inner = span.enter();
         let parts = &**this.parts;
-        // `Some(Ok(..))`: the answer from inside the panic catcher; `Some(Err(()))`: a panic.
+        // `Ok(..)`: the answer from inside the panic catcher; `Err(())`: a panic.
         let polled = {
             let _scope = Enter::new(this.id);
             let mut state = this.state.as_mut();
@@ -369,18 +363,17 @@ where
                 match catch_unwind(AssertUnwindSafe(|| step(parts, state.as_mut(), cx))) {
                     Ok(Step::Pending) => return Poll::Pending,
                     Ok(Step::Again) => {}
-                    Ok(Step::Ready(out)) => break Some(Ok(out)),
-                    Ok(Step::Panicked) => break Some(Err(())),
+                    Ok(Step::Ready(out)) => break Ok(out),
+                    Ok(Step::Panicked) => break Err(()),
                     Err(payload) => {
                         log_panic(&*payload);
-                        break Some(Err(()));
+                        break Err(());
                     }
                 }
             }
         };
-        let out = match polled {
-            None => return Poll::Pending,
-            Some(Ok(Ok(mut res))) => {
+        let mut out = match polled {
+            Ok(Ok(mut res)) => {
                 // The security headers (not on a panic's 500: that layer sits inside the
                 // panic catcher).
                 parts
@@ -388,8 +381,8 @@ where
                     .apply(res.headers_mut(), *this.https, this.nonce.as_ref());
                 Ok(res)
             }
-            Some(Ok(Err(e))) => Err(e),
-            Some(Err(())) => {
+            Ok(Err(e)) => Err(e),
+            Err(()) => {
                 this.state.set(State::Done);
                 let problem =
                     Problem::new(ProblemType::INTERNAL_ERROR).with_request_id(this.id.clone());
@@ -401,7 +394,6 @@ where
         if let Some(start) = *this.start {
             observe::finish(start, this.labels.as_ref(), &out);
         }
-        let mut out = out;
         if let Ok(res) = &mut out
             && let Some(id) = this.id.take()
         {
@@ -443,7 +435,10 @@ where
         } => {
             let res = match future.poll(cx) {
                 Poll::Ready(Ok(res)) => res,
-                Poll::Ready(Err(e)) => return Step::Ready(Err(e)),
+                Poll::Ready(Err(e)) => {
+                    state.set(State::Done);
+                    return Step::Ready(Err(e));
+                }
                 Poll::Pending => {
                     // The timer is armed only when the answer is not there at once.
                     let sleep =
@@ -483,19 +478,15 @@ where
                     adjust,
                     watch,
                 },
-                Outcome::Reject(res) => State::Answered {
-                    res: Some(res),
-                    watch,
-                },
+                Outcome::Reject(res) => State::Answered { res: Some(res) },
             };
             state.set(next);
             Step::Again
         }
-        StateProj::Answered { res, watch } => {
+        StateProj::Answered { res } => {
             let Some(res) = res.take() else {
                 return Step::Pending;
             };
-            let res = inside(res, None, None, watch.as_ref());
             state.set(State::Done);
             Step::Ready(Ok(res))
         }
