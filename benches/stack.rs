@@ -28,6 +28,13 @@ use tower_http::{
 
 const GROUP: &str = "stack";
 
+/// The one API key of the keyed cases (a macro, for `concat!`).
+macro_rules! api_key {
+    () => {
+        "bench-key-0123456789abcdef"
+    };
+}
+
 use support::helmet::helmet_layers;
 
 /// A handler that accepts any request body (each stack hands it its own body type).
@@ -57,6 +64,43 @@ fn bench<S, RB>(
     S: Service<Request<Body>, Response = Response<RB>> + Clone,
     S::Error: std::fmt::Debug,
 {
+    bench_with(group, rt, id, svc, plain_get);
+}
+
+/// `GET /`, as every case but the CORS and keyed ones sends it.
+fn plain_get() -> Request<Body> {
+    Request::get("/").body(Body::empty()).unwrap()
+}
+
+/// `GET /` from the one allowed CORS origin.
+fn cors_get() -> Request<Body> {
+    Request::get("/")
+        .header(http::header::ORIGIN, ORIGIN)
+        .body(Body::empty())
+        .unwrap()
+}
+
+/// `GET /` with a valid API key as a bearer token.
+fn keyed_get() -> Request<Body> {
+    Request::get("/")
+        .header(http::header::AUTHORIZATION, concat!("Bearer ", api_key!()))
+        .body(Body::empty())
+        .unwrap()
+}
+
+/// The one CORS origin of the CORS cases.
+const ORIGIN: &str = "https://app.example.com";
+
+fn bench_with<S, RB>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &tokio::runtime::Runtime,
+    id: &str,
+    svc: S,
+    request: fn() -> Request<Body>,
+) where
+    S: Service<Request<Body>, Response = Response<RB>> + Clone,
+    S::Error: std::fmt::Debug,
+{
     let peer = ConnectInfo(SocketAddr::from(([203, 0, 113, 7], 40_000)));
     // `BATTLEMENT_STACK_PROFILE=<id>[:<iterations>]`: no criterion, just that many requests
     // through `<id>` (for `valgrind --tool=callgrind`), and the size of its response future.
@@ -72,7 +116,7 @@ fn bench<S, RB>(
             );
             rt.block_on(async {
                 for _ in 0..n {
-                    let mut req = Request::get("/").body(Body::empty()).unwrap();
+                    let mut req = request();
                     req.extensions_mut().insert(peer);
                     let res = svc.clone().oneshot(req).await.unwrap();
                     assert_eq!(res.status(), StatusCode::OK);
@@ -86,7 +130,7 @@ fn bench<S, RB>(
         b.to_async(rt).iter(|| {
             let svc = svc.clone();
             async move {
-                let mut req = Request::get("/").body(Body::empty()).unwrap();
+                let mut req = request();
                 req.extensions_mut().insert(peer);
                 let res = svc.oneshot(req).await.unwrap();
                 assert_eq!(res.status(), StatusCode::OK);
@@ -125,6 +169,73 @@ per = "1s"
 burst = 1000000000
 "#;
 
+/// The defaults plus CORS for one origin (the requests come from it).
+const CORS: &str = r#"
+[cors]
+allow_origins = ["https://app.example.com"]
+"#;
+
+/// The defaults plus API keys (one principal, one key: the requests carry it) and a limit per
+/// principal.
+const KEYED: &str = r#"
+[rate_limit.per_principal]
+requests = 1000000000
+per = "1s"
+burst = 1000000000
+[api_key]
+[[api_key.principals]]
+id = "bench"
+keys = ["KEY_HASH"]
+"#;
+
+/// A generous tower_governor config for any key extractor.
+fn governor_config<K: tower_governor::key_extractor::KeyExtractor>(
+    key: K,
+) -> tower_governor::governor::GovernorConfig<K, governor::middleware::NoOpMiddleware> {
+    GovernorConfigBuilder::default()
+        .per_nanosecond(1)
+        .burst_size(u32::MAX)
+        .key_extractor(key)
+        .finish()
+        .expect("valid governor config")
+}
+
+/// The bearer token of a request, as the keyed anchor's second governor keys it.
+#[derive(Clone, Copy)]
+struct BearerKey;
+
+impl tower_governor::key_extractor::KeyExtractor for BearerKey {
+    type Key = Vec<u8>;
+
+    fn extract<T>(&self, req: &Request<T>) -> Result<Vec<u8>, tower_governor::GovernorError> {
+        bearer(req)
+            .map(<[u8]>::to_vec)
+            .ok_or(tower_governor::GovernorError::UnableToExtractKey)
+    }
+}
+
+fn bearer<T>(req: &Request<T>) -> Option<&[u8]> {
+    req.headers()
+        .get(http::header::AUTHORIZATION)?
+        .as_bytes()
+        .strip_prefix(b"Bearer ")
+}
+
+/// The anchor's check of hashed API keys: tower-http's `ValidateRequestHeader` with the
+/// SHA-256 of the bearer token looked up in a set of hashes.
+fn validate_hashed_key<B>(
+    hashes: std::sync::Arc<std::collections::HashSet<[u8; 32]>>,
+) -> impl FnMut(&mut Request<B>) -> Result<(), Response<Body>> + Clone {
+    use sha2::Digest;
+    move |req: &mut Request<B>| match bearer(req) {
+        Some(key) if hashes.contains(&<[u8; 32]>::from(sha2::Sha256::digest(key))) => Ok(()),
+        _ => Err(Response::builder()
+            .status(StatusCode::UNAUTHORIZED)
+            .body(Body::empty())
+            .unwrap()),
+    }
+}
+
 fn stack(c: &mut criterion::Criterion) {
     let rt = support::runtime();
     let mut group = c.benchmark_group(GROUP);
@@ -157,6 +268,69 @@ fn stack(c: &mut criterion::Criterion) {
         .layer(Handler);
     bench(&mut group, &rt, "battlement_same", ours);
 
+    // The anchor and the default stack, each with CORS for one origin.
+    let anchor_cors = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(helmet_layers())
+        .layer(
+            tower_http::cors::CorsLayer::new().allow_origin(http::HeaderValue::from_static(ORIGIN)),
+        )
+        .layer(RequestBodyLimitLayer::new(1024 * 1024))
+        .layer(GovernorLayer::new(governor_config(
+            tower_governor::key_extractor::PeerIpKeyExtractor,
+        )))
+        .service(Handler);
+    bench_with(
+        &mut group,
+        &rt,
+        "tower_http_governor_cors",
+        anchor_cors,
+        cors_get,
+    );
+    let config = ServerConfig::from_toml_str(&format!("{DEFAULT}{CORS}")).expect("valid config");
+    let ours = ServerStack::from_config(&config)
+        .expect("valid stack")
+        .layer(Handler);
+    bench_with(&mut group, &rt, "battlement_cors", ours, cors_get);
+
+    // The anchor with hashed bearer keys and a second governor per key, and the default stack
+    // with `[api_key]` and a per-principal limit; every request carries the valid key.
+    let hashes = std::sync::Arc::new(std::collections::HashSet::from([<[u8; 32]>::from(
+        <sha2::Sha256 as sha2::Digest>::digest(api_key!()),
+    )]));
+    let anchor_keyed = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(helmet_layers())
+        .layer(RequestBodyLimitLayer::new(1024 * 1024))
+        .layer(GovernorLayer::new(governor_config(
+            tower_governor::key_extractor::PeerIpKeyExtractor,
+        )))
+        .layer(
+            tower_http::validate_request::ValidateRequestHeaderLayer::custom(validate_hashed_key(
+                hashes,
+            )),
+        )
+        .layer(GovernorLayer::new(governor_config(BearerKey)))
+        .service(Handler);
+    bench_with(
+        &mut group,
+        &rt,
+        "tower_http_governor_keyed",
+        anchor_keyed,
+        keyed_get,
+    );
+    let keyed = format!("{DEFAULT}{KEYED}").replace(
+        "KEY_HASH",
+        &battlement::auth::api_key::hash_key(api_key!()).to_hex(),
+    );
+    let config = ServerConfig::from_toml_str(&keyed).expect("valid config");
+    let ours = ServerStack::from_config(&config)
+        .expect("valid stack")
+        .layer(Handler);
+    bench_with(&mut group, &rt, "battlement_keyed", ours, keyed_get);
+
     // Each piece alone, to see where the time goes: `BATTLEMENT_BENCH_BREAKDOWN=1 cargo bench
     // --bench stack`.
     if std::env::var_os("BATTLEMENT_BENCH_BREAKDOWN").is_some()
@@ -174,6 +348,10 @@ fn stack(c: &mut criterion::Criterion) {
         &[
             ("battlement_default", "tower_http_governor"),
             ("battlement_same", "tower_http_governor"),
+            ("battlement_cors", "tower_http_governor"),
+            ("battlement_cors", "tower_http_governor_cors"),
+            ("battlement_keyed", "tower_http_governor"),
+            ("battlement_keyed", "tower_http_governor_keyed"),
         ],
     );
 }
