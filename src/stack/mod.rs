@@ -80,10 +80,11 @@ pub mod timeout;
 pub use audit::{Audit, AuditItem, AuditStatus, audit};
 pub use client::{BoxErr, BoxErrFuture, BoxErrLayer, ClientService, ClientStack};
 pub use config::{
-    BodyLimitConfig, BreakerSection, BudgetSection, ClientConfig, ClientSigningSection, CorsConfig,
-    HttpsConfig, Preset, QuotaConfig, RateLimitConfig, RateLimitHeaders, RedisConfig, RedisFailure,
-    RequestIdConfig, RetrySection, SecurityHeadersConfig, ServerConfig, SigningKeySection,
-    SigningSection, TimeoutConfig, Toggle, TraceConfig, TrustIncoming,
+    BodyLimitConfig, BreakerSection, BudgetSection, ClientConfig, ClientSigningSection,
+    ConnectionConfig, CorsConfig, HttpsConfig, Preset, QuotaConfig, RateLimitConfig,
+    RateLimitHeaders, RedisConfig, RedisFailure, RequestIdConfig, RetrySection,
+    SecurityHeadersConfig, ServerConfig, SigningKeySection, SigningSection, TimeoutConfig, Toggle,
+    TraceConfig, TrustIncoming,
 };
 pub use observe::{
     Observe, ObserveLayer, RecordPrincipal, RecordPrincipalLayer, SENSITIVE_HEADERS,
