@@ -677,6 +677,7 @@ pub struct ClientSigningSection {
 /// ```
 #[derive(Clone, Copy, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct ConnectionConfig {
     /// The longest a client may take to send a request head (default `10s`); past it the
     /// connection is closed. With hyper (1.x), the time counts from when the server starts
