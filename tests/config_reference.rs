@@ -47,6 +47,7 @@ secret = { env = "X" }"#,
         r#"key_id = "k"
 secret = { env = "X" }"#,
     ),
+    ("server", ""),
 ];
 
 struct Row {

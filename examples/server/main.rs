@@ -20,6 +20,9 @@
 //!   start, or `--cert FILE --key FILE` (PEM). The plain port (`BATTLEMENT_ADDR` / `--addr`,
 //!   default `127.0.0.1:3000`) then redirects to it (except `/healthz`), and HTTPS responses
 //!   carry HSTS.
+//! - `[server]` (`header_read_timeout`, default 10 s; `idle_timeout`, default 60 s): both
+//!   listeners serve with these connection timeouts (`serve.rs`), so an idle connection, a
+//!   half-sent request head or a trickle of bytes is closed.
 //! - Feature `metrics`: the crate's counters and histograms in Prometheus format on
 //!   `BATTLEMENT_METRICS_ADDR` (default `127.0.0.1:9464`), `/metrics`.
 //! - `--baseline bare` / `--baseline headers`: the same router without the stack (with
@@ -55,6 +58,7 @@
 //! ```
 
 mod routes;
+mod serve;
 mod tls;
 
 #[cfg(feature = "metrics")]
@@ -376,9 +380,10 @@ async fn main() -> ExitCode {
     };
     let built = load_config(&args).and_then(|config| {
         let stack = Stack::from_config(&config)?;
-        Ok((config, stack))
+        let timeouts = serve::Timeouts::new(&config.server)?;
+        Ok((config, stack, timeouts))
     });
-    let (config, stack) = match built {
+    let (config, stack, timeouts) = match built {
         Ok(built) => built,
         Err(e) => {
             eprintln!("configuration error: {e}");
@@ -431,22 +436,17 @@ async fn main() -> ExitCode {
             }
         };
         println!("listening on https://{}", args.tls_addr);
-        tokio::spawn(tls::serve(listener, acceptor, app.clone()));
+        tokio::spawn(tls::serve(listener, acceptor, app.clone(), timeouts));
     }
-    println!("listening on http://{}", args.addr);
-    let served = axum::serve(
-        plain,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async {
+    println!(
+        "listening on http://{} (header read timeout {:?}, idle timeout {:?})",
+        args.addr, timeouts.header_read, timeouts.idle
+    );
+    // `axum::serve` sets no header-read or idle timeout: a slow client could hold a
+    // connection forever (see serve.rs).
+    serve::serve(plain, app, timeouts, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await;
-    match served {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("server error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    ExitCode::SUCCESS
 }

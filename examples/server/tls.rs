@@ -8,11 +8,7 @@ use std::{path::Path, sync::Arc, time::Duration};
 use axum::{Router, extract::ConnectInfo, http::Request};
 use battlement::net::Scheme;
 use hyper::body::Incoming;
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
-    server::conn::auto,
-    service::TowerToHyperService,
-};
+use hyper_util::{rt::TokioIo, service::TowerToHyperService};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, pem::PemObject};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -74,7 +70,14 @@ pub(crate) fn acceptor(files: Option<(&Path, &Path)>) -> Result<TlsAcceptor, Str
 }
 
 /// Accepts TLS connections forever, each served on its own task (HTTP/1.1 or HTTP/2 by ALPN).
-pub(crate) async fn serve(listener: TcpListener, acceptor: TlsAcceptor, app: Router) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    app: Router,
+    timeouts: crate::serve::Timeouts,
+) {
+    // The same connection timeouts as the plain listener.
+    let builder = Arc::new(crate::serve::builder(timeouts));
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -87,6 +90,7 @@ pub(crate) async fn serve(listener: TcpListener, acceptor: TlsAcceptor, app: Rou
         };
         let acceptor = acceptor.clone();
         let app = app.clone();
+        let builder = Arc::clone(&builder);
         tokio::spawn(async move {
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => stream,
@@ -106,12 +110,14 @@ pub(crate) async fn serve(listener: TcpListener, acceptor: TlsAcceptor, app: Rou
                 req.extensions_mut().insert(Scheme::Https);
                 app.clone().call(req)
             });
-            let served = auto::Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(
-                    TokioIo::new(stream),
-                    TowerToHyperService::new(service),
-                )
-                .await;
+            let served = crate::serve::serve_connection(
+                &builder,
+                TokioIo::new(stream),
+                TowerToHyperService::new(service),
+                timeouts,
+                std::future::pending(),
+            )
+            .await;
             if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "TLS connection ended with an error");
             }

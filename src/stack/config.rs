@@ -64,6 +64,10 @@ pub struct ServerConfig {
     pub circuit_breaker: BreakerSection,
     /// `[client]`: the client stack.
     pub client: ClientConfig,
+    /// `[server]`: the connection timeouts of the HTTP server in front of the stack (the
+    /// stack itself does not read them: the server does, see
+    /// [Serving](crate::stack#serving)).
+    pub server: ConnectionConfig,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +93,7 @@ impl Default for ServerConfig {
                 ..BreakerSection::default()
             },
             client: ClientConfig::default(),
+            server: ConnectionConfig::default(),
         }
     }
 }
@@ -645,6 +650,86 @@ pub struct ClientSigningSection {
     /// `expires` = `created` + this (default: no `expires`).
     #[serde(default)]
     pub expires_in: Option<HumanDuration>,
+}
+
+/// `[server]`: the timeouts of the HTTP connections that carry the stack's requests.
+///
+/// The stack's own timeout (`[timeout]`) starts once a request's head has been read; these
+/// bound what comes before and between requests, where a slow client would otherwise hold a
+/// connection (and a file descriptor) forever: an idle keep-alive connection, a request head
+/// sent halfway, or one byte every few seconds. The stack does not read this section (it
+/// sees requests, not connections); the server that serves it does (the example server does;
+/// [Serving](crate::stack#serving) shows how with hyper-util).
+///
+/// Both are on by default and cannot be turned off: `0s` is refused.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use battlement::stack::ServerConfig;
+///
+/// let cfg = ServerConfig::from_toml_str("[server]\nheader_read_timeout = \"5s\"")?;
+/// assert_eq!(cfg.server.header_read_timeout.get(), Duration::from_secs(5));
+/// assert_eq!(cfg.server.idle_timeout.get(), Duration::from_secs(60));
+/// let err = ServerConfig::from_toml_str("[server]\nidle_timeout = \"0s\"").unwrap_err();
+/// assert_eq!(err.field(), "server.idle_timeout");
+/// # Ok::<(), battlement::ConfigError>(())
+/// ```
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct ConnectionConfig {
+    /// The longest a client may take to send a request head (default `10s`); past it the
+    /// connection is closed. With hyper (1.x), the time counts from when the server starts
+    /// waiting for a head: on HTTP/1.1, from the connection's start and again from the end of
+    /// each response, so it also bounds the wait between keep-alive requests.
+    #[serde(deserialize_with = "positive_duration")]
+    pub header_read_timeout: HumanDuration,
+    /// How long a connection may stay open with no request in flight (default `60s`); past
+    /// it the connection is shut down gracefully (HTTP/2: `GOAWAY`). Client pings and
+    /// half-sent heads do not make a connection busy.
+    #[serde(deserialize_with = "positive_duration")]
+    pub idle_timeout: HumanDuration,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: HumanDuration::from_secs(10),
+            idle_timeout: HumanDuration::from_secs(60),
+        }
+    }
+}
+
+impl ConnectionConfig {
+    /// Checks a configuration made in code (a parsed one is checked already).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`](crate::ConfigError) naming the field (`server.idle_timeout`) when a
+    /// timeout is zero.
+    pub fn validate(&self) -> Result<(), crate::ConfigError> {
+        for (field, value) in [
+            ("server.header_read_timeout", self.header_read_timeout),
+            ("server.idle_timeout", self.idle_timeout),
+        ] {
+            if value.get().is_zero() {
+                return Err(crate::ConfigError::out_of_range(field, ZERO_TIMEOUT));
+            }
+        }
+        Ok(())
+    }
+}
+
+const ZERO_TIMEOUT: &str = "must be more than 0: a connection timeout cannot be turned off";
+
+/// A duration that is not zero.
+fn positive_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<HumanDuration, D::Error> {
+    let value = HumanDuration::deserialize(d)?;
+    if value.get().is_zero() {
+        return Err(serde::de::Error::custom(ZERO_TIMEOUT));
+    }
+    Ok(value)
 }
 
 #[cfg(feature = "config")]

@@ -59,6 +59,71 @@
 //!   store; `on_failure` says what happens while Redis is down). Without the feature the
 //!   section is refused at startup, never ignored.
 //!
+//! # Serving
+//!
+//! The stack sees requests, not connections: its timeout starts once a request head has been
+//! read, and `axum::serve` sets no connection timeout. So serve it with hyper-util's
+//! builder and the `[server]` section ([`ConnectionConfig`]): a header-read timeout for
+//! HTTP/1.1 (hyper's timer, which also bounds the wait between keep-alive requests) and
+//! HTTP/2 keep-alive pings. Without them an idle connection, a half-sent head, or one byte
+//! every few seconds holds a connection (and a file descriptor) for as long as the client
+//! likes.
+//!
+//! ```no_run
+//! use std::net::SocketAddr;
+//!
+//! use axum::{Extension, Router, extract::ConnectInfo, routing::get};
+//! use battlement::stack::{ServerConfig, ServerStack};
+//! use hyper_util::{
+//!     rt::{TokioExecutor, TokioIo, TokioTimer},
+//!     server::conn::auto,
+//!     service::TowerToHyperService,
+//! };
+//! use tower::Layer;
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = ServerConfig::from_toml_file("battlement.toml")?;
+//! config.server.validate()?;
+//! let app = ServerStack::from_config(&config)?.wrap(Router::new().route("/", get(|| async { "hi" })));
+//!
+//! let mut builder = auto::Builder::new(TokioExecutor::new());
+//! builder
+//!     .http1()
+//!     .timer(TokioTimer::new())
+//!     .header_read_timeout(config.server.header_read_timeout.get());
+//! builder
+//!     .http2()
+//!     .timer(TokioTimer::new())
+//!     .keep_alive_interval(config.server.idle_timeout.get())
+//!     .keep_alive_timeout(config.server.header_read_timeout.get());
+//! let builder = std::sync::Arc::new(builder);
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! loop {
+//!     let (tcp, peer) = listener.accept().await?;
+//!     // What `into_make_service_with_connect_info::<SocketAddr>()` does: the per-IP rate
+//!     // limit needs the peer address.
+//!     let service = TowerToHyperService::new(Extension(ConnectInfo(peer)).layer(app.clone()));
+//!     let builder = builder.clone();
+//!     tokio::spawn(async move {
+//!         let _ = builder
+//!             .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+//!             .await;
+//!     });
+//! }
+//! # }
+//! ```
+//!
+//! That leaves the idle timeout: hyper has none for a connection whose protocol is not known
+//! yet (before its first bytes, or an HTTP/2 preface sent a byte at a time), nor for an idle
+//! HTTP/2 connection whose client pings. `examples/server/serve.rs` adds it (a connection
+//! with no request in flight for `idle_timeout` is shut down gracefully, counting a request
+//! until its response body is sent) and graceful shutdown on Ctrl-C; copy it, it depends only
+//! on hyper, hyper-util, tokio and axum. `tests/slow_clients.rs` shows what each timeout
+//! closes. Behind a proxy that buffers request heads (nginx, most load balancers), the
+//! proxy's own client timeouts protect the proxy, and these protect the connections from it.
+//!
 //! # Deployment
 //!
 //! Run `cargo run --example audit -- battlement.toml` in CI: it prints the
@@ -80,10 +145,11 @@ pub mod timeout;
 pub use audit::{Audit, AuditItem, AuditStatus, audit};
 pub use client::{BoxErr, BoxErrFuture, BoxErrLayer, ClientService, ClientStack};
 pub use config::{
-    BodyLimitConfig, BreakerSection, BudgetSection, ClientConfig, ClientSigningSection, CorsConfig,
-    HttpsConfig, Preset, QuotaConfig, RateLimitConfig, RateLimitHeaders, RedisConfig, RedisFailure,
-    RequestIdConfig, RetrySection, SecurityHeadersConfig, ServerConfig, SigningKeySection,
-    SigningSection, TimeoutConfig, Toggle, TraceConfig, TrustIncoming,
+    BodyLimitConfig, BreakerSection, BudgetSection, ClientConfig, ClientSigningSection,
+    ConnectionConfig, CorsConfig, HttpsConfig, Preset, QuotaConfig, RateLimitConfig,
+    RateLimitHeaders, RedisConfig, RedisFailure, RequestIdConfig, RetrySection,
+    SecurityHeadersConfig, ServerConfig, SigningKeySection, SigningSection, TimeoutConfig, Toggle,
+    TraceConfig, TrustIncoming,
 };
 pub use observe::{
     Observe, ObserveLayer, RecordPrincipal, RecordPrincipalLayer, SENSITIVE_HEADERS,
