@@ -58,8 +58,14 @@ async fn send(app: &Router, req: Request<Body>) -> Response {
     app.clone().oneshot(req).await.unwrap()
 }
 
+/// A GET of `uri`; an `https://` one as the TLS listener would hand it on (with
+/// `Scheme::Https`: the URI's scheme alone proves nothing).
 async fn get_headers(app: &Router, uri: &str) -> HeaderMap {
-    let res = send(app, Request::get(uri).body(Body::empty()).unwrap()).await;
+    let mut req = Request::get(uri).body(Body::empty()).unwrap();
+    if uri.starts_with("https://") {
+        req.extensions_mut().insert(Scheme::Https);
+    }
+    let res = send(app, req).await;
     assert_eq!(res.status(), StatusCode::OK);
     res.headers().clone()
 }
@@ -225,6 +231,22 @@ async fn hsts_only_over_https() {
     let mut req = Request::get("/").body(Body::empty()).unwrap();
     req.extensions_mut().insert(Scheme::Https);
     assert!(send(&app, req).await.headers().contains_key(hsts));
+    // An absolute-form `https://` target on a plain connection is the client's claim: no HSTS,
+    // from a stranger or from the trusted load balancer saying `http`; the plain listener's
+    // own `Scheme::Http` is final.
+    let req = Request::get("https://example.com/")
+        .body(Body::empty())
+        .unwrap();
+    assert!(!send(&app, req).await.headers().contains_key(hsts));
+    let res = send(
+        &app,
+        from_peer("https://example.com/", "10.1.2.3:5000", "http"),
+    )
+    .await;
+    assert!(!res.headers().contains_key(hsts));
+    let mut req = from_peer("https://example.com/", "10.1.2.3:5000", "https");
+    req.extensions_mut().insert(Scheme::Http);
+    assert!(!send(&app, req).await.headers().contains_key(hsts));
 
     // X-Forwarded-Proto from the trusted load balancer, and from anyone else.
     let res = send(&app, from_peer("/", "10.1.2.3:5000", "https")).await;

@@ -66,10 +66,11 @@
 //! [`overriding`](SecurityHeaders::overriding) say otherwise. Removed headers
 //! (`X-Powered-By`, optionally `Server`) are removed whoever set them.
 //!
-//! `Strict-Transport-Security` goes only on responses to HTTPS requests: the request URI has
-//! the `https` scheme, the TLS acceptor inserted [`crate::net::Scheme::Https`] in the request
-//! extensions, or a proxy in [`SecurityHeaders::trusted_proxies`] said so with
-//! `X-Forwarded-Proto`/`Forwarded`. [`SecurityHeaders::hsts_always`] sends it always.
+//! `Strict-Transport-Security` goes only on responses to HTTPS requests: the TLS acceptor
+//! inserted [`crate::net::Scheme::Https`] in the request extensions, or a proxy in
+//! [`SecurityHeaders::trusted_proxies`] said so with `X-Forwarded-Proto`/`Forwarded`. The
+//! request target's scheme (absolute-form `https://`, HTTP/2 `:scheme`) is the client's claim
+//! and does not count. [`SecurityHeaders::hsts_always`] sends it always.
 //!
 //! # Ordering
 //!
