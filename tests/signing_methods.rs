@@ -136,7 +136,7 @@ async fn the_files_client_talks_to_the_files_server_with_every_method() {
         (Method::DELETE, "{\"why\": 1}"),
         (Method::OPTIONS, ""),
     ];
-    for (method, body) in cases.iter().cloned() {
+    for (method, body) in &cases {
         let req = Request::builder()
             .method(method.clone())
             .uri(url(addr))
@@ -279,7 +279,7 @@ async fn bodiless_signatures_do_not_carry_a_body() {
         .headers
         .insert("x-api-key", HeaderValue::from_static(API_KEY));
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+    let (sender, conn) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
         hyper_util::rt::TokioIo::new(stream),
     )
