@@ -113,7 +113,9 @@ impl TrustedProxies {
     }
 
     /// Trusts the given ranges, each a CIDR (`"10.0.0.0/8"`, `"2001:db8::/32"`) or a single
-    /// address (`"127.0.0.1"`).
+    /// address (`"127.0.0.1"`). Whitespace around an entry is trimmed (`" 10.0.0.0/8 "` is
+    /// `10.0.0.0/8`); the [audit](crate::stack::audit) judges these parsed ranges, not the
+    /// strings.
     ///
     /// # Errors
     ///
@@ -187,6 +189,83 @@ impl TrustedProxies {
     pub fn ranges(&self) -> impl Iterator<Item = String> + '_ {
         self.nets.iter().map(|n| n.to_string())
     }
+
+    /// How many public addresses the ranges cover, overlaps counted once: IPv4 addresses
+    /// outside the private, loopback, link-local, CGNAT, documentation, benchmarking,
+    /// multicast and reserved blocks, and IPv6 addresses in the global unicast block
+    /// `2000::/3`. The audit's measure of "trusts public address space at large".
+    pub(crate) fn public_coverage(&self) -> (u128, u128) {
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for net in self.nets.iter() {
+            match net {
+                IpNet::V4(n) => v4.push((
+                    u128::from(u32::from(n.network())),
+                    u128::from(u32::from(n.broadcast())),
+                )),
+                IpNet::V6(n) => v6.push((u128::from(n.network()), u128::from(n.broadcast()))),
+            }
+        }
+        let v4 = merge(v4);
+        let total: u128 = v4.iter().map(|&(lo, hi)| hi - lo + 1).sum();
+        let not_public: u128 = v4
+            .iter()
+            .flat_map(|&r| {
+                NOT_PUBLIC_V4
+                    .iter()
+                    .map(move |&(lo, hi)| overlap(r, (lo, hi)))
+            })
+            .sum();
+        // `2000::/3`: 2000:: to 3fff:ffff:...
+        let global_v6 = (0x2000u128 << 112, (0x4000u128 << 112) - 1);
+        let v6 = merge(v6).into_iter().map(|r| overlap(r, global_v6)).sum();
+        (total - not_public, v6)
+    }
+}
+
+/// The IPv4 blocks that are not public (RFC 6890 and friends), as inclusive `u32` ranges,
+/// disjoint: `0/8`, `10/8`, `100.64/10`, `127/8`, `169.254/16`, `172.16/12`, `192.0.0/24`,
+/// `192.0.2/24`, `192.168/16`, `198.18/15`, `198.51.100/24`, `203.0.113/24`, `224/3`.
+const NOT_PUBLIC_V4: [(u128, u128); 13] = [
+    v4_block([0, 0, 0, 0], 8),
+    v4_block([10, 0, 0, 0], 8),
+    v4_block([100, 64, 0, 0], 10),
+    v4_block([127, 0, 0, 0], 8),
+    v4_block([169, 254, 0, 0], 16),
+    v4_block([172, 16, 0, 0], 12),
+    v4_block([192, 0, 0, 0], 24),
+    v4_block([192, 0, 2, 0], 24),
+    v4_block([192, 168, 0, 0], 16),
+    v4_block([198, 18, 0, 0], 15),
+    v4_block([198, 51, 100, 0], 24),
+    v4_block([203, 0, 113, 0], 24),
+    v4_block([224, 0, 0, 0], 3),
+];
+
+const fn v4_block(a: [u8; 4], prefix: u32) -> (u128, u128) {
+    let lo = u32::from_be_bytes(a) as u128;
+    (lo, lo + (1u128 << (32 - prefix)) - 1)
+}
+
+/// Sorted, disjoint, non-adjacent inclusive ranges covering the same addresses.
+fn merge(mut ranges: Vec<(u128, u128)>) -> Vec<(u128, u128)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(u128, u128)> = Vec::with_capacity(ranges.len());
+    for (lo, hi) in ranges {
+        match out.last_mut() {
+            Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+            _ => out.push((lo, hi)),
+        }
+    }
+    out
+}
+
+/// The number of addresses in both inclusive ranges (at most 2^125 here: one side is always
+/// an IPv4 range or `2000::/3`, so `hi - lo + 1` cannot overflow).
+fn overlap(a: (u128, u128), b: (u128, u128)) -> u128 {
+    let lo = a.0.max(b.0);
+    let hi = a.1.min(b.1);
+    if lo > hi { 0 } else { hi - lo + 1 }
 }
 
 impl fmt::Debug for TrustedProxies {
@@ -416,6 +495,29 @@ fn truncate(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn public_coverage_counts_each_public_address_once() {
+        let cov = |r: &[&str]| TrustedProxies::new(r).unwrap().public_coverage();
+        assert_eq!(cov(&[]), (0, 0));
+        assert_eq!(cov(&["1.0.0.0/8", "1.0.0.0/9", "1.2.3.4"]), (1 << 24, 0));
+        // Adjacent halves merge; the private part of a range does not count.
+        assert_eq!(cov(&["1.0.0.0/9", "1.128.0.0/9"]), (1 << 24, 0));
+        assert_eq!(cov(&["10.0.0.0/7"]), (1 << 24, 0));
+        assert_eq!(cov(&["10.0.0.0/8", "192.168.1.0/24", "fc00::/7"]), (0, 0));
+        let all_v4 = (1u128 << 32)
+            - (1 << 24) * 3
+            - (1 << 22)
+            - (1 << 16) * 2
+            - (1 << 20)
+            - 256 * 4
+            - (1 << 17)
+            - (1 << 29);
+        assert_eq!(cov(&["0.0.0.0/0"]), (all_v4, 0));
+        assert_eq!(cov(&["0.0.0.0/1", "128.0.0.0/1"]), (all_v4, 0));
+        assert_eq!(cov(&["::/0"]), (0, 1 << 125));
+        assert_eq!(cov(&["2001:db8::/32", "2001:db8::/33"]), (0, 1 << 96));
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

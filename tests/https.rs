@@ -223,9 +223,14 @@ async fn https_requests_pass() {
     let mut r = req(Method::POST, "/x", "evil.com");
     r.extensions_mut().insert(Scheme::Https);
     assert_passed(send(&app, r).await).await;
-    // The request target's scheme (HTTP/2 `:scheme`).
+    // The request target's scheme (an absolute-form target, HTTP/2 `:scheme`) is the client's
+    // claim: without the extension or a trusted proxy, redirected.
     let r = req(Method::GET, "https://example.com/x", "example.com");
-    assert_passed(send(&app, r).await).await;
+    let res = send(&app, r).await;
+    assert_eq!(res.status(), StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(location(&res), "https://example.com/x");
+    let r = req(Method::POST, "https://example.com/x", "example.com");
+    assert_eq!(send(&app, r).await.status(), StatusCode::PERMANENT_REDIRECT);
     // The extension is authoritative: a plain listener that says so is redirected.
     let mut r = req(Method::GET, "https://example.com/x", "example.com");
     r.extensions_mut().insert(Scheme::Http);
@@ -332,6 +337,108 @@ async fn over_a_real_socket_with_connect_info() {
         get(untrusting, Some("https")).await.status(),
         StatusCode::MOVED_PERMANENTLY
     );
+}
+
+/// A plain HTTP/1.1 connection whose request-target is absolute-form `https://...`: the
+/// connection is plain, so the request is redirected (and gets no HSTS) whatever the target
+/// says; from the trusted proxy only its `X-Forwarded-Proto` counts.
+#[tokio::test]
+async fn absolute_form_https_targets_on_plain_connections_are_redirected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let raw = |addr: SocketAddr, head: &'static str| async move {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(head.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        String::from_utf8_lossy(&buf).to_ascii_lowercase()
+    };
+    let untrusting = serve::serve(app(example())).await;
+    let text = raw(
+        untrusting,
+        "GET https://example.com/x?y=1 HTTP/1.1\r\nhost: example.com\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(text.starts_with("http/1.1 301"), "{text}");
+    assert!(
+        text.contains("location: https://example.com/x?y=1\r\n"),
+        "{text}"
+    );
+    let text = raw(
+        untrusting,
+        "POST https://example.com/x HTTP/1.1\r\nhost: example.com\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(text.starts_with("http/1.1 308"), "{text}");
+
+    // Behind the trusted proxy: its `X-Forwarded-Proto: http` wins over the target's `https`.
+    let trusting = serve::serve(app(example().trusted_proxies(TrustedProxies::loopback()))).await;
+    let text = raw(
+        trusting,
+        "GET https://example.com/x HTTP/1.1\r\nhost: example.com\r\nx-forwarded-proto: http\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(text.starts_with("http/1.1 301"), "{text}");
+    let text = raw(
+        trusting,
+        "GET /x HTTP/1.1\r\nhost: example.com\r\nx-forwarded-proto: https\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(text.starts_with("http/1.1 200"), "{text}");
+
+    // HTTP/2 without TLS (prior knowledge) claiming `:scheme = https`: redirected too.
+    let stream = tokio::net::TcpStream::connect(untrusting).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let r = http::Request::get("https://example.com/x")
+        .body(Body::empty())
+        .unwrap();
+    let res = sender.send_request(r).await.unwrap();
+    assert_eq!(res.status(), StatusCode::MOVED_PERMANENTLY);
+}
+
+/// The stack from `battlement.toml` (redirect on, `localhost` allowed) over a plain socket.
+#[cfg(feature = "config")]
+#[tokio::test]
+async fn the_files_stack_redirects_absolute_form_https_targets() {
+    use battlement::{Stack, stack::ServerConfig};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut cfg = ServerConfig::from_toml_str(include_str!("../battlement.toml")).unwrap();
+    // What this machine lacks (secrets, Redis) is not what this test is about.
+    cfg.signing = None;
+    cfg.api_key = None;
+    cfg.rate_limit.redis = None;
+    cfg.client.signing = None;
+    let addr = serve::serve(Stack::from_config(&cfg).unwrap().wrap(app_router())).await;
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        b"GET https://localhost/orders HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 301"), "{text}");
+    assert!(
+        text.contains("location: https://localhost/orders\r\n"),
+        "{text}"
+    );
+    assert!(!text.contains("strict-transport-security"), "{text}");
+}
+
+fn app_router() -> Router {
+    Router::new().route("/{*rest}", any(|| async { "app" }))
 }
 
 #[test]

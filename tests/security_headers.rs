@@ -58,8 +58,14 @@ async fn send(app: &Router, req: Request<Body>) -> Response {
     app.clone().oneshot(req).await.unwrap()
 }
 
+/// A GET of `uri`; an `https://` one as the TLS listener would hand it on (with
+/// `Scheme::Https`: the URI's scheme alone proves nothing).
 async fn get_headers(app: &Router, uri: &str) -> HeaderMap {
-    let res = send(app, Request::get(uri).body(Body::empty()).unwrap()).await;
+    let mut req = Request::get(uri).body(Body::empty()).unwrap();
+    if uri.starts_with("https://") {
+        req.extensions_mut().insert(Scheme::Https);
+    }
+    let res = send(app, req).await;
     assert_eq!(res.status(), StatusCode::OK);
     res.headers().clone()
 }
@@ -225,6 +231,22 @@ async fn hsts_only_over_https() {
     let mut req = Request::get("/").body(Body::empty()).unwrap();
     req.extensions_mut().insert(Scheme::Https);
     assert!(send(&app, req).await.headers().contains_key(hsts));
+    // An absolute-form `https://` target on a plain connection is the client's claim: no HSTS,
+    // from a stranger or from the trusted load balancer saying `http`; the plain listener's
+    // own `Scheme::Http` is final.
+    let req = Request::get("https://example.com/")
+        .body(Body::empty())
+        .unwrap();
+    assert!(!send(&app, req).await.headers().contains_key(hsts));
+    let res = send(
+        &app,
+        from_peer("https://example.com/", "10.1.2.3:5000", "http"),
+    )
+    .await;
+    assert!(!res.headers().contains_key(hsts));
+    let mut req = from_peer("https://example.com/", "10.1.2.3:5000", "https");
+    req.extensions_mut().insert(Scheme::Http);
+    assert!(!send(&app, req).await.headers().contains_key(hsts));
 
     // X-Forwarded-Proto from the trusted load balancer, and from anyone else.
     let res = send(&app, from_peer("/", "10.1.2.3:5000", "https")).await;
@@ -328,13 +350,20 @@ async fn nonce_per_request() {
         let nonce = body_string(res).await;
         assert_eq!(nonce.len(), 24);
         assert_eq!(STANDARD.decode(&nonce).unwrap().len(), 16);
+        // The nonce serves scripts and styles; helmet's `style-src 'unsafe-inline'` goes.
         assert_eq!(
             header,
-            HELMET_CSP.replace(
-                "script-src 'self'",
-                &format!("script-src 'self' 'nonce-{nonce}'")
-            )
+            HELMET_CSP
+                .replace(
+                    "script-src 'self'",
+                    &format!("script-src 'self' 'nonce-{nonce}'")
+                )
+                .replace(
+                    "style-src 'self' https: 'unsafe-inline'",
+                    &format!("style-src 'self' https: 'nonce-{nonce}'")
+                )
         );
+        assert!(!header.contains("unsafe-inline"), "{header}");
         assert!(!seen.contains(&nonce), "nonce repeated");
         seen.push(nonce);
     }
@@ -342,6 +371,68 @@ async fn nonce_per_request() {
     let plain = self::app(SecurityHeadersLayer::web());
     let res = send(&plain, Request::get("/nonce").body(Body::empty()).unwrap()).await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+
+/// `X-Frame-Options` agrees with the CSP's `frame-ancestors` in every preset and in a page's
+/// set layered under the `api` stack (the example server's `/` page): never `DENY` next to
+/// `frame-ancestors 'self'`.
+#[tokio::test]
+async fn framing_headers_agree_with_frame_ancestors() {
+    let page = Router::new()
+        .route("/", get(|| async { "page" }))
+        .layer(
+            SecurityHeaders::empty()
+                .content_security_policy(ContentSecurityPolicy::web().with_nonce())
+                .layer(),
+        )
+        .layer(SecurityHeadersLayer::api());
+    let cases = [
+        ("web", app(SecurityHeadersLayer::web())),
+        ("api", app(SecurityHeadersLayer::api())),
+        (
+            "web with a nonce",
+            app(SecurityHeaders::web()
+                .content_security_policy(ContentSecurityPolicy::web().with_nonce())
+                .layer()),
+        ),
+        (
+            "api with the web CSP",
+            app(SecurityHeaders::api()
+                .content_security_policy(ContentSecurityPolicy::web())
+                .layer()),
+        ),
+        ("a web page under the api stack", page),
+    ];
+    for (name, app) in cases {
+        let h = get_headers(&app, "/").await;
+        let csp = h["content-security-policy"].to_str().unwrap();
+        let ancestors = csp
+            .split(';')
+            .find_map(|d| d.strip_prefix("frame-ancestors "))
+            .unwrap_or_else(|| panic!("{name}: {csp}"));
+        let xfo: Vec<_> = h.get_all("x-frame-options").iter().collect();
+        let want = if ancestors == "'self'" {
+            "SAMEORIGIN"
+        } else {
+            "DENY"
+        };
+        assert_eq!(xfo, [want], "{name}: {csp}");
+    }
+    // An explicit choice after the CSP wins; a removed header stays removed.
+    let own = app(SecurityHeaders::web()
+        .content_security_policy(ContentSecurityPolicy::web())
+        .header(header::X_FRAME_OPTIONS, "DENY".parse().unwrap())
+        .layer());
+    assert_eq!(get_headers(&own, "/").await["x-frame-options"], "DENY");
+    let removed = app(SecurityHeaders::web()
+        .remove_header(header::X_FRAME_OPTIONS)
+        .content_security_policy(ContentSecurityPolicy::api())
+        .layer());
+    assert!(
+        !get_headers(&removed, "/")
+            .await
+            .contains_key("x-frame-options")
+    );
 }
 
 #[tokio::test]

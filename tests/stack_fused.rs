@@ -370,13 +370,14 @@ async fn other_settings_of_the_parts_carry_over() {
     assert!(csp.contains(&format!("'nonce-{nonce}'")), "{csp} / {nonce}");
 }
 
-/// The sorted headers of an answer to `GET uri`, its id header's value replaced.
+/// The sorted headers of an answer to `GET uri`, its id header's value replaced; an `https://`
+/// one as the TLS listener hands it on (the URI's scheme alone is the client's claim).
 async fn answer_with(svc: &Svc, uri: &str, id_header: &str) -> Vec<(String, String)> {
-    let res = svc
-        .clone()
-        .oneshot(request("GET", uri, Body::empty()))
-        .await
-        .unwrap();
+    let mut req = request("GET", uri, Body::empty());
+    if uri.starts_with("https://") {
+        req.extensions_mut().insert(battlement::net::Scheme::Https);
+    }
+    let res = svc.clone().oneshot(req).await.unwrap();
     let id = res.extensions().get::<RequestId>().unwrap().to_string();
     let mut h: Vec<(String, String)> = res
         .headers()

@@ -40,9 +40,8 @@ pub(crate) fn acceptor(files: Option<(&Path, &Path)>) -> Result<TlsAcceptor, Str
                 "127.0.0.1".to_owned(),
             ])
             .map_err(|e| format!("cannot make a development certificate: {e}"))?;
-            let path = std::env::temp_dir().join("battlement-dev-cert.pem");
-            match std::fs::write(&path, made.cert.pem()) {
-                Ok(()) => println!(
+            match write_dev_cert(&std::env::temp_dir(), &made.cert.pem()) {
+                Ok(path) => println!(
                     "TLS: self-signed development certificate for localhost and 127.0.0.1 \
                      (curl -k, or curl --cacert {})",
                     path.display()
@@ -50,7 +49,7 @@ pub(crate) fn acceptor(files: Option<(&Path, &Path)>) -> Result<TlsAcceptor, Str
                 Err(e) => println!(
                     "TLS: self-signed development certificate for localhost and 127.0.0.1 \
                      (curl -k; not written to {}: {e})",
-                    path.display()
+                    std::env::temp_dir().display()
                 ),
             }
             let key =
@@ -67,6 +66,38 @@ pub(crate) fn acceptor(files: Option<(&Path, &Path)>) -> Result<TlsAcceptor, Str
         .map_err(|e| format!("TLS certificate or key: {e}"))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Writes this run's development certificate to a file of its own in `dir`:
+/// `battlement-dev-cert-<pid>-<random>.pem`, created new (never an existing file or a link
+/// someone else put there), so concurrent `--tls` runs never overwrite each other's
+/// certificate and `curl --cacert` checks the one the server it talks to presents.
+fn write_dev_cert(dir: &Path, pem: &str) -> std::io::Result<std::path::PathBuf> {
+    use std::io::Write as _;
+    let mut last = None;
+    // A few tries: a name is taken only if a file with this pid and random suffix exists.
+    for _ in 0..8 {
+        let mut random = [0u8; 6];
+        getrandom::fill(&mut random).map_err(std::io::Error::other)?;
+        let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let path = dir.join(format!(
+            "battlement-dev-cert-{}-{suffix}.pem",
+            std::process::id()
+        ));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(mut file) => {
+                file.write_all(pem.as_bytes())?;
+                return Ok(path);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free file name")))
 }
 
 /// Accepts TLS connections forever, each served on its own task (HTTP/1.1 or HTTP/2 by ALPN).
@@ -122,5 +153,29 @@ pub(crate) async fn serve(
                 tracing::debug!(%peer, error = %e, "TLS connection ended with an error");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two runs in the same directory get two files, each with its own certificate, and a
+    /// file already at a name is never overwritten.
+    #[test]
+    fn each_run_writes_its_own_certificate_file() {
+        let dir = std::env::temp_dir().join(format!("battlement-tls-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = write_dev_cert(&dir, "cert A").unwrap();
+        let b = write_dev_cert(&dir, "cert B").unwrap();
+        assert_ne!(a, b);
+        assert_eq!(std::fs::read_to_string(&a).unwrap(), "cert A");
+        assert_eq!(std::fs::read_to_string(&b).unwrap(), "cert B");
+        let name = a.file_name().unwrap().to_str().unwrap();
+        assert!(
+            name.starts_with(&format!("battlement-dev-cert-{}-", std::process::id())),
+            "{name}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -46,11 +46,16 @@
 //!    ([`peer_addr`](crate::net::peer_addr)) is one of the
 //!    [`trusted_proxies`](HttpsRedirectLayer::trusted_proxies) (see [`crate::net`]). From
 //!    anyone else these headers are ignored: a client cannot skip the redirect by sending them.
-//! 3. The scheme of the request target (HTTP/2 `:scheme`, or an absolute-form HTTP/1.1 target).
-//! 4. Otherwise the request **counts as plain HTTP**: the server is assumed to be plain.
+//! 3. Otherwise the request **counts as plain HTTP**: the server is assumed to be plain.
+//!
+//! The scheme of the request target (an absolute-form HTTP/1.1 target such as
+//! `GET https://example.com/ HTTP/1.1`, or HTTP/2's `:scheme`) is never believed: the client
+//! writes it, whatever the connection is, so a plain-HTTP client could claim `https` and skip
+//! the redirect.
 //!
 //! So a server that terminates TLS itself must either insert `Scheme::Https` in the requests of
-//! its TLS listener, or put this layer on the plain listener's router only. There is
+//! its TLS listener (HTTP/2 over TLS included), or put this layer on the plain listener's
+//! router only. There is
 //! deliberately no "assume HTTPS when unknown" switch: it would turn a missing extension into a
 //! silent pass on the plain listener.
 //!

@@ -90,7 +90,8 @@ impl Config {
         let headers = req.headers();
         let extensions = req.extensions();
         // 1. The connection (a TLS acceptor's `Scheme` extension), 2. a trusted proxy,
-        // 3. the request target, 4. otherwise plain HTTP.
+        // 3. otherwise plain HTTP. Never the request target's scheme (an absolute-form
+        // `https://` target, HTTP/2 `:scheme`): that is the client's claim, not the connection.
         let mut forwarded_host = None;
         let scheme = match extensions.get::<Scheme>() {
             Some(&scheme) => Some(scheme),
@@ -102,10 +103,6 @@ impl Config {
                 view.scheme
             }
         };
-        let scheme = scheme.or_else(|| match req.uri().scheme_str() {
-            Some(s) if s.eq_ignore_ascii_case("https") => Some(Scheme::Https),
-            _ => None,
-        });
         if scheme == Some(Scheme::Https) || self.is_exempt(req.uri().path()) {
             return Decision::Pass;
         }

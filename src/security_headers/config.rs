@@ -369,12 +369,51 @@ impl SecurityHeaders {
 
     /// Sets the Content-Security-Policy: the enforced one, or the report-only one when
     /// `csp` is [`report_only`](ContentSecurityPolicy::report_only) (both can be set).
+    ///
+    /// An enforced policy with `frame-ancestors` also sets `X-Frame-Options` to agree with it
+    /// (for browsers without CSP 2): `SAMEORIGIN` when the ancestors include `'self'`, `DENY`
+    /// otherwise (the header cannot name other origins; browsers that know `frame-ancestors`
+    /// ignore it). So a page's set, even one made from [`empty`](Self::empty) or on top of
+    /// [`api`](Self::api), never sends `frame-ancestors 'self'` next to `DENY`. A later
+    /// [`header`](Self::header) or [`without`](Self::without) for `X-Frame-Options` wins.
+    ///
+    /// ```
+    /// use battlement::security_headers::{ContentSecurityPolicy, SecurityHeaders};
+    /// use http::{Request, Response};
+    /// use tower::{Layer, ServiceExt, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let page = SecurityHeaders::api()
+    ///     .content_security_policy(ContentSecurityPolicy::web())
+    ///     .layer()
+    ///     .layer(service_fn(|_: Request<()>| async {
+    ///         Ok::<_, std::convert::Infallible>(Response::new(()))
+    ///     }));
+    /// let res = page.oneshot(Request::new(())).await.unwrap();
+    /// assert_eq!(res.headers()["x-frame-options"], "SAMEORIGIN");
+    /// # }
+    /// ```
     #[must_use]
     pub fn content_security_policy(mut self, csp: ContentSecurityPolicy) -> Self {
         let name = if csp.is_report_only() {
             self.csp_report_only = Some(csp);
             CONTENT_SECURITY_POLICY_REPORT_ONLY
         } else {
+            if let Some(ancestors) = csp.get("frame-ancestors")
+                && !self.remove.contains(&X_FRAME_OPTIONS)
+            {
+                let xfo = if ancestors.iter().any(|s| s.eq_ignore_ascii_case("'self'")) {
+                    "SAMEORIGIN"
+                } else {
+                    "DENY"
+                };
+                let xfo = HeaderValue::from_static(xfo);
+                match self.headers.iter_mut().find(|(n, _)| *n == X_FRAME_OPTIONS) {
+                    Some(entry) => entry.1 = xfo,
+                    None => self.headers.push((X_FRAME_OPTIONS, xfo)),
+                }
+            }
             self.csp = Some(csp);
             CONTENT_SECURITY_POLICY
         };

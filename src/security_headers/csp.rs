@@ -325,12 +325,30 @@ impl ContentSecurityPolicy {
         self.report_only
     }
 
-    /// Adds a fresh per-request nonce (`'nonce-…'`) to `script-src`: see
-    /// [`with_nonce_in`](Self::with_nonce_in).
+    /// Adds a fresh per-request nonce (`'nonce-…'`) to `script-src`, and to `style-src` when
+    /// the policy already governs styles (it has `style-src` or `default-src`, as
+    /// [`web`](Self::web) and [`api`](Self::api) do; a policy that leaves styles open is not
+    /// closed by a nonce): see [`with_nonce_in`](Self::with_nonce_in). On `web` this replaces helmet's
+    /// `style-src 'unsafe-inline'` by the nonce: `<style nonce="…">` and
+    /// `<link rel="stylesheet">` from the allowed sources load, inline styles without the
+    /// nonce (and `style="…"` attributes) do not. Use
+    /// `with_nonce_in(["script-src"])` to keep inline styles open.
+    ///
+    /// ```
+    /// use battlement::security_headers::ContentSecurityPolicy;
+    ///
+    /// let csp = ContentSecurityPolicy::web().with_nonce().to_string();
+    /// assert!(csp.contains("script-src 'self' 'nonce-{nonce}'"));
+    /// assert!(csp.contains("style-src 'self' https: 'nonce-{nonce}'"));
+    /// assert!(!csp.contains("'unsafe-inline'"));
+    /// ```
     #[must_use]
     pub fn with_nonce(mut self) -> Self {
-        if !self.nonce_in.contains(&"script-src") {
-            self.nonce_in.push("script-src");
+        let styles = self.get("style-src").is_some() || self.get("default-src").is_some();
+        for name in ["script-src", "style-src"] {
+            if !self.nonce_in.contains(&name) && (name == "script-src" || styles) {
+                self.nonce_in.push(name);
+            }
         }
         self
     }
@@ -341,13 +359,13 @@ impl ContentSecurityPolicy {
     /// The layer then makes a 128-bit nonce from the OS CSPRNG for every request, puts it in the
     /// request extensions as a [`CspNonce`](super::CspNonce) for the handler's templates, and
     /// writes it into this header. A directive missing from the policy is created with the
-    /// sources of `default-src` (so adding a nonce never loosens the policy), and `'none'` is
-    /// dropped from a directive that gets a nonce.
+    /// sources of `default-src` (so adding a nonce never loosens the policy), and `'none'` and
+    /// `'unsafe-inline'` are dropped from a directive that gets a nonce (browsers ignore
+    /// `'unsafe-inline'` next to a nonce; writing it would only cost the policy its grade in
+    /// checkers such as the MDN HTTP Observatory).
     ///
-    /// Pitfall: browsers ignore `'unsafe-inline'` in a directive that has a nonce, so inline
-    /// code without the nonce stops working there (helmet's default `style-src` has
-    /// `'unsafe-inline'`; that is why [`with_nonce`](Self::with_nonce) only touches
-    /// `script-src`).
+    /// Pitfall: inline code without the nonce stops working in those directives (helmet's
+    /// default `style-src` has `'unsafe-inline'`, which a nonce there replaces).
     ///
     /// # Errors
     ///
@@ -428,7 +446,7 @@ impl ContentSecurityPolicy {
             }
             out.push_str(name);
             for s in sources {
-                if nonce && s == "'none'" {
+                if nonce && (s == "'none'" || s.eq_ignore_ascii_case("'unsafe-inline'")) {
                     continue;
                 }
                 out.push(' ');
@@ -646,11 +664,21 @@ mod tests {
     fn nonce_segments() {
         let csp = ContentSecurityPolicy::web().with_nonce();
         let segs = csp.segments();
-        assert_eq!(segs.len(), 2);
+        assert_eq!(segs.len(), 3);
         assert_eq!(
             segs.join("N"),
-            WEB_POLICY.replace("script-src 'self'", "script-src 'self' 'nonce-N'")
+            WEB_POLICY
+                .replace("script-src 'self'", "script-src 'self' 'nonce-N'")
+                .replace(
+                    "style-src 'self' https: 'unsafe-inline'",
+                    "style-src 'self' https: 'nonce-N'"
+                )
         );
+        // Scripts only: inline styles stay open.
+        let csp = ContentSecurityPolicy::web()
+            .with_nonce_in(["script-src"])
+            .unwrap();
+        assert!(csp.to_string().contains("'unsafe-inline'"));
         // Missing directives inherit default-src; 'none' is dropped.
         let csp = ContentSecurityPolicy::api()
             .with_nonce_in(["script-src", "style-src"])

@@ -4,7 +4,7 @@
 //!
 //! ```
 //! use axum::{Router, body::Body, routing::get};
-//! use battlement::security_headers::SecurityHeadersLayer;
+//! use battlement::{net::Scheme, security_headers::SecurityHeadersLayer};
 //! use http::{Request, StatusCode};
 //! use tower::ServiceExt;
 //!
@@ -14,10 +14,10 @@
 //!     .route("/", get(|| async { "hello" }))
 //!     .layer(SecurityHeadersLayer::web());
 //!
-//! let res = app
-//!     .oneshot(Request::get("https://example.com/").body(Body::empty()).unwrap())
-//!     .await
-//!     .unwrap();
+//! // As the TLS listener hands it on (HSTS goes on HTTPS responses only).
+//! let mut req = Request::get("/").body(Body::empty()).unwrap();
+//! req.extensions_mut().insert(Scheme::Https);
+//! let res = app.oneshot(req).await.unwrap();
 //! assert_eq!(res.status(), StatusCode::OK);
 //! let h = res.headers();
 //! assert_eq!(h["x-content-type-options"], "nosniff");
@@ -66,10 +66,11 @@
 //! [`overriding`](SecurityHeaders::overriding) say otherwise. Removed headers
 //! (`X-Powered-By`, optionally `Server`) are removed whoever set them.
 //!
-//! `Strict-Transport-Security` goes only on responses to HTTPS requests: the request URI has
-//! the `https` scheme, the TLS acceptor inserted [`crate::net::Scheme::Https`] in the request
-//! extensions, or a proxy in [`SecurityHeaders::trusted_proxies`] said so with
-//! `X-Forwarded-Proto`/`Forwarded`. [`SecurityHeaders::hsts_always`] sends it always.
+//! `Strict-Transport-Security` goes only on responses to HTTPS requests: the TLS acceptor
+//! inserted [`crate::net::Scheme::Https`] in the request extensions, or a proxy in
+//! [`SecurityHeaders::trusted_proxies`] said so with `X-Forwarded-Proto`/`Forwarded`. The
+//! request target's scheme (absolute-form `https://`, HTTP/2 `:scheme`) is the client's claim
+//! and does not count. [`SecurityHeaders::hsts_always`] sends it always.
 //!
 //! # Ordering
 //!
@@ -83,7 +84,9 @@
 //! * HSTS on `localhost` (through `hsts_always` in development) pins the browser to HTTPS for
 //!   `localhost` for a year; `upgrade-insecure-requests` in the default CSP breaks plain-HTTP
 //!   development in Safari. Use [`SecurityHeaders::empty`] or drop them in development.
-//! * A nonce makes browsers ignore `'unsafe-inline'` in the same directive.
+//! * A nonce makes browsers ignore `'unsafe-inline'` in the same directive, so the policy
+//!   drops it there: [`ContentSecurityPolicy::with_nonce`] covers `style-src` as well as
+//!   `script-src`, and inline styles then need the nonce too.
 //! * `Cross-Origin-Resource-Policy: same-origin` stops other origins from embedding your
 //!   images or scripts with `no-cors`; set `cross-origin` on a CDN-like service.
 //! * `Cross-Origin-Embedder-Policy` is off by default, as in helmet: `require-corp` breaks every

@@ -58,14 +58,13 @@ impl<S: fmt::Debug> fmt::Debug for SetSecurityHeaders<S> {
     }
 }
 
-/// Whether the request came over HTTPS: its URI, a [`Scheme`] extension from the TLS acceptor,
-/// or a trusted proxy's `Forwarded`/`X-Forwarded-Proto`.
+/// Whether the request came over HTTPS: a [`Scheme`] extension from the TLS acceptor, or a
+/// trusted proxy's `Forwarded`/`X-Forwarded-Proto`. Not the request target's scheme (an
+/// absolute-form `https://` target on a plain connection is the client's claim).
 pub(crate) fn is_https<B>(req: &Request<B>, plan: &Plan) -> bool {
-    if req.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
-        return true;
-    }
-    if req.extensions().get::<Scheme>() == Some(&Scheme::Https) {
-        return true;
+    // The connection's own word is final (as for the HTTPS redirect).
+    if let Some(&scheme) = req.extensions().get::<Scheme>() {
+        return scheme == Scheme::Https;
     }
     if plan.trusted_proxies.is_empty() {
         return false;

@@ -1,6 +1,6 @@
 //! A production-readiness report of a configured stack.
 
-use std::{fmt, str::FromStr};
+use std::fmt;
 
 use base64::Engine as _;
 use serde::Serialize;
@@ -9,7 +9,7 @@ use super::{
     config::{RedisConfig, RedisFailure, ServerConfig, TrustIncoming},
     server::ServerStack,
 };
-use crate::config::SecretSource;
+use crate::{config::SecretSource, net::TrustedProxies};
 
 /// The verdict on one item.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -129,6 +129,28 @@ impl fmt::Display for Audit {
 }
 
 const YEAR_SECS: u64 = 365 * 86_400;
+/// Trusted proxies covering this many public IPv4 addresses (a /8's worth) or more fail the
+/// audit; a CDN's published list (Cloudflare's IPv4 ranges: about 1.5 million addresses) passes.
+const PUBLIC_V4_MAX: u128 = 1 << 24;
+/// The same for IPv6 global unicast: a /20's worth (Cloudflare's IPv6 list, /29 to /32
+/// blocks, is about 2^100).
+const PUBLIC_V6_MAX: u128 = 1 << 108;
+
+/// `N public IPv4 addresses` and/or `2^k public IPv6 addresses`.
+fn public_size(v4: u128, v6: u128) -> String {
+    let mut parts = Vec::new();
+    if v4 > 0 {
+        parts.push(format!("{v4} public IPv4 addresses"));
+    }
+    if v6 > 0 {
+        // log2, rounded down: the count itself is not readable.
+        parts.push(format!(
+            "2^{} public IPv6 addresses",
+            127 - v6.leading_zeros()
+        ));
+    }
+    parts.join(" and ")
+}
 const TEN_MIB: u64 = 10 * 1024 * 1024;
 
 /// Audits a configuration for production: every item pass, warn or fail with its reason.
@@ -137,7 +159,8 @@ const TEN_MIB: u64 = 10 * 1024 * 1024;
 /// `config` item) and checks what is off or weak: no rate limit, CORS open to any origin,
 /// HSTS under a year, signing secrets under 32 bytes, a body limit over 10 MiB, request
 /// bodies logged, client retries without a budget or timeout, Redis without TLS or password,
-/// every address trusted as a proxy, inline secrets, and more.
+/// public address space at large trusted as a proxy (at least an IPv4 /8 or an IPv6 /20 of
+/// public addresses, however the ranges are written), inline secrets, and more.
 ///
 /// ```
 /// use battlement::stack::{AuditStatus, ServerConfig, audit};
@@ -174,29 +197,45 @@ pub fn audit(cfg: &ServerConfig) -> Audit {
         ),
     }
 
-    // Trusted proxies.
-    let open: Vec<&String> = cfg
-        .trusted_proxies
-        .iter()
-        .filter(|r| ipnet::IpNet::from_str(r).is_ok_and(|n| n.prefix_len() == 0))
-        .collect();
-    if open.is_empty() {
-        a.push(
-            "trusted_proxies",
-            Pass,
-            "trusted_proxies",
-            format!("{} range(s), none open to all", cfg.trusted_proxies.len()),
-        );
-    } else {
-        a.push(
+    // Trusted proxies: the ranges the stack will use (parsed as it parses them), judged by how
+    // much public address space they cover, not by their spelling.
+    match TrustedProxies::new(&cfg.trusted_proxies) {
+        Err(e) => a.push(
             "trusted_proxies",
             Fail,
-            "trusted_proxies",
-            format!(
-                "{} trusts every address: any client can forge its address, scheme and request id",
-                open[0]
-            ),
-        );
+            e.field(),
+            format!("invalid: {}", e.reason()),
+        ),
+        Ok(proxies) => {
+            let (v4, v6) = proxies.public_coverage();
+            let ranges = || proxies.ranges().collect::<Vec<_>>().join(", ");
+            if v4 >= PUBLIC_V4_MAX || v6 >= PUBLIC_V6_MAX {
+                a.push(
+                    "trusted_proxies",
+                    Fail,
+                    "trusted_proxies",
+                    format!(
+                        "{} trust public address space at large ({}): any client there can \
+                         forge its address, scheme and request id (at most the size of an IPv4 \
+                         /8 and an IPv6 /20 of public space pass)",
+                        ranges(),
+                        public_size(v4, v6),
+                    ),
+                );
+            } else {
+                let public = if v4 == 0 && v6 == 0 {
+                    "no public address".to_owned()
+                } else {
+                    public_size(v4, v6)
+                };
+                a.push(
+                    "trusted_proxies",
+                    Pass,
+                    "trusted_proxies",
+                    format!("{} range(s), {public} trusted", cfg.trusted_proxies.len()),
+                );
+            }
+        }
     }
 
     // Request id.

@@ -110,7 +110,7 @@ where
                         Ok(()) => {
                             let (bytes, hasher) = collect.finish();
                             let digest = hasher
-                                .filter(|_| !bytes.is_empty())
+                                .filter(|_| !bytes.is_empty() || signer.always_digest)
                                 .map(|h| h.header_value());
                             match signer.sign(&mut parts, digest) {
                                 Err(e) => Kind::Failed { error: Some(e) },

@@ -28,6 +28,8 @@ pub(crate) struct Signer {
     ring: KeyRing,
     components: Vec<Component>,
     digest_component: Component,
+    /// `content-digest` is among `components`: digested even when the body is empty.
+    pub(crate) always_digest: bool,
     label: String,
     tag: Option<String>,
     expires_in: Option<u64>,
@@ -132,7 +134,8 @@ fn nonce() -> String {
 /// `Service<Request<BufferedBody>>` (hyper-util's `Client`, a `reqwest`-like tower stack, ...).
 ///
 /// Each call buffers the body (up to the limit, default 1 MiB), adds `Content-Digest` when there
-/// is a body, then `Signature-Input` and `Signature` with a fresh `created`, a random `nonce`,
+/// is a body (a bodiless `GET` gets none: the verifier requires `content-digest` only of
+/// requests with content), then `Signature-Input` and `Signature` with a fresh `created`, a random `nonce`,
 /// the signing key's `keyid` and `alg`. Covered by default: `@method`, `@authority`,
 /// `@target-uri` (and `content-digest` with a body). Errors are [`SignError`]s in a
 /// `tower::BoxError`; the inner service's errors pass through boxed.
@@ -160,6 +163,7 @@ impl SignRequestLayer {
                         key: None,
                     },
                 ),
+                always_digest: false,
                 label: "sig1".to_owned(),
                 tag: None,
                 expires_in: None,
@@ -176,6 +180,7 @@ impl SignRequestLayer {
             ring: arc.ring.clone(),
             components: arc.components.clone(),
             digest_component: arc.digest_component.clone(),
+            always_digest: arc.always_digest,
             label: arc.label.clone(),
             tag: arc.tag.clone(),
             expires_in: arc.expires_in,
@@ -190,7 +195,9 @@ impl SignRequestLayer {
         }
     }
 
-    /// Covers these components (plus `content-digest` whenever there is a body).
+    /// Covers these components (plus `content-digest` whenever there is a body). Listing
+    /// `content-digest` covers it on every request: a bodiless one then carries the digest of
+    /// the empty body, for verifiers that require it whatever the method.
     ///
     /// # Errors
     ///
@@ -212,7 +219,12 @@ impl SignRequestLayer {
                 ));
             }
         }
-        Ok(self.edit(|s| s.components = parsed))
+        Ok(self.edit(|s| {
+            s.always_digest = parsed
+                .iter()
+                .any(|c| c.identifier() == s.digest_component.identifier());
+            s.components = parsed;
+        }))
     }
 
     /// The signature label (default `sig1`).

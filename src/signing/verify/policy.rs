@@ -37,6 +37,9 @@ pub enum NonceRequirement {
 /// the request has a body, always), `created` required and at most 300 s old, 60 s of clock
 /// skew for a `created` in the future, `expires` honoured, nonce required, any label, body
 /// limit 1 MiB, `http` assumed when the request URI has no scheme.
+///
+/// A required `content-digest` (default or listed) applies to requests with content; see
+/// [`required_components`](Self::required_components).
 #[derive(Clone)]
 pub struct VerifyPolicy {
     pub(crate) required: Vec<String>,
@@ -77,6 +80,14 @@ impl VerifyPolicy {
     /// Replaces the required components (`"@method"`, `"content-type"`,
     /// `"\"@query-param\";name=\"id\""`, ...). `content-digest` stays required for requests with
     /// a body whatever this says.
+    ///
+    /// A required `content-digest` applies to requests with content only: a non-zero
+    /// `Content-Length`, or a body not known to be empty (chunked, HTTP/2 data). A bodiless
+    /// `GET`, `HEAD`, `DELETE` or `OPTIONS` need not cover it (most RFC 9421 signers, this
+    /// crate's [`SignRequestLayer`](crate::signing::SignRequestLayer) included, add no
+    /// `Content-Digest` without a body). A signature that does cover `content-digest` is
+    /// checked against the body whatever its length, so a body stripped from a signed request,
+    /// or added to one signed without it, is refused.
     ///
     /// # Errors
     ///
@@ -309,11 +320,18 @@ impl Verifier {
             return Err(fail(SignatureErrorKind::AlgorithmMismatch));
         }
         for required in &self.policy.required {
+            // A required `content-digest` applies to requests with content: a bodiless GET has
+            // nothing to digest (third-party RFC 9421 signers do not digest it). A request with
+            // content must still cover it (below), and a covered digest is always checked
+            // against the body, so stripping the body of a signed POST fails the digest.
+            if !has_body && required == CONTENT_DIGEST_ID {
+                continue;
+            }
             if !input.covers(required) {
                 return Err(fail(SignatureErrorKind::RequiredComponentNotCovered));
             }
         }
-        let covers_digest = input.covers("\"content-digest\"");
+        let covers_digest = input.covers(CONTENT_DIGEST_ID);
         // Looked up once: checked for presence now, parsed once the MAC is verified.
         let digest_value = if covers_digest {
             combined(target.headers, &CONTENT_DIGEST)
@@ -403,6 +421,8 @@ impl Verifier {
 pub(crate) const SIGNATURE_INPUT: HeaderName = HeaderName::from_static("signature-input");
 pub(crate) const SIGNATURE: HeaderName = HeaderName::from_static("signature");
 pub(crate) const CONTENT_DIGEST: HeaderName = HeaderName::from_static("content-digest");
+/// The component identifier of `content-digest`, as [`Component::identifier`] writes it.
+const CONTENT_DIGEST_ID: &str = "\"content-digest\"";
 
 /// All field lines of `name` joined with `", "` (borrowed when there is one), or `None`.
 pub(crate) fn combined<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<Cow<'h, [u8]>> {
