@@ -209,3 +209,353 @@ async fn a_webhook_id_outlives_the_last_second_of_its_window() {
         (StatusCode::UNAUTHORIZED, Some(WebhookErrorKind::TooOld))
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Item: config-built stacks share their nonces on Redis
+
+/// `[redis]` (and `[rate_limit.redis]`) as configuration: errors, the audit, the store chosen.
+/// None of these needs a running Redis (the connection is made on first use).
+#[cfg(feature = "redis")]
+mod config {
+    use battlement::stack::{AuditStatus, ServerConfig, ServerStack, audit};
+
+    pub(super) const KEY_HEX: &str =
+        "0707070707070707070707070707070707070707070707070707070707070707";
+
+    pub(super) fn signing(extra: &str) -> ServerConfig {
+        ServerConfig::from_toml_str(&format!(
+            "[[signing.keys]]\nid = \"client-1\"\nsecret = \"{KEY_HEX}\"\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_redis_section_puts_the_nonces_on_redis() {
+        let shared =
+            ServerStack::from_config(&signing("[redis]\nurl = \"redis://127.0.0.1:1/\"")).unwrap();
+        assert!(shared.replay_store().unwrap().is_shared());
+        assert!(shared.rate_limit_store().unwrap().is_shared());
+        // One connection for both: the same breaker.
+        let nonces = shared.replay_store().unwrap().redis().unwrap();
+        let limits = shared.rate_limit_store().unwrap().redis().unwrap();
+        assert!(std::ptr::eq(
+            nonces.connection().breaker(),
+            limits.connection().breaker()
+        ));
+
+        // `[rate_limit.redis]` alone: rate limits only, as before.
+        let limits_only = ServerStack::from_config(&signing(
+            "[rate_limit.redis]\nurl = \"redis://127.0.0.1:1/\"",
+        ))
+        .unwrap();
+        assert!(limits_only.rate_limit_store().unwrap().is_shared());
+        assert!(!limits_only.replay_store().unwrap().is_shared());
+
+        // Neither: memory.
+        let local = ServerStack::from_config(&signing("")).unwrap();
+        assert!(!local.replay_store().unwrap().is_shared());
+        assert!(local.replay_store().unwrap().memory().is_some());
+    }
+
+    #[test]
+    fn built_outside_a_runtime_the_nonce_store_is_still_shared() {
+        let stack =
+            ServerStack::from_config(&signing("[redis]\nurl = \"redis://127.0.0.1:1/\"")).unwrap();
+        assert!(stack.replay_store().unwrap().is_shared());
+        // No runtime: no connection yet, and `Debug` shows no URL.
+        let debug = format!("{:?}", stack.replay_store().unwrap());
+        assert!(debug.starts_with("StackReplayStore::Redis"), "{debug}");
+        assert!(!debug.contains("127.0.0.1"), "{debug}");
+    }
+
+    #[test]
+    fn errors_name_the_redis_section() {
+        for (extra, field) in [
+            ("[redis]\nurl = \"http://127.0.0.1/\"", "redis.url"),
+            (
+                "[redis]\nurl = \"redis://h/\"\ntimeout = \"10s\"",
+                "redis.timeout",
+            ),
+            (
+                "[redis]\nurl = \"redis://h/\"\nprefix = \"{x}\"",
+                "redis.prefix",
+            ),
+            (
+                "[redis]\nurl = \"redis://h/\"\nhash_key = \"abcd\"",
+                "redis.hash_key",
+            ),
+            (
+                "[redis]\nurl = { env = \"BATTLEMENT_TEST_UNSET_7c1\" }",
+                "redis.url.env.BATTLEMENT_TEST_UNSET_7c1",
+            ),
+            ("[redis]\nurl = \"redis://h/\"\nbogus = 1", "redis"),
+            // The compatible section keeps its names.
+            (
+                "[rate_limit.redis]\nurl = \"http://h/\"",
+                "rate_limit.redis.url",
+            ),
+        ] {
+            let err = match ServerConfig::from_toml_str(&signing_text(extra)) {
+                Err(e) => e,
+                Ok(cfg) => ServerStack::from_config(&cfg).unwrap_err(),
+            };
+            assert!(err.field().starts_with(field), "{extra}: {err}");
+            assert!(!err.reason().contains("abcd"), "{err}");
+        }
+    }
+
+    fn signing_text(extra: &str) -> String {
+        format!("[[signing.keys]]\nid = \"client-1\"\nsecret = \"{KEY_HEX}\"\n{extra}")
+    }
+
+    #[test]
+    fn the_audit_warns_when_limits_are_shared_but_nonces_are_not() {
+        let hash_key = "hash_key = \"000102030405060708090a0b0c0d0e0f\"";
+        let url = "url = \"rediss://:pw@redis.internal:6380/\"";
+        let limits_only = audit(&signing(&format!("[rate_limit.redis]\n{url}\n{hash_key}")));
+        assert_eq!(
+            limits_only.status_of("replay_store"),
+            Some(AuditStatus::Warn)
+        );
+        let item = limits_only.check("replay_store").next().unwrap();
+        assert_eq!(item.field, "rate_limit.redis");
+        assert!(item.reason.contains("replayed"), "{}", item.reason);
+
+        let both = audit(&signing(&format!("[redis]\n{url}\n{hash_key}")));
+        assert_eq!(both.status_of("replay_store"), Some(AuditStatus::Pass));
+        assert_eq!(both.status_of("config"), Some(AuditStatus::Pass));
+
+        // Shared, but unchecked while Redis is down.
+        let open = audit(&signing(&format!(
+            "[redis]\n{url}\n{hash_key}\non_failure = \"open\""
+        )));
+        assert_eq!(open.status_of("replay_store"), Some(AuditStatus::Warn));
+
+        // One instance, nothing shared: nothing to warn about.
+        let alone = audit(&signing(""));
+        assert_eq!(alone.status_of("replay_store"), Some(AuditStatus::Pass));
+        // No signing: no nonce check at all.
+        let unsigned = audit(&ServerConfig::default());
+        assert_eq!(unsigned.status_of("replay_store"), None);
+    }
+}
+
+#[cfg(feature = "redis")]
+mod redis_support;
+
+/// Two instances from one configuration on one real `redis-server`.
+#[cfg(feature = "redis")]
+mod two_instances {
+    use std::net::SocketAddr;
+
+    use axum::{Router, routing::post};
+    use battlement::{
+        signing::{Key, KeyRing, SignRequestLayer, SignatureError},
+        stack::{ServerConfig, ServerStack},
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::{config::KEY_HEX, signed};
+
+    use super::redis_support::{RedisServer, http::serve};
+
+    fn config(url: &str, on_failure: &str) -> ServerConfig {
+        config_with(url, on_failure, "")
+    }
+
+    fn config_with(url: &str, on_failure: &str, extra: &str) -> ServerConfig {
+        ServerConfig::from_toml_str(&format!(
+            r#"
+            {extra}
+            [[signing.keys]]
+            id = "client-1"
+            secret = "{KEY_HEX}"
+
+            [redis]
+            url = "{url}"
+            prefix = "replay-test"
+            on_failure = "{on_failure}"
+            # Generous: the first call connects and loads the script on a busy machine.
+            timeout = "1s"
+            "#
+        ))
+        .unwrap()
+    }
+
+    /// The instance's router; outside the stack, a test-only header shows the typed cause of
+    /// a refusal (the problem body is the same for every signature failure, by design).
+    fn app(stack: &ServerStack) -> Router {
+        stack
+            .wrap(Router::new().route("/orders", post(|| async { "done" })))
+            .layer(axum::middleware::map_response(
+                |mut res: axum::response::Response| async move {
+                    if let Some(kind) = res.extensions().get::<SignatureError>().map(|e| e.kind()) {
+                        res.headers_mut().insert(
+                            "x-test-cause",
+                            http::HeaderValue::from_static(kind.as_str()),
+                        );
+                    }
+                    res
+                },
+            ))
+    }
+
+    fn signer() -> SignRequestLayer {
+        SignRequestLayer::new(KeyRing::new(
+            Key::hmac_sha256("client-1", &[7; 32]).unwrap(),
+        ))
+    }
+
+    /// Sends the captured request as HTTP/1.1 over a fresh connection to `addr` (as a load
+    /// balancer would, `Host: api.example.com`); the status and the whole response.
+    async fn send(
+        addr: SocketAddr,
+        captured: &(http::request::Parts, bytes::Bytes),
+    ) -> (u16, String) {
+        let (parts, body) = captured;
+        let mut head = format!(
+            "{} {} HTTP/1.1\r\nhost: api.example.com\r\nconnection: close\r\ncontent-length: {}\r\n",
+            parts.method,
+            parts.uri.path(),
+            body.len()
+        );
+        for (name, value) in &parts.headers {
+            if name != http::header::HOST && name != http::header::CONTENT_LENGTH {
+                head.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
+            }
+        }
+        head.push_str("\r\n");
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(body).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap();
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let status = text.split(' ').nth(1).unwrap().parse().unwrap();
+        (status, text)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_accepted_by_one_instance_is_refused_by_the_other() {
+        let Some(redis) = RedisServer::start() else {
+            return;
+        };
+        let cfg = config(&redis.url(), "closed");
+        // Two instances: two stacks (two connections), two routers on two sockets.
+        let a = ServerStack::from_config(&cfg).unwrap();
+        let b = ServerStack::from_config(&cfg).unwrap();
+        let (addr_a, addr_b) = (serve(app(&a)).await, serve(app(&b)).await);
+
+        let captured = signed(signer()).await;
+        let (status, res) = send(addr_a, &captured).await;
+        assert_eq!(status, 200, "{res}");
+        assert!(res.ends_with("\r\n\r\ndone"), "{res}");
+
+        // The same bytes to the other instance, then 20 more to both: all refused as replays
+        // (not for another reason: the cause is `replayed`), each a problem+json 401.
+        for i in 0..21 {
+            let addr = if i % 2 == 0 { addr_b } else { addr_a };
+            let (status, res) = send(addr, &captured).await;
+            assert_eq!(status, 401, "replay {i}: {res}");
+            assert!(
+                res.contains("x-test-cause: replayed\r\n"),
+                "replay {i}: {res}"
+            );
+            assert!(
+                res.contains("content-type: application/problem+json\r\n"),
+                "replay {i}: {res}"
+            );
+            assert!(
+                res.contains(r#""type":"https://docs.rs/battlement/latest/battlement/problem/index.html#unauthorized""#),
+                "replay {i}: {res}"
+            );
+        }
+        // One nonce key, under the configured prefix.
+        let keys = redis.cmd("KEYS *");
+        assert!(keys.contains("replay-test:nonce:sig:client-1:"), "{keys}");
+        assert!(
+            redis.cmd("DBSIZE").contains(":2"),
+            "{}",
+            redis.cmd("KEYS *")
+        );
+
+        // A fresh request still passes at either instance.
+        assert_eq!(send(addr_b, &signed(signer()).await).await.0, 200);
+        assert!(a.replay_store().unwrap().is_shared());
+    }
+
+    /// The nonce key on Redis lives until the signature's window has closed: for `created` =
+    /// now + skew that is past `max_age + skew` from first use (item: the window's last second).
+    #[tokio::test]
+    async fn the_nonce_key_expires_with_the_signature_window() {
+        let Some(redis) = RedisServer::start() else {
+            return;
+        };
+        let stack = ServerStack::from_config(&config(&redis.url(), "closed")).unwrap();
+        let app = app(&stack);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let ahead = signer().with_clock(move || now + super::SKEW);
+        let captured = signed(ahead).await;
+        let mut req = super::copy(&captured);
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(SocketAddr::from((
+                [192, 0, 2, 1],
+                1,
+            ))));
+        assert_eq!(
+            tower::ServiceExt::oneshot(app, req).await.unwrap().status(),
+            http::StatusCode::OK
+        );
+        let keys = redis.cmd("KEYS replay-test:nonce:*");
+        let key = keys
+            .lines()
+            .find(|l| l.starts_with("replay-test:nonce:"))
+            .unwrap_or_else(|| panic!("no nonce key: {keys}"));
+        let pttl: u64 = redis
+            .cmd(&format!("PTTL {key}"))
+            .trim()
+            .trim_start_matches(':')
+            .parse()
+            .unwrap();
+        // The window closes at the end of the second created + max_age = now + skew + max_age
+        // (+1 s); the nonce is kept at least until then.
+        let window_ms = (super::SKEW + super::MAX_AGE + 1) * 1000;
+        assert!(
+            pttl + 2000 > window_ms + super::SKEW * 1000 && pttl >= window_ms - 2000,
+            "PTTL {pttl} ms, window {window_ms} ms"
+        );
+        assert!(
+            pttl > (super::MAX_AGE + super::SKEW) * 1000,
+            "PTTL {pttl} ms"
+        );
+    }
+
+    /// Redis down under `on_failure = "closed"`: a signed request is refused (503), never
+    /// accepted with its nonce unchecked.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_redis_down_a_closed_policy_refuses_instead_of_accepting_unchecked() {
+        let Some(mut redis) = RedisServer::start() else {
+            return;
+        };
+        // No rate limit: the 503 must come from the nonce store, not from the limiter.
+        let cfg = config_with(&redis.url(), "closed", "[rate_limit]\nenabled = false");
+        let stack = ServerStack::from_config(&cfg).unwrap();
+        let addr = serve(app(&stack)).await;
+        assert_eq!(send(addr, &signed(signer()).await).await.0, 200);
+        redis.kill();
+        for i in 0..5 {
+            let (status, res) = send(addr, &signed(signer()).await).await;
+            assert_eq!(status, 503, "request {i}: {res}");
+            assert!(
+                res.contains("x-test-cause: replay_store_unavailable\r\n"),
+                "request {i}: {res}"
+            );
+        }
+    }
+}

@@ -73,6 +73,7 @@ mod config;
 mod fused;
 pub mod observe;
 pub mod panic;
+pub mod replay;
 mod server;
 pub mod store;
 pub mod timeout;
@@ -90,6 +91,7 @@ pub use observe::{
     rejection_reason,
 };
 pub use panic::{CatchPanic, CatchPanicLayer, Panicked};
+pub use replay::StackReplayStore;
 pub use server::{ServerBreakerLayer, ServerService, ServerStack};
 pub use store::StackStore;
 pub use timeout::{RequestTimeout, RequestTimeoutLayer, TimedOut};
