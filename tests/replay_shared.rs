@@ -340,6 +340,28 @@ mod config {
     }
 }
 
+/// Without the `redis` feature, `[redis]` is refused at startup, naming the section: the
+/// instances must not check nonces (or limit) on their own unnoticed.
+#[cfg(not(feature = "redis"))]
+#[test]
+fn without_the_feature_a_redis_section_is_refused() {
+    use battlement::{
+        ConfigErrorKind,
+        stack::{ServerConfig, ServerStack},
+    };
+    let cfg = ServerConfig::from_toml_str(
+        "[redis]\nurl = \"redis://127.0.0.1:6379/\"\n[[signing.keys]]\nid = \"k\"\n\
+         secret = \"0707070707070707070707070707070707070707070707070707070707070707\"",
+    )
+    .unwrap();
+    let err = ServerStack::from_config(&cfg).unwrap_err();
+    assert_eq!(err.field(), "redis", "{err}");
+    assert_eq!(err.kind(), ConfigErrorKind::Unsafe);
+    assert!(err.reason().contains("`redis` feature"), "{err}");
+    // The audit fails the config item rather than pass a stack that shares nothing.
+    assert!(cfg.audit().has_failures());
+}
+
 #[cfg(feature = "redis")]
 mod redis_support;
 

@@ -8,7 +8,9 @@
 //! other instance built from the same configuration.
 //!
 //! ```
-//! use axum::{Router, body::Body, routing::post};
+//! use std::net::SocketAddr;
+//!
+//! use axum::{Router, body::Body, extract::ConnectInfo, routing::post};
 //! use battlement::{
 //!     signing::{BufferedBody, Key, KeyRing, SignRequestLayer, VerifySignatureLayer},
 //!     stack::{ServerConfig, ServerStack},
@@ -17,7 +19,7 @@
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn main() -> Result<(), tower::BoxError> {
 //! // In code: a layer on a memory store goes in as it is.
 //! let ring = KeyRing::new(Key::hmac_sha256("client-1", &[7; 32])?);
 //! let stack = ServerStack::new().signing(VerifySignatureLayer::new(ring.clone()));
@@ -30,8 +32,10 @@
 //!     .service(service_fn(|r| async { Ok::<_, std::convert::Infallible>(r) }))
 //!     .oneshot(Request::post("http://api.example.com/orders").body(Body::from("{}"))?)
 //!     .await?;
-//! let (parts, body) = signed.into_parts();
+//! let (mut parts, body) = signed.into_parts();
 //! let body = body.into_bytes();
+//! // The per-address rate limit needs the peer (axum's `ConnectInfo` when served).
+//! parts.extensions.insert(ConnectInfo(SocketAddr::from(([203, 0, 113, 7], 40000))));
 //! let send = |parts, body| app.clone().oneshot(Request::from_parts(parts, Body::from(body)));
 //! assert_eq!(send(parts.clone(), body.clone()).await?.status(), StatusCode::OK);
 //! assert_eq!(send(parts, body).await?.status(), StatusCode::UNAUTHORIZED);
@@ -60,6 +64,10 @@
 //!   stay per instance and the audit warns. Write `[redis]` instead to share both.
 //! * Every instance needs the same `prefix` (`prefix:nonce:…` keys): instances with different
 //!   prefixes do not see each other's nonces.
+//! * The configuration builds no webhook verification: a hand-built
+//!   [`VerifyWebhookLayer`](crate::signing::webhooks::VerifyWebhookLayer) shares the stack's
+//!   nonce store with `.with_replay_store(stack.replay_store().unwrap().clone())` (webhook ids
+//!   are kept as `whk:<id>`, signature nonces as `sig:<key id>:<nonce>`: they never collide).
 
 #[cfg(feature = "redis")]
 use std::sync::OnceLock;

@@ -416,8 +416,9 @@ pub(super) struct RedisSection {
 #[cfg(feature = "redis")]
 enum Connection {
     Live(crate::redis::RedisConnection),
-    /// Built outside a tokio runtime: each store connects on its first use.
-    Later(Secret, crate::redis::RedisConfig),
+    /// Built outside a tokio runtime: each store connects on its first use. Boxed: it lives
+    /// only while the stack is built.
+    Later(Box<(Secret, crate::redis::RedisConfig)>),
 }
 
 impl RedisSection {
@@ -428,13 +429,13 @@ impl RedisSection {
         #[cfg(feature = "redis")]
         match &self.conn {
             Connection::Live(conn) => StackStore::from(conn.rate_limit_store()),
-            Connection::Later(url, config) => StackStore {
+            Connection::Later(later) => StackStore {
                 hasher: StackKeyHasher(HasherKind::Redis(crate::redis::StableKeyHasher::new(
-                    config.hash_key,
+                    later.1.hash_key,
                 ))),
                 kind: Kind::Redis(Arc::new(LazyRedis {
                     store: OnceLock::new(),
-                    connect: Some((url.clone(), config.clone())),
+                    connect: Some((later.0.clone(), later.1.clone())),
                 })),
             },
         }
@@ -447,8 +448,8 @@ impl RedisSection {
         #[cfg(feature = "redis")]
         match &self.conn {
             Connection::Live(conn) => conn.replay_store().into(),
-            Connection::Later(url, config) => {
-                super::replay::StackReplayStore::lazy(url.clone(), config.clone())
+            Connection::Later(later) => {
+                super::replay::StackReplayStore::lazy(later.0.clone(), later.1.clone())
             }
         }
     }
@@ -590,7 +591,7 @@ fn connect(
         ::redis::Client::open(url)
             .map_err(|e| invalid(format!("{section}.url"), format!("invalid Redis URL: {e}")))?;
         return Ok(RedisSection {
-            conn: Connection::Later(Secret::new(url), config),
+            conn: Connection::Later(Box::new((Secret::new(url), config))),
         });
     }
     let conn = RedisConnection::connect_lazy(url, config).map_err(|e| {
