@@ -428,10 +428,10 @@ pub fn audit(cfg: &ServerConfig) -> Audit {
         );
     }
     if let Some(redis) = &cfg.redis {
-        let what = if rl.redis.is_some() {
-            "signature nonces"
-        } else {
-            "rate limits and signature nonces"
+        let what = match (rl.redis.is_some(), cfg.signing.is_some()) {
+            (true, _) => "signature nonces",
+            (false, true) => "rate limits and signature nonces",
+            (false, false) => "rate limits",
         };
         redis_items(&mut a, redis, "redis", what);
     }

@@ -202,6 +202,10 @@ impl ServerStack {
 
     /// Builds the stack from its configuration, reading the secrets it references.
     ///
+    /// With `[redis]` (feature `redis`) the rate limits and the nonces of `[signing]` share
+    /// one lazily made Redis connection, so instances built from the same file share quotas
+    /// and refuse each other's replays; `[rate_limit.redis]` shares the rate limits only.
+    ///
     /// # Errors
     ///
     /// A [`ConfigError`] whose field is the dotted path of the offending setting

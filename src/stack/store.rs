@@ -3,9 +3,11 @@
 //!
 //! [`ServerStack::from_config`](super::ServerStack::from_config) puts both rate limits (per
 //! client address, per principal) on one [`StackStore`]: a
-//! [`MemoryStore`] each, or, when `[rate_limit.redis]` is written, one
+//! [`MemoryStore`] each, or, when `[redis]` (or `[rate_limit.redis]`) is written, one
 //! [`redis::RedisRateLimitStore`](crate::redis::RedisRateLimitStore) for both, so every instance
-//! built from the same configuration draws on the same quotas.
+//! built from the same configuration draws on the same quotas. `[redis]` also puts the
+//! signature nonces on the same connection ([`StackReplayStore`](super::StackReplayStore));
+//! `[rate_limit.redis]` shares the rate limits only.
 //!
 //! ```
 //! use std::{net::SocketAddr, num::NonZeroU32};
@@ -45,11 +47,12 @@
 //!
 //! # Pitfalls
 //!
-//! * With `[rate_limit.redis]`, the connection is made lazily: requests get the failure
+//! * With a Redis section, the connection is made lazily: requests get the failure
 //!   policy until Redis answers. A stack built outside a tokio runtime (the audit,
 //!   `ServerConfig::validate`) checks the URL and makes the connection on its first request.
-//! * Without the `redis` feature, a configuration with `[rate_limit.redis]` is refused at
-//!   startup: silently limiting per instance would hand every client N times its quota.
+//! * Without the `redis` feature, a configuration with `[redis]` or `[rate_limit.redis]` is
+//!   refused at startup: silently limiting per instance would hand every client N times its
+//!   quota.
 //! * The limits of a configured stack have the fixed ids [`PER_IP_LIMIT_ID`] and
 //!   [`PER_PRINCIPAL_LIMIT_ID`]: a hand-built layer sharing the same Redis prefix must use
 //!   other ids, or it draws on the same buckets.
@@ -61,8 +64,8 @@
 //!
 //! # Deployment
 //!
-//! Give every instance the same `[rate_limit.redis]` (URL, `prefix`): instances with different
-//! prefixes limit separately. The `redis` module's docs describe the key layout, the
+//! Give every instance the same `[redis]` (URL, `prefix`): instances with different prefixes
+//! limit separately and do not see each other's nonces. The `redis` module's docs describe the key layout, the
 //! failure policies and the breaker that stops calling Redis while it is down.
 
 #[cfg(feature = "redis")]
