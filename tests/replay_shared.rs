@@ -257,6 +257,30 @@ mod config {
         assert!(local.replay_store().unwrap().memory().is_some());
     }
 
+    /// Both sections: the limits on `[rate_limit.redis]` with its policy, the nonces on
+    /// `[redis]` with its own (stricter nonces than limits).
+    #[tokio::test]
+    async fn both_sections_give_nonces_and_limits_their_own_policy() {
+        use battlement::redis::FailurePolicy;
+        let stack = ServerStack::from_config(&signing(
+            "[redis]\nurl = \"redis://127.0.0.1:1/\"\non_failure = \"closed\"\n\
+             [rate_limit.redis]\nurl = \"redis://127.0.0.1:1/\"\non_failure = \"local\"",
+        ))
+        .unwrap();
+        let nonces = stack.replay_store().unwrap().redis().unwrap().connection();
+        let limits = stack
+            .rate_limit_store()
+            .unwrap()
+            .redis()
+            .unwrap()
+            .connection();
+        assert_eq!(nonces.config().failure_policy(), FailurePolicy::FailClosed);
+        assert_eq!(
+            limits.config().failure_policy(),
+            FailurePolicy::FallbackToMemory
+        );
+    }
+
     #[test]
     fn built_outside_a_runtime_the_nonce_store_is_still_shared() {
         let stack =

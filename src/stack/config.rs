@@ -443,7 +443,10 @@ pub enum RedisFailure {
 ///
 /// `on_failure` applies to both stores while Redis cannot answer: `closed` refuses (rate
 /// limits: 503; nonces: 503, never an unchecked nonce), `local` decides in this instance's
-/// memory, `open` lets requests through (nonces unchecked: replays pass; the audit warns).
+/// memory (a replay to another instance passes during the outage), `open` lets requests
+/// through (nonces unchecked: replays pass; the audit warns). For nonces stricter than the
+/// rate limits, write both sections: `[rate_limit.redis]` with the limits' policy (`local`)
+/// and `[redis]` with the nonces' (`closed`), two connections to the same Redis.
 ///
 /// Without the feature the section is refused at startup (a [`ConfigError`](crate::ConfigError)
 /// naming `redis` or `rate_limit.redis`): instances must never limit or check nonces on their
