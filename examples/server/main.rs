@@ -270,26 +270,32 @@ fn dev_secrets(config: &mut ServerConfig) -> Result<(), ConfigError> {
             key.secret = SecretSource::Inline(zeroize::Zeroizing::new(hex));
         }
     }
-    if let Some(redis) = &config.rate_limit.redis
-        && redis.url.resolve().is_err()
-    {
-        println!(
-            "dev: rate_limit.redis.url: {} cannot be read; this run keeps its rate limits in memory",
-            describe(&redis.url)
-        );
-        config.rate_limit.redis = None;
-    }
-    if let Some(redis) = &mut config.rate_limit.redis
-        && let Some(key) = &redis.hash_key
-        && key.resolve().is_err()
-    {
-        let hex = hex(&random_secret("rate_limit.redis.hash_key")?[..16]);
-        println!(
-            "dev: rate_limit.redis.hash_key: {} cannot be read; this run uses a key made for it \
-             (other instances will not share its buckets): BATTLEMENT_REDIS_HASH_KEY={hex}",
-            describe(key)
-        );
-        redis.hash_key = Some(SecretSource::Inline(zeroize::Zeroizing::new(hex)));
+    for (section, slot) in [
+        ("redis", &mut config.redis),
+        ("rate_limit.redis", &mut config.rate_limit.redis),
+    ] {
+        if let Some(redis) = slot.as_ref()
+            && redis.url.resolve().is_err()
+        {
+            println!(
+                "dev: {section}.url: {} cannot be read; this run keeps its rate limits and \
+                 nonces in memory",
+                describe(&redis.url)
+            );
+            *slot = None;
+        }
+        if let Some(redis) = slot
+            && let Some(key) = &redis.hash_key
+            && key.resolve().is_err()
+        {
+            let hex = hex(&random_secret("redis.hash_key")?[..16]);
+            println!(
+                "dev: {section}.hash_key: {} cannot be read; this run uses a key made for it \
+                 (other instances will not share its buckets): BATTLEMENT_REDIS_HASH_KEY={hex}",
+                describe(key)
+            );
+            redis.hash_key = Some(SecretSource::Inline(zeroize::Zeroizing::new(hex)));
+        }
     }
     if let Some(api_key) = &mut config.api_key
         && let Some(var) = &api_key.hashes_env

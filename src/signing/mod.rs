@@ -89,9 +89,11 @@
 //! [`KeyRing::from_env`]); secrets must be at least 32 bytes and never appear in `Debug`.
 //! Rotate with [`KeyRing::rotate`]: the new key signs at once, the old one keeps verifying for
 //! the grace period (7 days by default) so clients can be updated. Clocks must be in sync
-//! within the allowed skew (60 s). Size the [`MemoryReplayStore`] for your request rate times
-//! the window (300 s + 60 s): when it is full of live nonces it refuses (503) rather than
-//! forget one.
+//! within the allowed skew (60 s). A nonce is remembered until its signature's own window has
+//! closed (the end of the second `created` + 300 s, or `expires`), plus the skew: 361 s for a
+//! signature created now, at most 421 s (a webhook id: until `webhook-timestamp` + 5 min has
+//! passed, plus 5 min). Size the [`MemoryReplayStore`] for your request rate times that: when
+//! it is full of live nonces it refuses (503) rather than forget one.
 
 mod base;
 mod body;

@@ -328,6 +328,22 @@ impl WebhookCore {
         })
     }
 
+    /// How long the id of a message with timestamp `ts`, accepted at `now`, is remembered:
+    /// until the message's acceptance window has closed, plus the tolerance.
+    ///
+    /// The window closes at the end of the second `ts + tolerance` (the check compares whole
+    /// seconds). Counting `2 × tolerance` from first use instead forgets the id of a message
+    /// first used with `ts` at `now + tolerance` up to a second before its window closes,
+    /// and it can be replayed then. The extra `tolerance` keeps the id while an instance
+    /// whose clock is up to that much behind this one's still accepts the message (a shared
+    /// store); for a message stamped now it is what was kept before (`2 × tolerance`, one
+    /// second more).
+    fn id_ttl(&self, ts: u64, now: u64) -> Duration {
+        let closes = ts.saturating_add(self.tolerance).saturating_add(1);
+        let secs = closes.saturating_sub(now).saturating_add(self.tolerance);
+        Duration::from_secs(secs.max(1))
+    }
+
     pub(crate) fn verify_prepared(&self, p: &Prepared, body: &[u8]) -> Result<(), WebhookError> {
         let mut ok = subtle::Choice::from(0);
         for secret in &self.secrets {
@@ -628,6 +644,7 @@ where
             return ResponseFuture::rejected(res);
         }
         let replay_key = format!("whk:{}", prepared.message.id);
+        let prepared_ts = prepared.message.timestamp;
         parts.extensions.insert(prepared.message.clone());
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
@@ -639,11 +656,7 @@ where
                 parts,
                 rejection: self.rejection.clone(),
                 finish: Finish::Webhook(shared.core.clone(), prepared),
-                // A message is acceptable for `tolerance` on either side of its timestamp.
-                replay: Some((
-                    replay_key,
-                    Duration::from_secs(shared.core.tolerance.saturating_mul(2).max(1)),
-                )),
+                replay: Some((replay_key, shared.core.id_ttl(prepared_ts, now))),
                 store: shared.store.clone(),
                 key_id: None,
             },

@@ -466,8 +466,16 @@ pub fn audit(cfg: &ServerConfig) -> Audit {
             "authenticated clients have no quota of their own",
         );
     }
+    if let Some(redis) = &cfg.redis {
+        let what = match (rl.redis.is_some(), cfg.signing.is_some()) {
+            (true, _) => "signature nonces",
+            (false, true) => "rate limits and signature nonces",
+            (false, false) => "rate limits",
+        };
+        redis_items(&mut a, redis, "redis", what);
+    }
     if let Some(redis) = &rl.redis {
-        redis_items(&mut a, redis);
+        redis_items(&mut a, redis, "rate_limit.redis", "rate limits");
     }
 
     // Authentication and secrets.
@@ -490,6 +498,7 @@ pub fn audit(cfg: &ServerConfig) -> Audit {
         for (i, k) in s.keys.iter().enumerate() {
             secret_items(&mut a, &k.secret, &format!("signing.keys[{i}].secret"));
         }
+        replay_items(&mut a, cfg);
     }
     if let Some(s) = &cfg.client.signing {
         secret_items(&mut a, &s.secret, "client.signing.secret");
@@ -612,8 +621,50 @@ fn secret_items(a: &mut Audit, source: &SecretSource, field: &str) {
     }
 }
 
-fn redis_items(a: &mut Audit, redis: &RedisConfig) {
-    let field = "rate_limit.redis.url";
+/// Where the nonces of `[signing]` live: shared through `[redis]`, or per instance while the
+/// rate limits are shared (a replay to another instance passes).
+fn replay_items(a: &mut Audit, cfg: &ServerConfig) {
+    let check = "replay_store";
+    match (&cfg.redis, &cfg.rate_limit.redis) {
+        (Some(redis), _) => {
+            if redis.on_failure == RedisFailure::Open {
+                a.push(
+                    check,
+                    AuditStatus::Warn,
+                    "redis.on_failure",
+                    "on_failure = \"open\": while Redis is down nonces are not checked, and a \
+                     captured signed request can be replayed; use \"closed\" or \"local\"",
+                );
+            } else {
+                a.push(
+                    check,
+                    AuditStatus::Pass,
+                    "redis",
+                    "signature nonces shared through Redis: a replay to any instance is refused",
+                );
+            }
+        }
+        (None, Some(_)) => a.push(
+            check,
+            AuditStatus::Warn,
+            "rate_limit.redis",
+            "rate limits are shared through Redis but signature nonces are per instance: a \
+             signed request accepted by one instance can be replayed to another; write the \
+             section as [redis] to share both",
+        ),
+        (None, None) => a.push(
+            check,
+            AuditStatus::Pass,
+            "signing",
+            "signature nonces in this instance's memory (with several instances, write [redis] \
+             to share them)",
+        ),
+    }
+}
+
+fn redis_items(a: &mut Audit, redis: &RedisConfig, section: &str, what: &str) {
+    let field = format!("{section}.url");
+    let field = field.as_str();
     let url = &redis.url;
     inline_item(a, url, field);
     // Without `redis` (or `redis-tls` for rediss://) the `config` item fails already:
@@ -622,9 +673,9 @@ fn redis_items(a: &mut Audit, redis: &RedisConfig) {
         a.push(
             "redis",
             AuditStatus::Pass,
-            "rate_limit.redis",
+            section,
             format!(
-                "rate limits shared through Redis (prefix {:?}, on_failure = {})",
+                "{what} shared through Redis (prefix {:?}, on_failure = {})",
                 redis.prefix,
                 match redis.on_failure {
                     RedisFailure::Open => "open",
@@ -635,11 +686,11 @@ fn redis_items(a: &mut Audit, redis: &RedisConfig) {
         );
     }
     match &redis.hash_key {
-        Some(key) => inline_item(a, key, "rate_limit.redis.hash_key"),
+        Some(key) => inline_item(a, key, &format!("{section}.hash_key")),
         None => a.push(
             "redis",
             AuditStatus::Warn,
-            "rate_limit.redis.hash_key",
+            &format!("{section}.hash_key"),
             "no hash_key: bucket fingerprints use the crate's public default key, so a client \
              can search for keys that share another client's bucket; set 16 random bytes, the \
              same on every instance",
@@ -649,7 +700,7 @@ fn redis_items(a: &mut Audit, redis: &RedisConfig) {
         a.push(
             "redis",
             AuditStatus::Warn,
-            "rate_limit.redis.on_failure",
+            &format!("{section}.on_failure"),
             "on_failure = \"open\": while Redis is down nothing is rate-limited",
         );
     }

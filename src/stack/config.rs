@@ -54,6 +54,9 @@ pub struct ServerConfig {
     pub body_limit: BodyLimitConfig,
     /// `[rate_limit]`.
     pub rate_limit: RateLimitConfig,
+    /// `[redis]`: one Redis shared by every instance for the rate limits and the signature
+    /// nonces (see [`RedisConfig`]; off unless written).
+    pub redis: Option<RedisConfig>,
     /// `[api_key]`: API-key authentication of every route (off unless the section is written).
     pub api_key: Option<ApiKeyConfig>,
     /// `[signing]`: RFC 9421 signature verification of every route (off unless written).
@@ -85,6 +88,7 @@ impl Default for ServerConfig {
             },
             body_limit: BodyLimitConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            redis: None,
             api_key: None,
             signing: None,
             timeout: TimeoutConfig::default(),
@@ -307,7 +311,9 @@ pub struct RateLimitConfig {
     /// Rate-limit headers on responses: `ietf` (default: `RateLimit-Policy`, `RateLimit`),
     /// `legacy` (`X-RateLimit-*`), `both` or `none` (a 429 still has `Retry-After`).
     pub headers: RateLimitHeaders,
-    /// A shared Redis store (see [`RedisConfig`]).
+    /// A Redis store for the rate limits only (see [`RedisConfig`]): prefer the top-level
+    /// `[redis]`, which shares the signature nonces too. Written beside `[redis]`, it moves
+    /// the rate limits to this Redis and leaves the nonces on `[redis]`.
     pub redis: Option<RedisConfig>,
 }
 
@@ -414,28 +420,55 @@ impl Default for QuotaConfig {
     }
 }
 
-/// What the rate limiter does when Redis cannot answer in time.
+/// What the rate limiter and the nonce store do when Redis cannot answer in time.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum RedisFailure {
-    /// Let the request through.
+    /// Let the request through (its nonce unchecked).
     Open,
     /// Refuse it (503).
     Closed,
-    /// Decide with the in-memory limiter of this instance (the default).
+    /// Decide with the in-memory limiter and nonce store of this instance (the default).
     #[default]
     Local,
 }
 
-/// `[rate_limit.redis]`: a rate-limit store shared by every instance.
+/// `[redis]` (rate limits and nonces) or `[rate_limit.redis]` (rate limits only): a Redis
+/// shared by every instance.
 ///
 /// With the `redis` feature, [`ServerStack::from_config`](super::ServerStack::from_config)
-/// puts the per-IP and per-principal limits on one Redis store (connected lazily: the stack
-/// starts while Redis is down), so every instance built from the same configuration shares
-/// the quotas.
+/// connects lazily (the stack starts while Redis is down) and, for `[redis]`, puts the per-IP
+/// and per-principal limits and the nonces of `[signing]` on that one connection: every
+/// instance built from the same configuration shares the quotas, and a signed request
+/// accepted by one instance is refused as a replay by all the others. `[rate_limit.redis]`
+/// (kept for compatibility) shares the rate limits only: the nonces stay per instance and
+/// the [audit](super::audit) warns when `[signing]` is on. Written together, the rate limits
+/// go to `[rate_limit.redis]` and the nonces to `[redis]`.
+///
+/// `on_failure` applies to both stores while Redis cannot answer: `closed` refuses (rate
+/// limits: 503; nonces: 503, never an unchecked nonce), `local` decides in this instance's
+/// memory (a replay to another instance passes during the outage), `open` lets requests
+/// through (nonces unchecked: replays pass; the audit warns). For nonces stricter than the
+/// rate limits, write both sections: `[rate_limit.redis]` with the limits' policy (`local`)
+/// and `[redis]` with the nonces' (`closed`), two connections to the same Redis.
+///
 /// Without the feature the section is refused at startup (a [`ConfigError`](crate::ConfigError)
-/// naming `rate_limit.redis`): instances must never limit on their own unnoticed.
+/// naming `redis` or `rate_limit.redis`): instances must never limit or check nonces on their
+/// own unnoticed.
+///
+/// ```
+/// use battlement::stack::ServerConfig;
+///
+/// let cfg = ServerConfig::from_toml_str(r#"
+///     [redis]
+///     url = { env = "REDIS_URL" }
+///     prefix = "shop-api"
+///     on_failure = "closed"
+/// "#)?;
+/// assert_eq!(cfg.redis.unwrap().prefix, "shop-api");
+/// # Ok::<(), battlement::ConfigError>(())
+/// ```
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
@@ -443,13 +476,13 @@ pub struct RedisConfig {
     /// reference.
     pub url: SecretSource,
     /// The namespace of the keys (default `battlement`): 1 to 64 characters of
-    /// `A-Z a-z 0-9 - _ . :`. Instances share quotas only with the same prefix.
+    /// `A-Z a-z 0-9 - _ . :`. Instances share quotas and nonces only with the same prefix.
     #[serde(default = "RedisConfig::default_prefix")]
     pub prefix: String,
     /// The longest a decision waits for Redis (default `50ms`, at most `5s`).
     #[serde(default = "RedisConfig::default_timeout")]
     pub timeout: HumanDuration,
-    /// What to do when Redis does not answer (default `local`).
+    /// What to do when Redis does not answer (default `local`), for rate limits and nonces.
     #[serde(default)]
     pub on_failure: RedisFailure,
     /// The key of the fingerprint hasher (16 bytes: 32 hex digits, or `base64:…`), a secret

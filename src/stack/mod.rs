@@ -53,11 +53,14 @@
 //! * Behind a proxy, list it in `trusted_proxies`, or every client shares the proxy's quota;
 //!   never list `0.0.0.0/0`: anyone could then choose their address.
 //! * [`wrap`](ServerStack::wrap) uses `Router::layer`: routes added after it are not wrapped.
-//! * Without `[rate_limit.redis]` each instance limits on its own: behind a balancer over N
-//!   instances a client gets up to N times its quota. With it (feature `redis`), every
-//!   instance with the same URL and `prefix` shares the quotas ([`store`] describes the
-//!   store; `on_failure` says what happens while Redis is down). Without the feature the
-//!   section is refused at startup, never ignored.
+//! * Without `[redis]` each instance limits on its own and remembers only its own nonces:
+//!   behind a balancer over N instances a client gets up to N times its quota, and a
+//!   captured signed request can be replayed once to every other instance. With it (feature
+//!   `redis`), every instance with the same URL and `prefix` shares the quotas and the nonces
+//!   ([`store`] and [`replay`] describe the stores; `on_failure` says what happens while
+//!   Redis is down). `[rate_limit.redis]` shares the rate limits only (the audit warns when
+//!   `[signing]` is on). Without the feature either section is refused at startup, never
+//!   ignored.
 //!
 //! # Serving
 //!
@@ -138,6 +141,7 @@ mod config;
 mod fused;
 pub mod observe;
 pub mod panic;
+pub mod replay;
 mod server;
 pub mod store;
 pub mod timeout;
@@ -156,6 +160,7 @@ pub use observe::{
     rejection_reason,
 };
 pub use panic::{CatchPanic, CatchPanicLayer, Panicked};
+pub use replay::StackReplayStore;
 pub use server::{ServerBreakerLayer, ServerService, ServerStack};
 pub use store::StackStore;
 pub use timeout::{RequestTimeout, RequestTimeoutLayer, TimedOut};

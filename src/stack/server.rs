@@ -24,6 +24,7 @@ use super::{
     fused::FusedLayer,
     observe::{ObserveLayer, RecordPrincipalLayer},
     panic::CatchPanicLayer,
+    replay::StackReplayStore,
     store::{self, StackStore},
     timeout::RequestTimeoutLayer,
 };
@@ -34,6 +35,7 @@ use crate::{
     error::{ConfigError, ConfigErrorKind},
     https::HttpsRedirectLayer,
     net::TrustedProxies,
+    problem::DefaultRejection,
     rate_limit::{ClientIp, ExtensionKey, HeaderStyle, Limit, Quota, RateLimitLayer},
     request_id::SetRequestIdLayer,
     security_headers::{Hsts, SecurityHeaders, SecurityHeadersLayer},
@@ -57,7 +59,7 @@ type Layers = Stack<
             Stack<
                 Opt<RecordPrincipalLayer>,
                 Stack<
-                    Opt<VerifySignatureLayer>,
+                    Opt<VerifySignatureLayer<DefaultRejection, StackReplayStore>>,
                     Stack<
                         Opt<ApiKeyLayer>,
                         Stack<
@@ -152,7 +154,7 @@ pub struct ServerStack {
     body_limit: Option<BodyLimitLayer>,
     rate_limit_ip: Option<RateLimitLayer<StackStore>>,
     api_key: Option<ApiKeyLayer>,
-    signing: Option<VerifySignatureLayer>,
+    signing: Option<VerifySignatureLayer<DefaultRejection, StackReplayStore>>,
     rate_limit_principal: Option<RateLimitLayer<StackStore>>,
     timeout: Option<RequestTimeoutLayer>,
     circuit_breaker: Option<ServerBreakerLayer>,
@@ -199,6 +201,10 @@ impl ServerStack {
     }
 
     /// Builds the stack from its configuration, reading the secrets it references.
+    ///
+    /// With `[redis]` (feature `redis`) the rate limits and the nonces of `[signing]` share
+    /// one lazily made Redis connection, so instances built from the same file share quotas
+    /// and refuse each other's replays; `[rate_limit.redis]` shares the rate limits only.
     ///
     /// # Errors
     ///
@@ -303,8 +309,16 @@ impl ServerStack {
         };
 
         let rl = &cfg.rate_limit;
-        // `[rate_limit.redis]`: one shared store for both limits (refused without `redis`).
-        let shared = rl.redis.as_ref().map(store::configured).transpose()?;
+        // `[redis]`: one connection for the rate limits and the nonces; `[rate_limit.redis]`:
+        // the rate limits only, on a connection of their own. Both refused without `redis`.
+        let redis = match &cfg.redis {
+            Some(r) => Some(store::configured(r, "redis")?),
+            None => None,
+        };
+        let shared = match &rl.redis {
+            Some(r) => Some(store::configured(r, "rate_limit.redis")?.rate_limit_store()),
+            None => redis.as_ref().map(store::RedisSection::rate_limit_store),
+        };
         let rate_limit_ip = if rl.enabled && rl.per_ip.enabled {
             let quota = quota(&rl.per_ip, "rate_limit.per_ip")?;
             let key = ClientIp::new(trusted.clone())
@@ -325,7 +339,17 @@ impl ServerStack {
             None => None,
         };
         let signing = match &cfg.signing {
-            Some(s) => Some(verify_layer(s).map_err(under("signing"))?),
+            Some(s) => {
+                let nonces = match &redis {
+                    Some(r) => r.replay_store(),
+                    None => StackReplayStore::default(),
+                };
+                Some(
+                    verify_layer(s)
+                        .map_err(under("signing"))?
+                        .with_replay_store(nonces),
+                )
+            }
             None => None,
         };
         let rate_limit_principal = if rl.enabled && rl.per_principal.enabled && api_key.is_some() {
@@ -420,8 +444,10 @@ setters! {
     rate_limit_ip: RateLimitLayer<StackStore>;
     /// Sets (or removes) API-key authentication.
     api_key: ApiKeyLayer;
-    /// Sets (or removes) signature verification.
-    signing: VerifySignatureLayer;
+    /// Sets (or removes) signature verification: a [`VerifySignatureLayer`] on a
+    /// [`MemoryReplayStore`](crate::signing::MemoryReplayStore) or (feature `redis`) a
+    /// [`RedisReplayStore`](crate::redis::RedisReplayStore).
+    signing: VerifySignatureLayer<DefaultRejection, StackReplayStore>;
     /// Sets (or removes) the rate limit after authentication (per principal), on either
     /// store.
     rate_limit_principal: RateLimitLayer<StackStore>;
@@ -499,6 +525,14 @@ impl ServerStack {
             .as_ref()
             .or(self.rate_limit_principal.as_ref())
             .map(RateLimitLayer::store)
+    }
+
+    /// The replay store of signature verification: is it shared (Redis, from `[redis]`), its
+    /// Redis connection and breaker.
+    pub fn replay_store(&self) -> Option<&StackReplayStore> {
+        self.signing
+            .as_ref()
+            .map(VerifySignatureLayer::replay_store)
     }
 
     /// Which pieces are on, outermost first, by name (`"request_id"`, `"rate_limit_ip"`, ...).

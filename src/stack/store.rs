@@ -3,9 +3,11 @@
 //!
 //! [`ServerStack::from_config`](super::ServerStack::from_config) puts both rate limits (per
 //! client address, per principal) on one [`StackStore`]: a
-//! [`MemoryStore`] each, or, when `[rate_limit.redis]` is written, one
+//! [`MemoryStore`] each, or, when `[redis]` (or `[rate_limit.redis]`) is written, one
 //! [`redis::RedisRateLimitStore`](crate::redis::RedisRateLimitStore) for both, so every instance
-//! built from the same configuration draws on the same quotas.
+//! built from the same configuration draws on the same quotas. `[redis]` also puts the
+//! signature nonces on the same connection ([`StackReplayStore`](super::StackReplayStore));
+//! `[rate_limit.redis]` shares the rate limits only.
 //!
 //! ```
 //! use std::{net::SocketAddr, num::NonZeroU32};
@@ -45,11 +47,12 @@
 //!
 //! # Pitfalls
 //!
-//! * With `[rate_limit.redis]`, the connection is made lazily: requests get the failure
+//! * With a Redis section, the connection is made lazily: requests get the failure
 //!   policy until Redis answers. A stack built outside a tokio runtime (the audit,
 //!   `ServerConfig::validate`) checks the URL and makes the connection on its first request.
-//! * Without the `redis` feature, a configuration with `[rate_limit.redis]` is refused at
-//!   startup: silently limiting per instance would hand every client N times its quota.
+//! * Without the `redis` feature, a configuration with `[redis]` or `[rate_limit.redis]` is
+//!   refused at startup: silently limiting per instance would hand every client N times its
+//!   quota.
 //! * The limits of a configured stack have the fixed ids [`PER_IP_LIMIT_ID`] and
 //!   [`PER_PRINCIPAL_LIMIT_ID`]: a hand-built layer sharing the same Redis prefix must use
 //!   other ids, or it draws on the same buckets.
@@ -61,8 +64,8 @@
 //!
 //! # Deployment
 //!
-//! Give every instance the same `[rate_limit.redis]` (URL, `prefix`): instances with different
-//! prefixes limit separately. The `redis` module's docs describe the key layout, the
+//! Give every instance the same `[redis]` (URL, `prefix`): instances with different prefixes
+//! limit separately and do not see each other's nonces. The `redis` module's docs describe the key layout, the
 //! failure policies and the breaker that stops calling Redis while it is down.
 
 #[cfg(feature = "redis")]
@@ -403,44 +406,101 @@ pub(super) fn layer<E: KeyExtractor>(
     layer.with_store(store)
 }
 
-/// The shared store of `[rate_limit.redis]`: the section validated (errors name its field),
-/// then a lazily connecting Redis store.
+/// A Redis section (`[redis]` or `[rate_limit.redis]`) validated, its connection made (lazily):
+/// the stores of a configured stack are made from it and share that connection.
+pub(super) struct RedisSection {
+    #[cfg(feature = "redis")]
+    conn: Connection,
+    /// Without the `redis` feature no section is ever accepted.
+    #[cfg(not(feature = "redis"))]
+    never: std::convert::Infallible,
+}
+
+#[cfg(feature = "redis")]
+enum Connection {
+    Live(crate::redis::RedisConnection),
+    /// Built outside a tokio runtime: each store connects on its first use. Boxed: it lives
+    /// only while the stack is built.
+    Later(Box<(Secret, crate::redis::RedisConfig)>),
+}
+
+impl RedisSection {
+    /// The rate-limit store on this section's Redis.
+    pub(super) fn rate_limit_store(&self) -> StackStore {
+        #[cfg(not(feature = "redis"))]
+        match self.never {}
+        #[cfg(feature = "redis")]
+        match &self.conn {
+            Connection::Live(conn) => StackStore::from(conn.rate_limit_store()),
+            Connection::Later(later) => StackStore {
+                hasher: StackKeyHasher(HasherKind::Redis(crate::redis::StableKeyHasher::new(
+                    later.1.hash_key,
+                ))),
+                kind: Kind::Redis(Arc::new(LazyRedis {
+                    store: OnceLock::new(),
+                    connect: Some((later.0.clone(), later.1.clone())),
+                })),
+            },
+        }
+    }
+
+    /// The replay-nonce store on this section's Redis.
+    pub(super) fn replay_store(&self) -> super::replay::StackReplayStore {
+        #[cfg(not(feature = "redis"))]
+        match self.never {}
+        #[cfg(feature = "redis")]
+        match &self.conn {
+            Connection::Live(conn) => conn.replay_store().into(),
+            Connection::Later(later) => {
+                super::replay::StackReplayStore::lazy(later.0.clone(), later.1.clone())
+            }
+        }
+    }
+}
+
+/// A Redis section of the configuration at `section` (`redis` or `rate_limit.redis`): validated
+/// (errors name its field), then a lazily made connection.
 ///
-/// Without the `redis` feature the section is refused: the instances would limit on their
-/// own while the operator believes they share the quotas.
-pub(super) fn configured(r: &RedisConfig) -> Result<StackStore, ConfigError> {
-    let url = r.url.resolve().map_err(|e| {
-        let f = e.field();
-        let field = if f.is_empty() {
-            "rate_limit.redis.url".to_owned()
-        } else {
-            format!("rate_limit.redis.url.{f}")
-        };
-        ConfigError::new(e.kind(), field, e.reason().to_owned())
-    })?;
+/// Without the `redis` feature the section is refused: the instances would limit (or check
+/// nonces) on their own while the operator believes they share the state.
+pub(super) fn configured(
+    r: &RedisConfig,
+    section: &'static str,
+) -> Result<RedisSection, ConfigError> {
+    let url = r
+        .url
+        .resolve()
+        .map_err(|e| e.within(&format!("{section}.url")))?;
     let u = url.expose();
     if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
         return Err(ConfigError::invalid(
-            "rate_limit.redis.url",
+            format!("{section}.url"),
             "expected a redis:// or rediss:// URL",
         ));
     }
     let t = r.timeout.get();
     if t < std::time::Duration::from_millis(1) || t > std::time::Duration::from_secs(5) {
         return Err(ConfigError::out_of_range(
-            "rate_limit.redis.timeout",
+            format!("{section}.timeout"),
             "must be between 1ms and 5s: a slow store must never hang requests",
         ));
     }
-    let hash_key = r.hash_key.as_ref().map(hash_key).transpose()?;
-    connect(r, u, hash_key)
+    let hash_key = r
+        .hash_key
+        .as_ref()
+        .map(|k| hash_key(k, section))
+        .transpose()?;
+    connect(r, u, hash_key, section)
 }
 
-/// `rate_limit.redis.hash_key`: exactly 16 bytes, as 32 hex digits or `base64:…`. Errors name
-/// the field and the length found, never the value.
-pub(super) fn hash_key(source: &crate::config::SecretSource) -> Result<[u8; 16], ConfigError> {
-    const FIELD: &str = "rate_limit.redis.hash_key";
-    let secret = source.resolve().map_err(|e| e.within(FIELD))?;
+/// `<section>.hash_key`: exactly 16 bytes, as 32 hex digits or `base64:…`. Errors name the
+/// field and the length found, never the value.
+pub(super) fn hash_key(
+    source: &crate::config::SecretSource,
+    section: &str,
+) -> Result<[u8; 16], ConfigError> {
+    let field = format!("{section}.hash_key");
+    let secret = source.resolve().map_err(|e| e.within(&field))?;
     let text = secret.expose().trim();
     let bytes = match text.strip_prefix("base64:") {
         Some(b64) => crate::signing::key::decode_base64(b64.trim()),
@@ -448,14 +508,14 @@ pub(super) fn hash_key(source: &crate::config::SecretSource) -> Result<[u8; 16],
     }
     .ok_or_else(|| {
         ConfigError::invalid(
-            FIELD,
+            field.clone(),
             "expected 16 bytes as 32 hex digits or `base64:…`; the value is not valid hex or \
              base64",
         )
     })?;
     <[u8; 16]>::try_from(bytes.as_slice()).map_err(|_| {
         ConfigError::invalid(
-            FIELD,
+            field,
             format!(
                 "expected 16 bytes (32 hex digits or `base64:…`), found {} bytes",
                 bytes.len()
@@ -469,13 +529,14 @@ fn connect(
     _r: &RedisConfig,
     _url: &str,
     _hash_key: Option<[u8; 16]>,
-) -> Result<StackStore, ConfigError> {
+    section: &'static str,
+) -> Result<RedisSection, ConfigError> {
     Err(ConfigError::new(
         crate::error::ConfigErrorKind::Unsafe,
-        "rate_limit.redis",
+        section,
         "this build has no Redis support: enable the `redis` feature of battlement (and \
          `redis-tls` for rediss://), or remove the section; without it every instance would \
-         limit on its own",
+         limit and check nonces on its own",
     ))
 }
 
@@ -484,7 +545,8 @@ fn connect(
     r: &RedisConfig,
     url: &str,
     hash_key: Option<[u8; 16]>,
-) -> Result<StackStore, ConfigError> {
+    section: &'static str,
+) -> Result<RedisSection, ConfigError> {
     use super::config::RedisFailure;
     use crate::redis::{ConnectErrorKind, FailurePolicy, RedisConnection};
 
@@ -494,9 +556,17 @@ fn connect(
     }
     let config = config
         .with_prefix(r.prefix.clone())
-        .map_err(|e| ConfigError::new(e.kind(), "rate_limit.redis.prefix", e.reason().to_owned()))?
+        .map_err(|e| {
+            ConfigError::new(e.kind(), format!("{section}.prefix"), e.reason().to_owned())
+        })?
         .with_timeout(r.timeout.get())
-        .map_err(|e| ConfigError::new(e.kind(), "rate_limit.redis.timeout", e.reason().to_owned()))?
+        .map_err(|e| {
+            ConfigError::new(
+                e.kind(),
+                format!("{section}.timeout"),
+                e.reason().to_owned(),
+            )
+        })?
         .with_failure_policy(match r.on_failure {
             RedisFailure::Open => FailurePolicy::FailOpen,
             RedisFailure::Closed => FailurePolicy::FailClosed,
@@ -504,7 +574,7 @@ fn connect(
         });
     // The error never carries the URL; drop it anyway if a part of the URL's credentials
     // shows up in it.
-    let invalid = |field: &'static str, text: String| {
+    let invalid = |field: String, text: String| {
         let reason = if leaks(&text, url) {
             "invalid Redis URL".to_owned()
         } else {
@@ -517,31 +587,26 @@ fn connect(
         // runtime): check the URL now, make the connection on the first request.
         if url.starts_with("rediss://") && !cfg!(feature = "redis-tls") {
             return Err(invalid(
-                "rate_limit.redis.url",
+                format!("{section}.url"),
                 "rediss:// needs the `redis-tls` feature".to_owned(),
             ));
         }
         ::redis::Client::open(url)
-            .map_err(|e| invalid("rate_limit.redis.url", format!("invalid Redis URL: {e}")))?;
-        let hasher = StackKeyHasher(HasherKind::Redis(crate::redis::StableKeyHasher::new(
-            config.hash_key,
-        )));
-        return Ok(StackStore {
-            kind: Kind::Redis(Arc::new(LazyRedis {
-                store: OnceLock::new(),
-                connect: Some((Secret::new(url), config)),
-            })),
-            hasher,
+            .map_err(|e| invalid(format!("{section}.url"), format!("invalid Redis URL: {e}")))?;
+        return Ok(RedisSection {
+            conn: Connection::Later(Box::new((Secret::new(url), config))),
         });
     }
     let conn = RedisConnection::connect_lazy(url, config).map_err(|e| {
         let field = match e.kind() {
-            ConnectErrorKind::InvalidUrl => "rate_limit.redis.url",
-            _ => "rate_limit.redis",
+            ConnectErrorKind::InvalidUrl => format!("{section}.url"),
+            _ => section.to_owned(),
         };
         invalid(field, e.to_string())
     })?;
-    Ok(StackStore::from(conn.rate_limit_store()))
+    Ok(RedisSection {
+        conn: Connection::Live(conn),
+    })
 }
 
 /// Whether `text` contains the user info of `url` (or a part of it).

@@ -95,6 +95,20 @@ impl<R, St> VerifySignatureLayer<R, St> {
     pub fn policy(&self) -> &VerifyPolicy {
         &self.shared.verifier.policy
     }
+
+    /// The replay store the nonces go to.
+    pub fn replay_store(&self) -> &St {
+        &self.shared.store
+    }
+
+    /// The same layer with its replay store made from the current one.
+    pub(crate) fn map_replay_store<St2>(
+        self,
+        f: impl FnOnce(Arc<St>) -> St2,
+    ) -> VerifySignatureLayer<R, St2> {
+        let (store, clock) = (self.shared.store.clone(), self.shared.clock.clone());
+        self.rebuild(Arc::new(f(store)), clock)
+    }
 }
 
 impl<R: Clone, St> Clone for VerifySignatureLayer<R, St> {

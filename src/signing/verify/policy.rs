@@ -388,19 +388,14 @@ impl Verifier {
             None => None,
         };
         let replay = input.nonce.as_ref().map(|n| {
-            let window = self.policy.max_age.saturating_add(self.policy.skew);
-            let ttl = match (input.created, input.expires) {
-                (Some(_), _) => window,
-                (None, Some(exp)) => u64::try_from(exp.saturating_sub(now_i)).unwrap_or(0),
-                (None, None) => window,
-            };
+            let ttl = nonce_ttl(&self.policy, input.created, input.expires, now_i);
             // `sig:<key id>:<nonce>`, built without the formatting machinery.
             let mut k = String::with_capacity(5 + key.id().len() + n.len());
             k.push_str("sig:");
             k.push_str(key.id());
             k.push(':');
             k.push_str(n);
-            (k, Duration::from_secs(ttl.max(1)))
+            (k, ttl)
         });
         Ok(Checked {
             verified: VerifiedSignature {
@@ -416,6 +411,40 @@ impl Verifier {
             replay,
         })
     }
+}
+
+/// How long the nonce of a signature accepted at `now` is remembered: until the signature's
+/// own acceptance window has closed, plus the clock skew.
+///
+/// The window closes at the end of the second `created + max_age` (the check compares whole
+/// seconds: `now - created <= max_age` still holds during that second) or at `expires`,
+/// whichever comes first. Counting from first use instead (`max_age + skew`) forgets the
+/// nonce of a signature first used with `created` at `now + skew` up to a second before its
+/// window closes, and it can be replayed then. The extra `skew` keeps the nonce while an
+/// instance whose clock is up to `skew` behind this one's still accepts the signature (a
+/// shared store); for a signature created now it is what was kept before (`max_age + skew`,
+/// one second more). Without `created` or `expires` the signature never expires and its nonce
+/// is kept for `max_age + skew` (published test vectors only: see
+/// [`VerifyPolicy::require_created`]).
+fn nonce_ttl(
+    policy: &VerifyPolicy,
+    created: Option<i64>,
+    expires: Option<i64>,
+    now: i64,
+) -> Duration {
+    let max_age = i64::try_from(policy.max_age).unwrap_or(i64::MAX);
+    let by_age = created.map(|c| c.saturating_add(max_age).saturating_add(1));
+    let closes = match (by_age, expires) {
+        (Some(a), Some(e)) => Some(a.min(e)),
+        (a, e) => a.or(e),
+    };
+    let secs = match closes {
+        Some(end) => u64::try_from(end.saturating_sub(now))
+            .unwrap_or(0)
+            .saturating_add(policy.skew),
+        None => policy.max_age.saturating_add(policy.skew),
+    };
+    Duration::from_secs(secs.max(1))
 }
 
 pub(crate) const SIGNATURE_INPUT: HeaderName = HeaderName::from_static("signature-input");
