@@ -7,6 +7,7 @@ use std::{
 };
 
 use http::{HeaderMap, HeaderName, Request, Response, header::AUTHORIZATION};
+use http_body::Body;
 use subtle::ConstantTimeEq;
 use tower::Service;
 
@@ -33,12 +34,13 @@ pub struct ApiKey<S, K, R> {
 impl<S, K, R, ReqBody, ResBody> Service<Request<ReqBody>> for ApiKey<S, K, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ReqBody: Body,
     K: ApiKeyStore,
     R: MakeRejection<ResBody>,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResBody>;
+    type Future = ResponseFuture<S::Future, ResBody, ReqBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -52,7 +54,7 @@ where
             }
             Err(failure) => {
                 let res = reject(&self.shared, &self.rejection, &req, failure);
-                ResponseFuture::rejected(res)
+                ResponseFuture::rejected(res, req.into_body())
             }
         }
     }
