@@ -28,6 +28,7 @@ use std::{
 };
 
 use bytes::Buf;
+use http::{HeaderMap, header::EXPECT};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
@@ -124,13 +125,41 @@ pub(crate) enum Refused<B, T> {
     Drain(Pin<Box<Refusal<B, T>>>),
 }
 
-/// `answer`, after reading `body` if [`wanted`] (for at most `within`, capped at [`WITHIN`]).
+/// `answer`, after reading `body` if [`wanted`] (for at most `within`, capped at [`WITHIN`])
+/// and the client is not waiting for `100 Continue` (see [`read_first`]).
 #[inline]
-pub(crate) fn refuse<B: Body, T>(body: B, answer: T, within: Duration) -> Refused<B, T> {
-    if !wanted(&body) {
-        return Refused::Now(answer);
+pub(crate) fn refuse<B: Body, T>(
+    headers: &HeaderMap,
+    body: B,
+    answer: T,
+    within: Duration,
+) -> Refused<B, T> {
+    refuse_with(read_first(headers, body), answer, within)
+}
+
+/// `body`, unless the request carries `Expect: 100-continue`: that client sends no body until
+/// told to, and a final status instead of `100 Continue` is the answer it expects
+/// (RFC 9110 §10.1.1); reading the body would make hyper ask for it.
+#[inline]
+pub(crate) fn read_first<B>(headers: &HeaderMap, body: B) -> Option<B> {
+    let waits = headers
+        .get_all(EXPECT)
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if waits { None } else { Some(body) }
+}
+
+/// [`refuse`] with the body from [`read_first`] (`None`: answer at once).
+#[inline]
+pub(crate) fn refuse_with<B: Body, T>(
+    body: Option<B>,
+    answer: T,
+    within: Duration,
+) -> Refused<B, T> {
+    match body {
+        Some(body) if wanted(&body) => Refused::Drain(Box::pin(Refusal::new(body, answer, within))),
+        _ => Refused::Now(answer),
     }
-    Refused::Drain(Box::pin(Refusal::new(body, answer, within)))
 }
 
 #[cfg(test)]
@@ -199,7 +228,7 @@ mod tests {
     #[tokio::test]
     async fn a_small_body_is_read_to_its_end_first() {
         let (body, given) = Chunks::new(4, 1000, true);
-        let Refused::Drain(refusal) = refuse(body, 7, WITHIN) else {
+        let Refused::Drain(refusal) = refuse(&HeaderMap::new(), body, 7, WITHIN) else {
             panic!("an unfinished small body is drained");
         };
         assert_eq!(refusal.await, 7);
@@ -209,10 +238,16 @@ mod tests {
     #[tokio::test]
     async fn a_finished_or_large_body_is_not_read() {
         let (body, _) = Chunks::new(0, 0, true);
-        assert!(matches!(refuse(body, 1, WITHIN), Refused::Now(1)));
+        assert!(matches!(
+            refuse(&HeaderMap::new(), body, 1, WITHIN),
+            Refused::Now(1)
+        ));
         let (mut body, given) = Chunks::new(10, 1000, true);
         body.hint = SizeHint::with_exact(CAP + 1);
-        assert!(matches!(refuse(body, 2, WITHIN), Refused::Now(2)));
+        assert!(matches!(
+            refuse(&HeaderMap::new(), body, 2, WITHIN),
+            Refused::Now(2)
+        ));
         assert_eq!(given.load(Ordering::Relaxed), 0);
     }
 
@@ -220,7 +255,7 @@ mod tests {
     async fn reading_stops_past_the_cap() {
         // 2 MB announced by nothing: read up to just past the cap, not further.
         let (body, given) = Chunks::new(128, 16 * 1024, true);
-        let Refused::Drain(refusal) = refuse(body, (), WITHIN) else {
+        let Refused::Drain(refusal) = refuse(&HeaderMap::new(), body, (), WITHIN) else {
             panic!("no declared length: drained up to the cap");
         };
         refusal.await;
@@ -231,7 +266,7 @@ mod tests {
     #[tokio::test]
     async fn empty_frames_do_not_keep_it_busy() {
         let (body, given) = Chunks::new(100_000, 0, true);
-        let Refused::Drain(refusal) = refuse(body, (), WITHIN) else {
+        let Refused::Drain(refusal) = refuse(&HeaderMap::new(), body, (), WITHIN) else {
             panic!("drained");
         };
         refusal.await;
@@ -242,7 +277,9 @@ mod tests {
     async fn a_stalled_body_is_waited_for_at_most_the_time_given() {
         let (body, _) = Chunks::new(1, 10, false);
         let start = tokio::time::Instant::now();
-        let Refused::Drain(refusal) = refuse(body, (), Duration::from_millis(300)) else {
+        let Refused::Drain(refusal) =
+            refuse(&HeaderMap::new(), body, (), Duration::from_millis(300))
+        else {
             panic!("drained");
         };
         refusal.await;
@@ -250,17 +287,31 @@ mod tests {
 
         let (body, _) = Chunks::new(1, 10, false);
         let start = tokio::time::Instant::now();
-        let Refused::Drain(refusal) = refuse(body, (), Duration::from_secs(3600)) else {
+        let Refused::Drain(refusal) =
+            refuse(&HeaderMap::new(), body, (), Duration::from_secs(3600))
+        else {
             panic!("drained");
         };
         refusal.await;
         assert_eq!(start.elapsed(), WITHIN, "never longer than WITHIN");
     }
 
+    #[tokio::test]
+    async fn a_client_waiting_for_100_continue_is_answered_at_once() {
+        let mut headers = HeaderMap::new();
+        headers.insert(EXPECT, http::HeaderValue::from_static("100-Continue"));
+        let (body, given) = Chunks::new(1, 10, false);
+        assert!(matches!(refuse(&headers, body, 4, WITHIN), Refused::Now(4)));
+        assert_eq!(given.load(Ordering::Relaxed), 0);
+    }
+
     #[test]
     fn without_a_runtime_it_answers_at_once() {
         let (body, given) = Chunks::new(1, 10, false);
-        assert!(matches!(refuse(body, 3, WITHIN), Refused::Now(3)));
+        assert!(matches!(
+            refuse(&HeaderMap::new(), body, 3, WITHIN),
+            Refused::Now(3)
+        ));
         assert_eq!(given.load(Ordering::Relaxed), 0);
     }
 }

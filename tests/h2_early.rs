@@ -28,7 +28,10 @@ use battlement::{
     auth::api_key::{ApiKeyLayer, ApiKeys, Principal, PrincipalId, hash_key},
     body_limit::BodyLimitLayer,
     net::TrustedProxies,
-    rate_limit::{ClientIp, GlobalKey, Limit, Quota, RateLimitLayer},
+    rate_limit::{
+        Check, ClientIp, Decision, GlobalKey, Limit, MemoryStore, Quota, RateLimitLayer,
+        RateLimitStore, StoreError, StoreResult,
+    },
     signing::{Key, KeyRing, VerifySignatureLayer},
 };
 use bytes::{BufMut, Bytes, BytesMut};
@@ -357,6 +360,77 @@ async fn an_undeclared_2_mb_upload_is_read_only_up_to_the_cap() {
     assert_eq!(answer.content_type, "application/problem+json");
     let read = read.load(Ordering::Relaxed);
     assert!(read <= 64 * 1024 + 16 * 1024, "read {read} bytes");
+}
+
+#[tokio::test]
+async fn a_missing_webhook_signature_reads_a_small_body_then_answers_401() {
+    use battlement::signing::webhooks::{VerifyWebhookLayer, Webhook, WebhookSecret};
+    let secret = WebhookSecret::from_whsec("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap();
+    let (addr, _) = serve(router().layer(VerifyWebhookLayer::new(Webhook::new(secret)))).await;
+    let answer = post(&client(addr).await, &[], 4000, false, LATE).await;
+    assert_refused(&answer, StatusCode::UNAUTHORIZED);
+}
+
+/// A store that answers through a future, like one doing I/O (the Redis store): the rate
+/// limit's pending path.
+#[derive(Clone, Debug)]
+struct SlowStore(MemoryStore);
+
+impl RateLimitStore for SlowStore {
+    type KeyHasher = std::hash::RandomState;
+    type Future = Pin<Box<dyn Future<Output = Result<Decision, StoreError>> + Send>>;
+
+    fn key_hasher(&self) -> &Self::KeyHasher {
+        self.0.key_hasher()
+    }
+
+    fn check(&self, checks: &[Check], now_ns: u64) -> StoreResult<Self::Future> {
+        let result = match self.0.check(checks, now_ns) {
+            StoreResult::Ready(r) => r,
+            StoreResult::Pending(_) => Err(StoreError::new("unreachable")),
+        };
+        StoreResult::Pending(Box::pin(async move {
+            tokio::task::yield_now().await;
+            result
+        }))
+    }
+
+    fn adjust(&self, checks: &[Check], delta: i64, now_ns: u64) {
+        self.0.adjust(checks, delta, now_ns);
+    }
+}
+
+#[tokio::test]
+async fn a_rate_limit_refusal_decided_by_a_store_doing_io_reads_a_small_body_first() {
+    let layer = RateLimitLayer::new(Limit::new(GlobalKey, one_request_per_hour()))
+        .with_store(SlowStore(MemoryStore::new()));
+    let (addr, _) = serve(router().layer(layer)).await;
+    let c = client(addr).await;
+    assert_eq!(
+        post(&c, &[], 10, false, Duration::ZERO).await.status,
+        StatusCode::OK
+    );
+    let answer = post(&c, &[], 4000, false, LATE).await;
+    assert_refused(&answer, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn a_client_waiting_for_100_continue_is_refused_at_once() {
+    // It sends no body until told to: a final status at once is what it waits for; reading
+    // the body would have it wait the drain's second (or make hyper send 100 Continue).
+    let (addr, read) = serve(api_key_app()).await;
+    let c = client(addr).await;
+    let answer = post(
+        &c,
+        &[("expect", "100-continue")],
+        4000,
+        false,
+        Duration::from_millis(500),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{answer:?}");
+    assert!(answer.before_body, "answered at once: {answer:?}");
+    assert_eq!(read.load(Ordering::Relaxed), 0);
 }
 
 // ===== raw frames =====

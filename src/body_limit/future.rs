@@ -59,14 +59,14 @@ impl<F, R, ReqBody: Body> ResponseFuture<F, R, ReqBody> {
         rejection: R,
         cause: PayloadTooLarge,
         request_id: Option<RequestId>,
-        body: ReqBody,
+        body: Option<ReqBody>,
     ) -> Self {
         let rejected = Rejected {
             rejection,
             cause,
             request_id,
         };
-        let kind = match drain::refuse(body, rejected, drain::WITHIN) {
+        let kind = match drain::refuse_with(body, rejected, drain::WITHIN) {
             Refused::Now(rejected) => Kind::Reject {
                 rejected: Box::new(rejected),
             },

@@ -14,6 +14,7 @@ use super::{
     future::Watch,
 };
 use crate::{
+    drain,
     problem::{DefaultRejection, MakeRejection},
     request_id::RequestId,
 };
@@ -154,8 +155,9 @@ where
 /// body may cross the limit while the inner service runs, what watches it), or a refusal.
 pub(crate) enum Admitted<B, R> {
     Pass(Request<RequestBody<B>>, Option<Watch<R>>),
-    /// The body comes back so that a small one can be read before the 413 (`crate::drain`).
-    Reject(PayloadTooLarge, Option<RequestId>, B),
+    /// The body comes back so that a small one can be read before the 413 (`crate::drain`;
+    /// `None` when the client waits for `100 Continue`).
+    Reject(PayloadTooLarge, Option<RequestId>, Option<B>),
 }
 
 /// What the other cases need: the declared length, an outer layer's shared cell.
@@ -213,7 +215,7 @@ fn admit_other<B: Body, R: Clone>(
                 content_length: declared,
             },
             parts.extensions.get::<RequestId>().cloned(),
-            body,
+            drain::read_first(&parts.headers, body),
         )
     };
     // The body itself may prove it is too large (a size hint above the limit).

@@ -95,11 +95,12 @@ where
         }
     }
 
-    pub(crate) fn rejected(res: S::Response, body: ReqBody) -> Self
+    pub(crate) fn rejected(res: S::Response, req: Request<ReqBody>) -> Self
     where
         ReqBody: Body,
     {
-        match drain::refuse(body, res, drain::WITHIN) {
+        let (parts, body) = req.into_parts();
+        match drain::refuse(&parts.headers, body, res, drain::WITHIN) {
             Refused::Now(res) => Self::Rejected { res: Some(res) },
             Refused::Drain(refusal) => Self::Draining { refusal },
         }

@@ -144,7 +144,7 @@ where
     {
         match self {
             Self::Pass { headers, adjust } => Kind::passed(inner.call(req), headers, adjust),
-            Self::Reject(res) => Kind::rejected(res, req.into_body()),
+            Self::Reject(res) => Kind::rejected(res, req),
         }
     }
 }

@@ -619,13 +619,13 @@ where
             Ok(p) => p,
             Err(e) => {
                 let res = reject(&self.rejection, &parts.extensions, GateError::Webhook(e));
-                return ResponseFuture::rejected(res, body);
+                return ResponseFuture::rejected(res, &parts.headers, body);
             }
         };
         if usize::try_from(body.size_hint().lower()).map_or(true, |n| n > shared.body_limit) {
             let e = WebhookError::new(WebhookErrorKind::BodyTooLarge);
             let res = reject(&self.rejection, &parts.extensions, GateError::Webhook(e));
-            return ResponseFuture::rejected(res, body);
+            return ResponseFuture::rejected(res, &parts.headers, body);
         }
         let replay_key = format!("whk:{}", prepared.message.id);
         parts.extensions.insert(prepared.message.clone());

@@ -230,7 +230,9 @@ where
         },
         // Nothing has read the body: the body limit has nothing to watch.
         Checked::Now(Outcome::Reject(res)) => {
-            refused(res, req.into_body().into_inner(), parts.timeout)
+            let (head, body) = req.into_parts();
+            let body = drain::read_first(&head.headers, body.into_inner());
+            refused(res, body, parts.timeout)
         }
         Checked::Pending(decision, batch) => {
             let clone = inner.clone();
@@ -250,12 +252,12 @@ where
 
 /// A refusal before anything read the body: answered at once, or once a small body still
 /// coming is read (`crate::drain`; within the request timeout if it is shorter).
-fn refused<S, B>(res: S::Response, body: B, timeout: Duration) -> State<S, B>
+fn refused<S, B>(res: S::Response, body: Option<B>, timeout: Duration) -> State<S, B>
 where
     S: Service<Request<RequestBody<B>>>,
     B: Body,
 {
-    match drain::refuse(body, res, timeout) {
+    match drain::refuse_with(body, res, timeout) {
         Refused::Now(res) => State::Answered { res: Some(res) },
         Refused::Drain(refusal) => State::Draining { refusal },
     }
@@ -497,7 +499,11 @@ where
                     adjust,
                     watch,
                 },
-                Outcome::Reject(res) => refused(res, req.into_body().into_inner(), parts.timeout),
+                Outcome::Reject(res) => {
+                    let (head, body) = req.into_parts();
+                    let body = drain::read_first(&head.headers, body.into_inner());
+                    refused(res, body, parts.timeout)
+                }
             };
             state.set(next);
             Step::Again

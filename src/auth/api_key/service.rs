@@ -54,7 +54,8 @@ where
             }
             Err(failure) => {
                 let res = reject(&self.shared, &self.rejection, &req, failure);
-                ResponseFuture::rejected(res, req.into_body())
+                let (parts, body) = req.into_parts();
+                ResponseFuture::rejected(res, &parts.headers, body)
             }
         }
     }
@@ -415,12 +416,12 @@ mod tests {
 
         let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let seen = calls.clone();
-        let inner = tower::service_fn(move |_req: Request<()>| {
+        let inner = tower::service_fn(move |_req: Request<http_body_util::Empty<Bytes>>| {
             seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             async { Ok::<_, std::convert::Infallible>(Response::new(Bytes::from_static(b"ok"))) }
         });
         let svc = ApiKeyLayer::new(ApiKeys::default()).layer(inner);
-        let mut req = Request::new(());
+        let mut req = Request::new(http_body_util::Empty::new());
         req.extensions_mut()
             .insert(crate::request_id::RequestId::from_validated(
                 HeaderValue::from_static("req-42"),
