@@ -221,7 +221,7 @@ mod tests {
         }
 
         fn size_hint(&self) -> SizeHint {
-            self.hint.clone()
+            self.hint
         }
     }
 
