@@ -28,7 +28,10 @@ use std::{
 };
 
 use bytes::Buf;
-use http::{HeaderMap, header::EXPECT};
+use http::{
+    HeaderMap,
+    header::{CONTENT_LENGTH, EXPECT},
+};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
@@ -137,16 +140,23 @@ pub(crate) fn refuse<B: Body, T>(
     refuse_with(read_first(headers, body), answer, within)
 }
 
-/// `body`, unless the request carries `Expect: 100-continue`: that client sends no body until
-/// told to, and a final status instead of `100 Continue` is the answer it expects
-/// (RFC 9110 §10.1.1); reading the body would make hyper ask for it.
+/// `body`, unless the request carries `Expect: 100-continue` (that client sends no body until
+/// told to, and a final status instead of `100 Continue` is the answer it expects,
+/// RFC 9110 §10.1.1; reading the body would make hyper ask for it) or a `Content-Length`
+/// above [`CAP`] (even if the body's size hint does not know it).
 #[inline]
 pub(crate) fn read_first<B>(headers: &HeaderMap, body: B) -> Option<B> {
     let waits = headers
         .get_all(EXPECT)
         .iter()
         .any(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if waits { None } else { Some(body) }
+    let large = headers.get_all(CONTENT_LENGTH).iter().any(|v| {
+        std::str::from_utf8(v.as_bytes())
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_none_or(|n| n > CAP)
+    });
+    if waits || large { None } else { Some(body) }
 }
 
 /// [`refuse`] with the body from [`read_first`] (`None`: answer at once).
@@ -303,6 +313,24 @@ mod tests {
         let (body, given) = Chunks::new(1, 10, false);
         assert!(matches!(refuse(&headers, body, 4, WITHIN), Refused::Now(4)));
         assert_eq!(given.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_above_the_cap_is_not_read() {
+        for declared in ["65537", "99999999999999999999999", "nonsense"] {
+            let mut headers = HeaderMap::new();
+            headers.insert(CONTENT_LENGTH, http::HeaderValue::from_static(declared));
+            let (body, given) = Chunks::new(1, 10, false);
+            assert!(matches!(refuse(&headers, body, 5, WITHIN), Refused::Now(5)));
+            assert_eq!(given.load(Ordering::Relaxed), 0);
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_LENGTH, http::HeaderValue::from_static("65536"));
+        let (body, _) = Chunks::new(1, 10, true);
+        assert!(matches!(
+            refuse(&headers, body, 6, WITHIN),
+            Refused::Drain(_)
+        ));
     }
 
     #[test]
