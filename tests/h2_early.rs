@@ -433,6 +433,45 @@ async fn a_client_waiting_for_100_continue_is_refused_at_once() {
     assert_eq!(read.load(Ordering::Relaxed), 0);
 }
 
+#[cfg(feature = "redis")]
+#[path = "redis_support/mod.rs"]
+mod redis_support;
+
+/// The default stack on a Redis store: its rate limit decides through I/O (the fused stack's
+/// pending path).
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_stack_on_redis_reads_a_small_body_then_answers_429() {
+    let Some(redis) = redis_support::RedisServer::start() else {
+        return;
+    };
+    let cfg = battlement::stack::ServerConfig::from_toml_str(&format!(
+        r#"
+        [rate_limit.per_ip]
+        requests = 1
+        per = "1h"
+        burst = 1
+
+        [rate_limit.redis]
+        url = "{}"
+        prefix = "h2-early"
+        on_failure = "closed"
+        "#,
+        redis.url()
+    ))
+    .unwrap();
+    let stack = ServerStack::from_config(&cfg).unwrap();
+    assert!(stack.rate_limit_store().unwrap().is_shared());
+    let (addr, _) = serve(stack.wrap(router())).await;
+    let c = client(addr).await;
+    assert_eq!(
+        post(&c, &[], 10, false, Duration::ZERO).await.status,
+        StatusCode::OK
+    );
+    let answer = post(&c, &[], 4000, false, LATE).await;
+    assert_refused(&answer, StatusCode::TOO_MANY_REQUESTS);
+}
+
 // ===== raw frames =====
 
 const DATA: u8 = 0x0;
