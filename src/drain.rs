@@ -140,12 +140,16 @@ pub(crate) fn refuse<B: Body, T>(
     refuse_with(read_first(headers, body), answer, within)
 }
 
-/// `body`, unless the request carries `Expect: 100-continue` (that client sends no body until
+/// `body`, unless it is finished or the request carries `Expect: 100-continue` (that client sends no body until
 /// told to, and a final status instead of `100 Continue` is the answer it expects,
 /// RFC 9110 §10.1.1; reading the body would make hyper ask for it) or a `Content-Length`
 /// above [`CAP`] (even if the body's size hint does not know it).
 #[inline]
-pub(crate) fn read_first<B>(headers: &HeaderMap, body: B) -> Option<B> {
+pub(crate) fn read_first<B: Body>(headers: &HeaderMap, body: B) -> Option<B> {
+    // First, and alone for a request without a body (a refused GET): no header lookup.
+    if body.is_end_stream() {
+        return None;
+    }
     let waits = headers
         .get_all(EXPECT)
         .iter()
