@@ -48,6 +48,7 @@ pub mod auth;
 pub mod body_limit;
 pub mod circuit_breaker;
 pub mod config;
+mod drain;
 pub mod error;
 mod header_buf;
 pub mod https;

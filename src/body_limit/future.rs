@@ -7,27 +7,33 @@ use std::{
 };
 
 use http::Response;
+use http_body::Body;
 use pin_project_lite::pin_project;
 
 use super::{PayloadTooLarge, body::Shared};
 use crate::{
+    drain::{self, Refusal, Refused},
     problem::{MakeRejection, Problem, ProblemType},
     request_id::RequestId,
 };
 
 pin_project! {
-    /// The response future of [`BodyLimit`](super::BodyLimit).
-    pub struct ResponseFuture<F, R> {
+    /// The response future of [`BodyLimit`](super::BodyLimit). `ReqBody` is the request's
+    /// body: a 413 by `Content-Length` within a small size reads it first (see
+    /// [`BodyLimitLayer`](super::BodyLimitLayer)'s HTTP/2 notes).
+    pub struct ResponseFuture<F, R, ReqBody> {
         #[pin]
-        kind: Kind<F, R>,
+        kind: Kind<F, R, ReqBody>,
     }
 }
 
 pin_project! {
     #[project = KindProj]
-    enum Kind<F, R> {
+    enum Kind<F, R, ReqBody> {
         // Boxed: the rejection path allocates anyway, and the common path's future stays small.
         Reject { rejected: Box<Rejected<R>> },
+        // The same, once a small body still coming is read.
+        Draining { refusal: Pin<Box<Refusal<ReqBody, Rejected<R>>>> },
         Inner {
             #[pin]
             future: F,
@@ -48,21 +54,25 @@ pub(crate) struct Watch<R> {
     pub(crate) rejection: R,
 }
 
-impl<F, R> ResponseFuture<F, R> {
+impl<F, R, ReqBody: Body> ResponseFuture<F, R, ReqBody> {
     pub(crate) fn reject(
         rejection: R,
         cause: PayloadTooLarge,
         request_id: Option<RequestId>,
+        body: Option<ReqBody>,
     ) -> Self {
-        Self {
-            kind: Kind::Reject {
-                rejected: Box::new(Rejected {
-                    rejection,
-                    cause,
-                    request_id,
-                }),
+        let rejected = Rejected {
+            rejection,
+            cause,
+            request_id,
+        };
+        let kind = match drain::refuse_with(body, rejected, drain::WITHIN) {
+            Refused::Now(rejected) => Kind::Reject {
+                rejected: Box::new(rejected),
             },
-        }
+            Refused::Drain(refusal) => Kind::Draining { refusal },
+        };
+        Self { kind }
     }
 
     pub(crate) fn inner(future: F, watch: Option<Watch<R>>) -> Self {
@@ -111,10 +121,11 @@ pub(crate) fn reject<B, R: MakeRejection<B>>(
     res
 }
 
-impl<F, R, B, E> Future for ResponseFuture<F, R>
+impl<F, R, B, E, ReqBody> Future for ResponseFuture<F, R, ReqBody>
 where
     F: Future<Output = Result<Response<B>, E>>,
     R: MakeRejection<B>,
+    ReqBody: Body,
 {
     type Output = Result<Response<B>, E>;
 
@@ -125,6 +136,14 @@ where
                 rejected.cause,
                 rejected.request_id.take(),
             ))),
+            KindProj::Draining { refusal } => {
+                let mut rejected = ready!(refusal.as_mut().poll(cx));
+                Poll::Ready(Ok(reject(
+                    &rejected.rejection,
+                    rejected.cause,
+                    rejected.request_id.take(),
+                )))
+            }
             KindProj::Inner { future, watch } => {
                 let res = ready!(future.poll(cx))?;
                 match watch {
@@ -136,10 +155,11 @@ where
     }
 }
 
-impl<F, R> fmt::Debug for ResponseFuture<F, R> {
+impl<F, R, ReqBody> fmt::Debug for ResponseFuture<F, R, ReqBody> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.kind {
             Kind::Reject { .. } => "reject",
+            Kind::Draining { .. } => "reject (reading the body first)",
             Kind::Inner { watch: None, .. } => "inner",
             Kind::Inner { watch: Some(_), .. } => "inner (watching the body)",
         };

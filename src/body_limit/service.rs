@@ -14,6 +14,7 @@ use super::{
     future::Watch,
 };
 use crate::{
+    drain,
     problem::{DefaultRejection, MakeRejection},
     request_id::RequestId,
 };
@@ -116,7 +117,7 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, R>;
+    type Future = ResponseFuture<S::Future, R, ReqBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -143,8 +144,8 @@ where
         };
         match admitted {
             Admitted::Pass(req, watch) => ResponseFuture::inner(self.inner.call(req), watch),
-            Admitted::Reject(cause, request_id) => {
-                ResponseFuture::reject(self.rejection.clone(), cause, request_id)
+            Admitted::Reject(cause, request_id, body) => {
+                ResponseFuture::reject(self.rejection.clone(), cause, request_id, body)
             }
         }
     }
@@ -154,7 +155,9 @@ where
 /// body may cross the limit while the inner service runs, what watches it), or a refusal.
 pub(crate) enum Admitted<B, R> {
     Pass(Request<RequestBody<B>>, Option<Watch<R>>),
-    Reject(PayloadTooLarge, Option<RequestId>),
+    /// The body comes back so that a small one can be read before the 413 (`crate::drain`;
+    /// `None` when the client waits for `100 Continue`).
+    Reject(PayloadTooLarge, Option<RequestId>, Option<B>),
 }
 
 /// What the other cases need: the declared length, an outer layer's shared cell.
@@ -204,13 +207,15 @@ fn admit_other<B: Body, R: Clone>(
     declared: Option<u64>,
     outer: Option<Arc<Shared>>,
 ) -> Admitted<B, R> {
-    let refuse = |req: &Request<B>, limit| {
+    let refuse = |req: Request<B>, limit| {
+        let (parts, body) = req.into_parts();
         Admitted::Reject(
             PayloadTooLarge {
                 limit,
                 content_length: declared,
             },
-            req.extensions().get::<RequestId>().cloned(),
+            parts.extensions.get::<RequestId>().cloned(),
+            drain::read_first(&parts.headers, body),
         )
     };
     // The body itself may prove it is too large (a size hint above the limit).
@@ -221,13 +226,13 @@ fn admit_other<B: Body, R: Clone>(
     if let Some(shared) = outer {
         let limit = shared.set_limit(limit);
         if at_least > limit {
-            return refuse(&req, limit);
+            return refuse(req, limit);
         }
         return Admitted::Pass(req.map(RequestBody::unlimited), None);
     }
 
     if at_least > ceiling {
-        return refuse(&req, limit);
+        return refuse(req, limit);
     }
     // Unknown length (chunked, HTTP/2 without `content-length`), or a length that only an
     // inner layer may accept (a known length within the limit took the common path):

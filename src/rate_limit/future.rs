@@ -8,6 +8,7 @@ use std::{
 };
 
 use http::{Request, Response};
+use http_body::Body;
 use pin_project_lite::pin_project;
 use tower::Service;
 
@@ -17,7 +18,10 @@ use super::{
     service::{Batch, decided},
     store::RateLimitStore,
 };
-use crate::problem::MakeRejection;
+use crate::{
+    drain::{self, Refusal, Refused},
+    problem::MakeRejection,
+};
 
 pin_project! {
     /// The response future of [`RateLimit`](super::RateLimit).
@@ -55,6 +59,11 @@ pin_project! {
         Rejected {
             res: Option<S::Response>,
         },
+        // The same, once a small body still coming is read (boxed: only such refusals get
+        // here).
+        Draining {
+            refusal: Pin<Box<Refusal<ReqBody, S::Response>>>,
+        },
     }
 }
 
@@ -86,8 +95,15 @@ where
         }
     }
 
-    pub(crate) fn rejected(res: S::Response) -> Self {
-        Self::Rejected { res: Some(res) }
+    pub(crate) fn rejected(res: S::Response, req: Request<ReqBody>) -> Self
+    where
+        ReqBody: Body,
+    {
+        let (parts, body) = req.into_parts();
+        match drain::refuse(&parts.headers, body, res, drain::WITHIN) {
+            Refused::Now(res) => Self::Rejected { res: Some(res) },
+            Refused::Drain(refusal) => Self::Draining { refusal },
+        }
     }
 
     pub(crate) fn pending(
@@ -122,6 +138,7 @@ where
 impl<S, ReqBody, ResBody, St, R> Future for ResponseFuture<S, ReqBody, St, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ReqBody: Body,
     St: RateLimitStore,
     R: MakeRejection<ResBody>,
 {
@@ -162,6 +179,7 @@ where
                         .expect("rate_limit::ResponseFuture polled after completion");
                     return Poll::Ready(Ok(res));
                 }
+                KindProj::Draining { refusal } => return refusal.as_mut().poll(cx).map(Ok),
             }
         }
     }

@@ -215,6 +215,18 @@ impl<St: Clone, R: Clone> Clone for Shared<St, R> {
 }
 
 /// Limits requests per key with GCRA; see the [module docs](super).
+///
+/// # Refusals while the body is still coming (HTTP/2)
+///
+/// A 429 (or the 500 of a missing key, the 503 of a failed store) is decided before anything reads the request body. If the body is not finished and
+/// declares at most 64 KiB, the refusal first reads it to its end (at most 64 KiB, 1,024
+/// frames and one second), throwing each chunk away, and answers after: the HTTP/2 stream then
+/// ends cleanly instead of being reset while the client is still sending (which some clients
+/// report as an error instead of the answer, and which, with the DATA the client had in
+/// flight, uses up the connection's budget of resets in hyper/h2). A larger body is not read:
+/// the answer goes at once. A request without a body pays nothing, and a client sending
+/// `Expect: 100-continue` is answered at once. The wait needs a tokio runtime (without one,
+/// the answer goes at once).
 pub struct RateLimitLayer<St = MemoryStore, R = DefaultRejection> {
     shared: Arc<Shared<St, R>>,
 }

@@ -8,6 +8,7 @@ use std::{
 };
 
 use http::{HeaderValue, Request, Response, header::RETRY_AFTER};
+use http_body::Body;
 use tower::Service;
 
 use super::{
@@ -84,6 +85,7 @@ impl<S: fmt::Debug, St, R> fmt::Debug for RateLimit<S, St, R> {
 impl<S, St, R, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimit<S, St, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    ReqBody: Body,
     St: RateLimitStore,
     R: MakeRejection<ResBody>,
 {
@@ -138,10 +140,11 @@ where
     ) -> Kind<S, ReqBody, St, R>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+        ReqBody: Body,
     {
         match self {
             Self::Pass { headers, adjust } => Kind::passed(inner.call(req), headers, adjust),
-            Self::Reject(res) => Kind::rejected(res),
+            Self::Reject(res) => Kind::rejected(res, req),
         }
     }
 }
@@ -224,6 +227,7 @@ pub(crate) fn decided<S, St, R, ReqBody, ResBody>(
 ) -> Kind<S, ReqBody, St, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ReqBody: Body,
     St: RateLimitStore,
     R: MakeRejection<ResBody>,
 {

@@ -37,6 +37,7 @@ use super::{
 };
 use crate::{
     body_limit::{self, Admitted, BodyLimitLayer, RequestBody, Watch},
+    drain::{self, Refusal, Refused},
     problem::{DefaultRejection, MakeRejection, Problem, ProblemType},
     rate_limit::{
         self, Adjust, Batch, Checked, HeaderSet, Outcome, RateLimitLayer, RateLimitStore,
@@ -213,10 +214,9 @@ where
     let (req, watch) =
         match body_limit::admit(parts.body_limit, parts.body_ceiling, &DefaultRejection, req) {
             Admitted::Pass(req, watch) => (req, watch),
-            Admitted::Reject(cause, request_id) => {
-                return State::Answered {
-                    res: Some(body_limit::reject(&DefaultRejection, cause, request_id)),
-                };
+            Admitted::Reject(cause, request_id, body) => {
+                let res = body_limit::reject(&DefaultRejection, cause, request_id);
+                return refused(res, body, parts.timeout);
             }
         };
     match rate_limit::check(&parts.rate_limit, &req) {
@@ -229,7 +229,11 @@ where
             watch,
         },
         // Nothing has read the body: the body limit has nothing to watch.
-        Checked::Now(Outcome::Reject(res)) => State::Answered { res: Some(res) },
+        Checked::Now(Outcome::Reject(res)) => {
+            let (head, body) = req.into_parts();
+            let body = drain::read_first(&head.headers, body.into_inner());
+            refused(res, body, parts.timeout)
+        }
         Checked::Pending(decision, batch) => {
             let clone = inner.clone();
             let svc = std::mem::replace(inner, clone);
@@ -243,6 +247,19 @@ where
                 })),
             }
         }
+    }
+}
+
+/// A refusal before anything read the body: answered at once, or once a small body still
+/// coming is read (`crate::drain`; within the request timeout if it is shorter).
+fn refused<S, B>(res: S::Response, body: Option<B>, timeout: Duration) -> State<S, B>
+where
+    S: Service<Request<RequestBody<B>>>,
+    B: Body,
+{
+    match drain::refuse_with(body, res, timeout) {
+        Refused::Now(res) => State::Answered { res: Some(res) },
+        Refused::Drain(refusal) => State::Draining { refusal },
     }
 }
 
@@ -301,6 +318,8 @@ pin_project! {
         },
         // Refused by the body limit or the rate limit (before anything read the body).
         Answered { res: Option<S::Response> },
+        // The same, once a small body still coming is read (boxed: only such refusals).
+        Draining { refusal: Pin<Box<Refusal<B, S::Response>>> },
         Panicked,
         Done,
     }
@@ -342,6 +361,7 @@ fn inside<B: From<Bytes>>(
 impl<S, B, ResBody> Future for FusedFuture<S, B>
 where
     S: Service<Request<RequestBody<B>>, Response = Response<ResBody>>,
+    B: Body,
     ResBody: From<Bytes>,
 {
     type Output = Result<Response<ResBody>, S::Error>;
@@ -422,6 +442,7 @@ fn step<S, B, ResBody>(
 ) -> Step<Result<Response<ResBody>, S::Error>>
 where
     S: Service<Request<RequestBody<B>>, Response = Response<ResBody>>,
+    B: Body,
     ResBody: From<Bytes>,
 {
     match state.as_mut().project() {
@@ -478,13 +499,24 @@ where
                     adjust,
                     watch,
                 },
-                Outcome::Reject(res) => State::Answered { res: Some(res) },
+                Outcome::Reject(res) => {
+                    let (head, body) = req.into_parts();
+                    let body = drain::read_first(&head.headers, body.into_inner());
+                    refused(res, body, parts.timeout)
+                }
             };
             state.set(next);
             Step::Again
         }
         StateProj::Answered { res } => {
             let Some(res) = res.take() else {
+                return Step::Pending;
+            };
+            state.set(State::Done);
+            Step::Ready(Ok(res))
+        }
+        StateProj::Draining { refusal } => {
+            let Poll::Ready(res) = refusal.as_mut().poll(cx) else {
                 return Step::Pending;
             };
             state.set(State::Done);

@@ -19,6 +19,18 @@ pub const DEFAULT_REALM: &str = "api";
 ///
 /// `K` is the key store ([`ApiKeys`] by default), `R` makes the rejection responses
 /// ([`DefaultRejection`]: problem+json).
+///
+/// # Refusals while the body is still coming (HTTP/2)
+///
+/// A 401 or 403 is decided before anything reads the request body. If the body is not finished and
+/// declares at most 64 KiB, the refusal first reads it to its end (at most 64 KiB, 1,024
+/// frames and one second), throwing each chunk away, and answers after: the HTTP/2 stream then
+/// ends cleanly instead of being reset while the client is still sending (which some clients
+/// report as an error instead of the answer, and which, with the DATA the client had in
+/// flight, uses up the connection's budget of resets in hyper/h2). A larger body is not read:
+/// the answer goes at once. A request without a body pays nothing, and a client sending
+/// `Expect: 100-continue` is answered at once. The wait needs a tokio runtime (without one,
+/// the answer goes at once).
 pub struct ApiKeyLayer<K = ApiKeys, R = DefaultRejection> {
     pub(crate) shared: Arc<Shared<K>>,
     pub(crate) rejection: R,

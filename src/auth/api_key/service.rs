@@ -7,6 +7,7 @@ use std::{
 };
 
 use http::{HeaderMap, HeaderName, Request, Response, header::AUTHORIZATION};
+use http_body::Body;
 use subtle::ConstantTimeEq;
 use tower::Service;
 
@@ -33,12 +34,13 @@ pub struct ApiKey<S, K, R> {
 impl<S, K, R, ReqBody, ResBody> Service<Request<ReqBody>> for ApiKey<S, K, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ReqBody: Body,
     K: ApiKeyStore,
     R: MakeRejection<ResBody>,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResBody>;
+    type Future = ResponseFuture<S::Future, ResBody, ReqBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -52,7 +54,8 @@ where
             }
             Err(failure) => {
                 let res = reject(&self.shared, &self.rejection, &req, failure);
-                ResponseFuture::rejected(res)
+                let (parts, body) = req.into_parts();
+                ResponseFuture::rejected(res, &parts.headers, body)
             }
         }
     }
@@ -413,12 +416,12 @@ mod tests {
 
         let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let seen = calls.clone();
-        let inner = tower::service_fn(move |_req: Request<()>| {
+        let inner = tower::service_fn(move |_req: Request<http_body_util::Empty<Bytes>>| {
             seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             async { Ok::<_, std::convert::Infallible>(Response::new(Bytes::from_static(b"ok"))) }
         });
         let svc = ApiKeyLayer::new(ApiKeys::default()).layer(inner);
-        let mut req = Request::new(());
+        let mut req = Request::new(http_body_util::Empty::new());
         req.extensions_mut()
             .insert(crate::request_id::RequestId::from_validated(
                 HeaderValue::from_static("req-42"),

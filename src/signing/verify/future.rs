@@ -17,6 +17,7 @@ use pin_project_lite::pin_project;
 use tower::Service;
 
 use crate::{
+    drain::{self, Refusal, Refused},
     problem::{MakeRejection, Problem, ProblemType},
     request_id::RequestId,
     signing::{
@@ -181,6 +182,9 @@ pin_project! {
     #[project = KindProj]
     enum Kind<S, B, F, SF, R, Res, St> {
         Done { response: Option<Res> },
+        // Refused before the body was read; answered once a small body still coming is read
+        // (boxed: only such refusals get here).
+        Draining { refusal: Pin<Box<Refusal<B, Res>>> },
         Collect {
             #[pin]
             body: B,
@@ -202,12 +206,18 @@ where
     S: Service<Request<BufferedBody>>,
     St: ReplayStore,
 {
-    pub(crate) fn rejected(response: S::Response) -> Self {
-        Self {
-            kind: Kind::Done {
+    /// Refused before anything read `body`.
+    pub(crate) fn rejected(response: S::Response, headers: &http::HeaderMap, body: B) -> Self
+    where
+        B: Body,
+    {
+        let kind = match drain::refuse(headers, body, response, drain::WITHIN) {
+            Refused::Now(response) => Kind::Done {
                 response: Some(response),
             },
-        }
+            Refused::Drain(refusal) => Kind::Draining { refusal },
+        };
+        Self { kind }
     }
 
     pub(crate) fn collect(body: B, collect: Collect, pending: Pending<S, R, St>) -> Self {
@@ -253,6 +263,7 @@ where
                         .expect("ResponseFuture polled after completion")));
                 }
                 KindProj::Inner { fut } => return fut.poll(cx),
+                KindProj::Draining { refusal } => return refusal.as_mut().poll(cx).map(Ok),
                 KindProj::Collect {
                     body,
                     collect,
