@@ -82,11 +82,18 @@ struct RegistryInner<K> {
     visited: AtomicU64,
 }
 
-/// One shard: the breakers, and every key of `map` once in `queue` (the clock), with the
-/// `last_used_ms` its breaker had when the queue last passed it.
+/// One shard: the breakers, and every one of them once in `queue` (the clock) with its key
+/// and the `last_used_ms` it had when the queue last passed it (the queue holds the breaker
+/// too, so that looking at one costs no hash lookup).
 struct Shard<K> {
     map: HashMap<K, Breaker>,
-    queue: VecDeque<(K, u64)>,
+    queue: VecDeque<Queued<K>>,
+}
+
+struct Queued<K> {
+    key: K,
+    breaker: Breaker,
+    stamp: u64,
 }
 
 impl<K> Default for Shard<K> {
@@ -211,7 +218,11 @@ where
             Breaker::from_validated(self.inner.config.clone(), Some(Arc::from(key.to_string())));
         b.touch(now);
         shard.map.insert(key.clone(), b.clone());
-        shard.queue.push_back((key.clone(), now));
+        shard.queue.push_back(Queued {
+            key: key.clone(),
+            breaker: b.clone(),
+            stamp: now,
+        });
         b
     }
 
@@ -225,7 +236,7 @@ where
         // `last_used_ms` and its index in `queue`.
         let mut lru: Option<(u64, usize)> = None;
         for _ in 0..EVICT_BUDGET.min(queue.len()) {
-            let Some((key, stamp)) = queue.pop_front() else {
+            let Some(q) = queue.pop_front() else {
                 break;
             };
             #[cfg(test)]
@@ -235,36 +246,34 @@ where
                 Some((last, i)) => Some((last, i - 1)),
                 None => None,
             };
-            let Some(b) = map.get(&key) else {
-                // Every key of `map` is once in `queue` and the other way round; a key
-                // without its breaker would be a bug: drop it rather than keep it forever.
-                continue;
-            };
-            let last = b.inner.last_used_ms.load(Ordering::Relaxed);
-            let closed = b.state() == State::Closed;
+            let last = q.breaker.inner.last_used_ms.load(Ordering::Relaxed);
+            let closed = q.breaker.state() == State::Closed;
             let is_idle = now.saturating_sub(last) >= idle;
-            if closed && (is_idle || (!evicted && last <= stamp)) {
-                map.remove(&key);
+            if closed && (is_idle || (!evicted && last <= q.stamp)) {
+                map.remove(&q.key);
                 evicted = true;
                 continue;
             }
             if evicted {
                 // Room made, and the next one is not idle: it stays where it was.
-                queue.push_front((key, stamp));
+                queue.push_front(q);
                 return true;
             }
             // A second chance: used since the queue last passed it, or not closed.
             if closed && lru.is_none_or(|(l, _)| last < l) {
                 lru = Some((last, queue.len()));
             }
-            queue.push_back((key, last.max(stamp)));
+            queue.push_back(Queued {
+                stamp: last.max(q.stamp),
+                ..q
+            });
         }
         if evicted {
             return true;
         }
         match lru.and_then(|(_, i)| queue.remove(i)) {
-            Some((key, _)) => {
-                map.remove(&key);
+            Some(q) => {
+                map.remove(&q.key);
                 true
             }
             None => false,
