@@ -5,7 +5,10 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    sync::{Arc, PoisonError, RwLock},
+    sync::{
+        Arc, PoisonError, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
     task::{Context, Poll},
     time::Duration,
 };
@@ -100,6 +103,11 @@ pub(crate) struct Inner {
     /// Replaced by a fresh one when calls time out and the breaker opens (a hung connection
     /// never errors by itself, so the manager would keep it).
     manager: RwLock<ConnectionManager>,
+    /// A call failed on the connection (an I/O error, a dropped connection, a timeout): the
+    /// next half-open probe makes a new one. The `redis` crate's manager reconnects only once
+    /// a call has failed on the old connection (or on its last failed attempt to reconnect),
+    /// so without this the first probe after Redis is back would always fail.
+    stale: AtomicBool,
     client: Client,
     manager_config: ConnectionManagerConfig,
     pub(crate) config: RedisConfig,
@@ -189,6 +197,7 @@ impl RedisConnection {
         Ok(Self {
             inner: Arc::new(Inner {
                 manager: RwLock::new(manager),
+                stale: AtomicBool::new(false),
                 client,
                 manager_config,
                 hasher: StableKeyHasher::new(config.hash_key),
@@ -259,18 +268,16 @@ impl Inner {
             .clone()
     }
 
-    /// Drops the current connection for a fresh one, made on its first use.
-    fn renew(&self) {
+    /// Drops the current connection for a fresh one, made on its first use; `why` is logged.
+    fn renew(&self, why: &'static str) {
+        self.stale.store(false, Ordering::Relaxed);
         match ConnectionManager::new_lazy_with_config(
             self.client.clone(),
             self.manager_config.clone(),
         ) {
             Ok(fresh) => {
                 *self.manager.write().unwrap_or_else(PoisonError::into_inner) = fresh;
-                tracing::info!(
-                    target: "battlement::redis",
-                    "Redis calls timed out: the connection will be made again"
-                );
+                tracing::info!(target: "battlement::redis", "{why}");
             }
             Err(e) => tracing::warn!(
                 target: "battlement::redis",
@@ -368,7 +375,12 @@ fn with_events(config: &RedisConfig) -> crate::circuit_breaker::BreakerConfig {
 
 /// Runs `call` under `permit` and the timeout; records the outcome on the breaker. When a
 /// timeout opens the breaker, the connection is replaced: the probe after the cooldown uses
-/// a fresh one.
+/// a fresh one. A half-open probe after a call failed on the connection (an I/O error, a
+/// dropped connection, a timeout) also makes a fresh one first, so that it reaches a Redis that
+/// came back (restarted, failed over) instead of failing on the old connection.
+///
+/// `call` must take its connection with [`Inner::manager`] when first polled (an `async`
+/// block does), so that it uses the renewed one.
 pub(crate) async fn guarded<T, F>(
     inner: &Inner,
     permit: Permit,
@@ -378,6 +390,10 @@ pub(crate) async fn guarded<T, F>(
 where
     F: Future<Output = ::redis::RedisResult<T>>,
 {
+    // One renewal for the probes of one half-open state (`swap`), not one each.
+    if permit.is_probe() && inner.stale.swap(false, Ordering::Relaxed) {
+        inner.renew("probing Redis on a new connection");
+    }
     let timeout = inner.config.timeout;
     #[cfg(feature = "metrics")]
     let started = std::time::Instant::now();
@@ -390,16 +406,20 @@ where
             Ok(v)
         }
         Ok(Err(e)) => {
+            if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
+                inner.stale.store(true, Ordering::Relaxed);
+            }
             permit.record(Outcome::Failure);
             let e = describe(&e);
             tracing::warn!(target: "battlement::redis", error = %e, "{what} failed");
             Err(e)
         }
         Err(_) => {
+            inner.stale.store(true, Ordering::Relaxed);
             permit.record(Outcome::Failure);
             tracing::warn!(target: "battlement::redis", timeout_ms = timeout.as_millis() as u64, "{what} timed out");
             if inner.breaker.state() == State::Open {
-                inner.renew();
+                inner.renew("Redis calls timed out: the connection will be made again");
             }
             Err(format!("no answer within {timeout:?}"))
         }
