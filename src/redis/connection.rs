@@ -7,7 +7,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc, PoisonError, RwLock,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     task::{Context, Poll},
     time::Duration,
@@ -112,6 +112,8 @@ pub(crate) struct Inner {
     manager_config: ConnectionManagerConfig,
     pub(crate) config: RedisConfig,
     pub(crate) breaker: Breaker,
+    /// What the stores decided without Redis while its breaker is open.
+    pub(crate) outage: Arc<Outage>,
     pub(crate) hasher: StableKeyHasher,
     pub(crate) gcra: Script,
     pub(crate) adjust: Script,
@@ -187,7 +189,8 @@ impl RedisConnection {
         let manager =
             ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone())
                 .map_err(|e| ConnectError::new(ConnectErrorKind::InvalidUrl, describe(&e)))?;
-        let breaker_config = with_events(&config);
+        let outage = Arc::new(Outage::new());
+        let breaker_config = with_events(&config, outage.clone());
         breaker_config
             .validate()
             .map_err(|e| ConnectError::new(ConnectErrorKind::Config, e.to_string()))?;
@@ -203,6 +206,7 @@ impl RedisConnection {
                 hasher: StableKeyHasher::new(config.hash_key),
                 config,
                 breaker,
+                outage,
                 gcra: Script::new(include_str!("gcra.lua")),
                 adjust: Script::new(include_str!("adjust.lua")),
                 rl_prefix,
@@ -337,21 +341,103 @@ fn open_client(url: &str, config: &RedisConfig) -> Result<Client, ConnectError> 
     Client::build_with_tls(url, certs).map_err(invalid)
 }
 
+/// At most one summary of the decisions made without Redis per this many milliseconds.
+const OUTAGE_SUMMARY_MS: u64 = 10_000;
+
+/// Counts the rate-limit decisions made without Redis while its breaker is open, so that an
+/// outage is logged once per state change and then in a summary at most every 10 s, not once
+/// per request (the breaker's rejection counter and metric still count every one).
+pub(crate) struct Outage {
+    /// Since the breaker opened after being closed.
+    total: AtomicU64,
+    /// Since the last line about the outage.
+    since_line: AtomicU64,
+    /// When that line was logged: milliseconds since `origin`.
+    line_ms: AtomicU64,
+    origin: tokio::time::Instant,
+}
+
+impl Outage {
+    fn new() -> Self {
+        Self {
+            total: AtomicU64::new(0),
+            since_line: AtomicU64::new(0),
+            line_ms: AtomicU64::new(0),
+            origin: tokio::time::Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The breaker opened after being closed: a new outage.
+    fn begin(&self) {
+        self.total.store(0, Ordering::Relaxed);
+        self.since_line.store(0, Ordering::Relaxed);
+        self.line_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// The breaker closed: the decisions made without Redis during the outage.
+    fn end(&self) -> u64 {
+        self.since_line.store(0, Ordering::Relaxed);
+        self.total.swap(0, Ordering::Relaxed)
+    }
+
+    /// One decision made without Redis by `policy`; logs the summary when it is due (one
+    /// caller wins the exchange of `line_ms`).
+    pub(crate) fn record(&self, policy: FailurePolicy) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        self.since_line.fetch_add(1, Ordering::Relaxed);
+        let now = self.now_ms();
+        let last = self.line_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < OUTAGE_SUMMARY_MS
+            || self
+                .line_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let n = self.since_line.swap(0, Ordering::Relaxed);
+        let total = self.total.load(Ordering::Relaxed);
+        let secs = (now - last).div_ceil(1000);
+        let done = match policy {
+            FailurePolicy::FailClosed => "refused (fail closed)",
+            FailurePolicy::FailOpen => "let through unlimited (fail open)",
+            _ => "decided in memory (fallback)",
+        };
+        tracing::warn!(
+            target: "battlement::redis",
+            decisions = n,
+            decisions_since_down = total,
+            ?policy,
+            "Redis still unavailable: {n} rate-limit decisions {done} in the last {secs} s"
+        );
+    }
+}
+
 /// The breaker config with a `battlement::redis` event on every transition (and the user's
 /// callback, if any, after it).
-fn with_events(config: &RedisConfig) -> crate::circuit_breaker::BreakerConfig {
+fn with_events(config: &RedisConfig, outage: Arc<Outage>) -> crate::circuit_breaker::BreakerConfig {
     let policy = config.failure;
     let user = config.breaker.on_state_change.clone();
     config.breaker.clone().on_state_change(move |change| {
         match change.to {
-            State::Open => tracing::error!(
-                target: "battlement::redis",
-                from = %change.from,
-                reason = %change.reason,
-                cooldown_ms = change.cooldown.map_or(0, |d| d.as_millis() as u64),
-                ?policy,
-                "Redis unavailable: stores stop calling it and apply the failure policy"
-            ),
+            State::Open => {
+                if change.from == State::Closed {
+                    outage.begin();
+                }
+                tracing::error!(
+                    target: "battlement::redis",
+                    from = %change.from,
+                    reason = %change.reason,
+                    cooldown_ms = change.cooldown.map_or(0, |d| d.as_millis() as u64),
+                    ?policy,
+                    "Redis unavailable: stores stop calling it and apply the failure policy \
+                     (then a summary at most every 10 s)"
+                );
+            }
             State::HalfOpen => tracing::warn!(
                 target: "battlement::redis",
                 "probing Redis again"
@@ -359,6 +445,7 @@ fn with_events(config: &RedisConfig) -> crate::circuit_breaker::BreakerConfig {
             State::Closed => tracing::info!(
                 target: "battlement::redis",
                 from = %change.from,
+                decisions_without_redis = outage.end(),
                 "Redis is back: stores use it again"
             ),
             other => tracing::warn!(

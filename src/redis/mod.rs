@@ -94,8 +94,12 @@
 //! the breaker the connection is replaced and the probe uses a fresh one; after calls failed
 //! on the connection (Redis killed, restarted, failed over) the probe makes a fresh one too,
 //! so the first probe after Redis is back succeeds. Every transition is a
-//! `tracing` event with target `battlement::redis` (error when opening, info when closing),
-//! and [`RedisConnection::breaker`] gives its counters.
+//! `tracing` event with target `battlement::redis` (error when opening, info when closing,
+//! with the number of rate-limit decisions made without Redis), and [`RedisConnection::breaker`]
+//! gives its counters. While the breaker is open, the requests refused (or let through, or
+//! decided in memory) are not logged one by one: a `warn` summary at most every 10 s gives
+//! their number; the breaker's rejection counter (and its metric,
+//! `battlement_circuit_breaker_rejections_total{key="redis"}`) counts every one.
 //!
 //! # Ordering
 //!
