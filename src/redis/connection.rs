@@ -442,12 +442,16 @@ fn with_events(config: &RedisConfig, outage: Arc<Outage>) -> crate::circuit_brea
                 target: "battlement::redis",
                 "probing Redis again"
             ),
-            State::Closed => tracing::info!(
-                target: "battlement::redis",
-                from = %change.from,
-                decisions_without_redis = outage.end(),
-                "Redis is back: stores use it again"
-            ),
+            State::Closed => {
+                // Out of the macro: its fields are not evaluated when the event is filtered out.
+                let total = outage.end();
+                tracing::info!(
+                    target: "battlement::redis",
+                    from = %change.from,
+                    decisions_without_redis = total,
+                    "Redis is back: stores use it again"
+                );
+            }
             other => tracing::warn!(
                 target: "battlement::redis",
                 state = %other,
