@@ -59,6 +59,7 @@ impl<B> SelectBreaker<B> for Breaker {
 ///   breakers looked at is closed, the new key shares the registry's
 ///   [`overflow`](Self::overflow) breaker (the queue has moved on: the next new key looks at
 ///   the next ones).
+/// * Memory: each key is held twice (in the map and in the eviction queue), with its breaker.
 /// * A key's `Display` names the breaker in events, logs and [`CircuitOpen`](super::CircuitOpen):
 ///   use a key that is safe to log (a host, a key *id*), never a secret.
 /// * Lookups take a shard's read lock for the time of a hash-map lookup (never across an
