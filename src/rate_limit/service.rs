@@ -347,16 +347,27 @@ fn store_failed<St, R, ReqBody, ResBody>(
 where
     R: MakeRejection<ResBody>,
 {
+    // A failure the store reports itself (an outage, logged once per state change and then
+    // in periodic summaries) is not logged again for every request.
+    macro_rules! log {
+        ($msg:literal) => {
+            if error.is_reported() {
+                tracing::debug!(target: "battlement::rate_limit", %error, $msg);
+            } else {
+                tracing::error!(target: "battlement::rate_limit", %error, $msg);
+            }
+        };
+    }
     match shared.on_store_error {
         StoreFailure::Open => {
-            tracing::error!(target: "battlement::rate_limit", %error, "rate limit store failed; letting the request through");
+            log!("rate limit store failed; letting the request through");
             Outcome::Pass {
                 headers: None,
                 adjust: None,
             }
         }
         StoreFailure::Closed => {
-            tracing::error!(target: "battlement::rate_limit", %error, "rate limit store failed; answering 503");
+            log!("rate limit store failed; answering 503");
             let problem = Problem::new(ProblemType::SERVICE_UNAVAILABLE)
                 .with_request_id_from(req.extensions())
                 .with_header(RETRY_AFTER, HeaderValue::from_static("1"));

@@ -17,7 +17,8 @@ const DEFAULT_HASH_KEY: [u8; 16] = *b"battlement-rl-v1";
 #[non_exhaustive]
 pub enum FailurePolicy {
     /// Let requests through: rate limits are not enforced and nonces are accepted unchecked
-    /// (an `error` event is logged on each transition of the breaker). Availability first.
+    /// (an `error` event is logged when the breaker opens, and a summary with the number of
+    /// requests let through at most every 10 s while it stays open). Availability first.
     FailOpen,
     /// Refuse: the rate-limit store reports an error (the layer answers 503 with its default
     /// [`StoreFailure::Closed`](crate::rate_limit::StoreFailure::Closed)) and the replay store

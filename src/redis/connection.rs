@@ -5,7 +5,10 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    sync::{Arc, PoisonError, RwLock},
+    sync::{
+        Arc, PoisonError, RwLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
     task::{Context, Poll},
     time::Duration,
 };
@@ -100,10 +103,17 @@ pub(crate) struct Inner {
     /// Replaced by a fresh one when calls time out and the breaker opens (a hung connection
     /// never errors by itself, so the manager would keep it).
     manager: RwLock<ConnectionManager>,
+    /// A call failed on the connection (an I/O error, a dropped connection, a timeout): the
+    /// next half-open probe makes a new one. The `redis` crate's manager reconnects only once
+    /// a call has failed on the old connection (or on its last failed attempt to reconnect),
+    /// so without this the first probe after Redis is back would always fail.
+    stale: AtomicBool,
     client: Client,
     manager_config: ConnectionManagerConfig,
     pub(crate) config: RedisConfig,
     pub(crate) breaker: Breaker,
+    /// What the stores decided without Redis while its breaker is open.
+    pub(crate) outage: Arc<Outage>,
     pub(crate) hasher: StableKeyHasher,
     pub(crate) gcra: Script,
     pub(crate) adjust: Script,
@@ -179,7 +189,8 @@ impl RedisConnection {
         let manager =
             ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone())
                 .map_err(|e| ConnectError::new(ConnectErrorKind::InvalidUrl, describe(&e)))?;
-        let breaker_config = with_events(&config);
+        let outage = Arc::new(Outage::new());
+        let breaker_config = with_events(&config, outage.clone());
         breaker_config
             .validate()
             .map_err(|e| ConnectError::new(ConnectErrorKind::Config, e.to_string()))?;
@@ -189,11 +200,13 @@ impl RedisConnection {
         Ok(Self {
             inner: Arc::new(Inner {
                 manager: RwLock::new(manager),
+                stale: AtomicBool::new(false),
                 client,
                 manager_config,
                 hasher: StableKeyHasher::new(config.hash_key),
                 config,
                 breaker,
+                outage,
                 gcra: Script::new(include_str!("gcra.lua")),
                 adjust: Script::new(include_str!("adjust.lua")),
                 rl_prefix,
@@ -259,18 +272,16 @@ impl Inner {
             .clone()
     }
 
-    /// Drops the current connection for a fresh one, made on its first use.
-    fn renew(&self) {
+    /// Drops the current connection for a fresh one, made on its first use; `why` is logged.
+    fn renew(&self, why: &'static str) {
+        self.stale.store(false, Ordering::Relaxed);
         match ConnectionManager::new_lazy_with_config(
             self.client.clone(),
             self.manager_config.clone(),
         ) {
             Ok(fresh) => {
                 *self.manager.write().unwrap_or_else(PoisonError::into_inner) = fresh;
-                tracing::info!(
-                    target: "battlement::redis",
-                    "Redis calls timed out: the connection will be made again"
-                );
+                tracing::info!(target: "battlement::redis", "{why}");
             }
             Err(e) => tracing::warn!(
                 target: "battlement::redis",
@@ -330,30 +341,117 @@ fn open_client(url: &str, config: &RedisConfig) -> Result<Client, ConnectError> 
     Client::build_with_tls(url, certs).map_err(invalid)
 }
 
+/// At most one summary of the decisions made without Redis per this many milliseconds.
+const OUTAGE_SUMMARY_MS: u64 = 10_000;
+
+/// Counts the rate-limit decisions made without Redis while its breaker is open, so that an
+/// outage is logged once per state change and then in a summary at most every 10 s, not once
+/// per request (the breaker's rejection counter and metric still count every one).
+pub(crate) struct Outage {
+    /// Since the breaker opened after being closed.
+    total: AtomicU64,
+    /// Since the last line about the outage.
+    since_line: AtomicU64,
+    /// When that line was logged: milliseconds since `origin`.
+    line_ms: AtomicU64,
+    origin: tokio::time::Instant,
+}
+
+impl Outage {
+    fn new() -> Self {
+        Self {
+            total: AtomicU64::new(0),
+            since_line: AtomicU64::new(0),
+            line_ms: AtomicU64::new(0),
+            origin: tokio::time::Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The breaker opened after being closed: a new outage.
+    fn begin(&self) {
+        self.total.store(0, Ordering::Relaxed);
+        self.since_line.store(0, Ordering::Relaxed);
+        self.line_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// The breaker closed: the decisions made without Redis during the outage.
+    fn end(&self) -> u64 {
+        self.since_line.store(0, Ordering::Relaxed);
+        self.total.swap(0, Ordering::Relaxed)
+    }
+
+    /// One decision made without Redis by `policy`; logs the summary when it is due (one
+    /// caller wins the exchange of `line_ms`).
+    pub(crate) fn record(&self, policy: FailurePolicy) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        self.since_line.fetch_add(1, Ordering::Relaxed);
+        let now = self.now_ms();
+        let last = self.line_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < OUTAGE_SUMMARY_MS
+            || self
+                .line_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let n = self.since_line.swap(0, Ordering::Relaxed);
+        let total = self.total.load(Ordering::Relaxed);
+        let secs = (now - last).div_ceil(1000);
+        let done = match policy {
+            FailurePolicy::FailClosed => "refused (fail closed)",
+            FailurePolicy::FailOpen => "let through unlimited (fail open)",
+            _ => "decided in memory (fallback)",
+        };
+        tracing::warn!(
+            target: "battlement::redis",
+            decisions = n,
+            decisions_since_down = total,
+            ?policy,
+            "Redis still unavailable: {n} rate-limit decisions {done} in the last {secs} s"
+        );
+    }
+}
+
 /// The breaker config with a `battlement::redis` event on every transition (and the user's
 /// callback, if any, after it).
-fn with_events(config: &RedisConfig) -> crate::circuit_breaker::BreakerConfig {
+fn with_events(config: &RedisConfig, outage: Arc<Outage>) -> crate::circuit_breaker::BreakerConfig {
     let policy = config.failure;
     let user = config.breaker.on_state_change.clone();
     config.breaker.clone().on_state_change(move |change| {
         match change.to {
-            State::Open => tracing::error!(
-                target: "battlement::redis",
-                from = %change.from,
-                reason = %change.reason,
-                cooldown_ms = change.cooldown.map_or(0, |d| d.as_millis() as u64),
-                ?policy,
-                "Redis unavailable: stores stop calling it and apply the failure policy"
-            ),
+            State::Open => {
+                if change.from == State::Closed {
+                    outage.begin();
+                }
+                tracing::error!(
+                    target: "battlement::redis",
+                    from = %change.from,
+                    reason = %change.reason,
+                    cooldown_ms = change.cooldown.map_or(0, |d| d.as_millis() as u64),
+                    ?policy,
+                    "Redis unavailable: stores stop calling it and apply the failure policy \
+                     (then a summary at most every 10 s)"
+                );
+            }
             State::HalfOpen => tracing::warn!(
                 target: "battlement::redis",
                 "probing Redis again"
             ),
-            State::Closed => tracing::info!(
-                target: "battlement::redis",
-                from = %change.from,
-                "Redis is back: stores use it again"
-            ),
+            State::Closed => {
+                // Out of the macro: its fields are not evaluated when the event is filtered out.
+                let total = outage.end();
+                tracing::info!(
+                    target: "battlement::redis",
+                    from = %change.from,
+                    decisions_without_redis = total,
+                    "Redis is back: stores use it again"
+                );
+            }
             other => tracing::warn!(
                 target: "battlement::redis",
                 state = %other,
@@ -368,7 +466,12 @@ fn with_events(config: &RedisConfig) -> crate::circuit_breaker::BreakerConfig {
 
 /// Runs `call` under `permit` and the timeout; records the outcome on the breaker. When a
 /// timeout opens the breaker, the connection is replaced: the probe after the cooldown uses
-/// a fresh one.
+/// a fresh one. A half-open probe after a call failed on the connection (an I/O error, a
+/// dropped connection, a timeout) also makes a fresh one first, so that it reaches a Redis that
+/// came back (restarted, failed over) instead of failing on the old connection.
+///
+/// `call` must take its connection with [`Inner::manager`] when first polled (an `async`
+/// block does), so that it uses the renewed one.
 pub(crate) async fn guarded<T, F>(
     inner: &Inner,
     permit: Permit,
@@ -378,6 +481,10 @@ pub(crate) async fn guarded<T, F>(
 where
     F: Future<Output = ::redis::RedisResult<T>>,
 {
+    // One renewal for the probes of one half-open state (`swap`), not one each.
+    if permit.is_probe() && inner.stale.swap(false, Ordering::Relaxed) {
+        inner.renew("probing Redis on a new connection");
+    }
     let timeout = inner.config.timeout;
     #[cfg(feature = "metrics")]
     let started = std::time::Instant::now();
@@ -390,16 +497,20 @@ where
             Ok(v)
         }
         Ok(Err(e)) => {
+            if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
+                inner.stale.store(true, Ordering::Relaxed);
+            }
             permit.record(Outcome::Failure);
             let e = describe(&e);
             tracing::warn!(target: "battlement::redis", error = %e, "{what} failed");
             Err(e)
         }
         Err(_) => {
+            inner.stale.store(true, Ordering::Relaxed);
             permit.record(Outcome::Failure);
             tracing::warn!(target: "battlement::redis", timeout_ms = timeout.as_millis() as u64, "{what} timed out");
             if inner.breaker.state() == State::Open {
-                inner.renew();
+                inner.renew("Redis calls timed out: the connection will be made again");
             }
             Err(format!("no answer within {timeout:?}"))
         }

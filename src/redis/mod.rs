@@ -91,9 +91,15 @@
 //! cooldown (1 s, doubling up to 10 s while Redis stays down) one request probes Redis, and
 //! when it answers the breaker closes and the stores use Redis again. A connection that hangs
 //! (a stopped process, a black-holed network) never fails by itself, so when timeouts open
-//! the breaker the connection is replaced and the probe uses a fresh one. Every transition is a
-//! `tracing` event with target `battlement::redis` (error when opening, info when closing),
-//! and [`RedisConnection::breaker`] gives its counters.
+//! the breaker the connection is replaced and the probe uses a fresh one; after calls failed
+//! on the connection (Redis killed, restarted, failed over) the probe makes a fresh one too,
+//! so the first probe after Redis is back succeeds. Every transition is a
+//! `tracing` event with target `battlement::redis` (error when opening, info when closing,
+//! with the number of rate-limit decisions made without Redis), and [`RedisConnection::breaker`]
+//! gives its counters. While the breaker is open, the requests refused (or let through, or
+//! decided in memory) are not logged one by one: a `warn` summary at most every 10 s gives
+//! their number; the breaker's rejection counter (and its metric,
+//! `battlement_circuit_breaker_rejections_total{key="redis"}`) counts every one.
 //!
 //! # Ordering
 //!

@@ -73,7 +73,7 @@ impl RedisRateLimitStore {
         &self,
         checks: &[Check],
         now_ns: u64,
-        error: &str,
+        error: Cause<'_>,
     ) -> Result<Decision, StoreError> {
         decide_without_redis(
             self.conn.inner.config.failure,
@@ -93,17 +93,29 @@ fn key(inner: &Inner, fingerprint: u64) -> String {
     k
 }
 
+/// Why a decision is made without Redis.
+#[derive(Clone, Copy, Debug)]
+enum Cause<'a> {
+    /// The breaker is open: counted and logged by the connection's [`Outage`](super::connection::Outage).
+    CircuitOpen,
+    /// The call failed (logged by `guarded`).
+    Failed(&'a str),
+}
+
 fn decide_without_redis(
     policy: FailurePolicy,
     fallback: &MemoryStore,
     checks: &[Check],
     now_ns: u64,
-    error: &str,
+    error: Cause<'_>,
 ) -> Result<Decision, StoreError> {
     match policy {
         // No states: the layer sends no rate-limit headers for a request it did not count.
         FailurePolicy::FailOpen => Ok(Decision::new(Verdict::Allowed, &[])),
-        FailurePolicy::FailClosed => Err(StoreError::new(format!("Redis unavailable: {error}"))),
+        FailurePolicy::FailClosed => Err(match error {
+            Cause::CircuitOpen => StoreError::reported("Redis unavailable: circuit open"),
+            Cause::Failed(e) => StoreError::new(format!("Redis unavailable: {e}")),
+        }),
         FailurePolicy::FallbackToMemory => match fallback.check(checks, now_ns) {
             StoreResult::Ready(d) => d,
             // The in-memory store always answers at once.
@@ -189,7 +201,9 @@ impl RateLimitStore for RedisRateLimitStore {
             return StoreResult::Ready(Err(StoreError::new("more checks than MAX_LIMITS")));
         }
         let Some(permit) = self.conn.permit() else {
-            return StoreResult::Ready(self.on_failure(checks, now_ns, "circuit open"));
+            let inner = &self.conn.inner;
+            inner.outage.record(inner.config.failure);
+            return StoreResult::Ready(self.on_failure(checks, now_ns, Cause::CircuitOpen));
         };
         let mut batch = [Check::default(); MAX_LIMITS];
         batch[..checks.len()].copy_from_slice(checks);
@@ -201,7 +215,7 @@ impl RateLimitStore for RedisRateLimitStore {
                 let inner = &store.conn.inner;
                 match guarded(inner, permit, "rate-limit decision", eval(inner, checks)).await {
                     Ok(decision) => Ok(decision),
-                    Err(e) => store.on_failure(checks, now_ns, &e),
+                    Err(e) => store.on_failure(checks, now_ns, Cause::Failed(&e)),
                 }
             })),
         })
@@ -295,12 +309,35 @@ mod tests {
             cost: 1,
         };
         let mem = MemoryStore::new();
-        let open = decide_without_redis(FailurePolicy::FailOpen, &mem, &[c], 0, "down").unwrap();
+        let open = decide_without_redis(
+            FailurePolicy::FailOpen,
+            &mem,
+            &[c],
+            0,
+            Cause::Failed("down"),
+        )
+        .unwrap();
         assert!(open.is_allowed());
         assert!(open.states().is_empty());
-        assert!(decide_without_redis(FailurePolicy::FailClosed, &mem, &[c], 0, "down").is_err());
-        let fb =
-            |now| decide_without_redis(FailurePolicy::FallbackToMemory, &mem, &[c], now, "down");
+        assert!(
+            decide_without_redis(
+                FailurePolicy::FailClosed,
+                &mem,
+                &[c],
+                0,
+                Cause::Failed("down")
+            )
+            .is_err()
+        );
+        let fb = |now| {
+            decide_without_redis(
+                FailurePolicy::FallbackToMemory,
+                &mem,
+                &[c],
+                now,
+                Cause::Failed("down"),
+            )
+        };
         assert!(fb(0).unwrap().is_allowed());
         assert!(!fb(0).unwrap().is_allowed());
     }

@@ -120,6 +120,9 @@ impl Decision {
 #[derive(Clone)]
 pub struct StoreError {
     message: std::borrow::Cow<'static, str>,
+    /// The store logs this failure itself (the Redis store while its breaker is open: once
+    /// per state change and in periodic summaries), so the layer does not log it per request.
+    reported: bool,
 }
 
 impl StoreError {
@@ -127,7 +130,22 @@ impl StoreError {
     pub fn new(message: impl Into<std::borrow::Cow<'static, str>>) -> Self {
         Self {
             message: message.into(),
+            reported: false,
         }
+    }
+
+    /// An error the store has logged itself: the layer logs it at `debug` only.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn reported(message: &'static str) -> Self {
+        Self {
+            message: std::borrow::Cow::Borrowed(message),
+            reported: true,
+        }
+    }
+
+    /// Whether the store has logged this error itself.
+    pub(crate) fn is_reported(&self) -> bool {
+        self.reported
     }
 }
 
