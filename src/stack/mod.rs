@@ -92,4 +92,4 @@ pub use observe::{
 pub use panic::{CatchPanic, CatchPanicLayer, Panicked};
 pub use server::{ServerBreakerLayer, ServerService, ServerStack};
 pub use store::StackStore;
-pub use timeout::{RequestTimeout, RequestTimeoutLayer, TimedOut};
+pub use timeout::{BodyTimedOut, RequestTimeout, RequestTimeoutLayer, TimedOut};
