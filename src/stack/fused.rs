@@ -596,6 +596,8 @@ mod tests {
             .layer(body)
             .layer(rate())
             .layer(timeout)
+            // As the stack composes it: the application's panics caught next to it.
+            .layer(CatchPanicLayer::new())
             .service(PanicInCall);
         let req = || {
             let mut req = Request::builder()
@@ -613,6 +615,10 @@ mod tests {
         assert_eq!(a.headers(), b.headers());
         assert!(a.extensions().get::<Panicked>().is_some());
         assert_eq!(a.headers()["x-request-id"], "r-1");
+        // Like every answer: the security and rate-limit headers.
+        for name in ["x-content-type-options", "content-security-policy", "ratelimit"] {
+            assert!(a.headers().contains_key(name), "no {name}");
+        }
         let (a, b) = (
             a.into_body().collect().await.unwrap().to_bytes(),
             b.into_body().collect().await.unwrap().to_bytes(),
