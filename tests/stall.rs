@@ -20,8 +20,11 @@ use axum::{
     routing::{get, post},
 };
 use battlement::{
-    signing::{BufferedBody, Key, KeyRing, SignRequestLayer},
-    stack::{ServerConfig, ServerStack},
+    signing::{
+        BufferedBody, Key, KeyRing, SignRequestLayer,
+        webhooks::{VerifyWebhookLayer, Webhook, WebhookSecret},
+    },
+    stack::{ServerConfig, ServerStack, observe::rejection_reason},
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -34,9 +37,21 @@ const TIMEOUT: Duration = Duration::from_secs(1);
 /// How late after the timeout an answer may come (a loaded machine).
 const MARGIN: Duration = Duration::from_millis(1500);
 
+const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn webhook() -> Webhook {
+    Webhook::new(WebhookSecret::from_whsec(WHSEC).unwrap())
+}
+
 fn app() -> Router {
     Router::new()
         .route("/", get(|| async { "ok" }))
+        // A webhook route: its layer buffers the body to check the MAC.
+        .route(
+            "/hooks",
+            post(|body: Bytes| async move { body.len().to_string() })
+                .layer(VerifyWebhookLayer::new(webhook())),
+        )
         .route(
             "/upload",
             post(|body: Bytes| async move { body.len().to_string() }),
@@ -323,5 +338,91 @@ async fn a_panics_500_carries_the_security_and_rate_limit_headers() {
         let body = axum::body::to_bytes(res.into_body(), 4096).await.unwrap();
         let text = String::from_utf8_lossy(&body);
         assert!(text.contains("#internal-error") && !text.contains("7f3a"), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn a_webhook_whose_body_stalls_is_answered_within_the_timeout() {
+    let addr = serve_with("[timeout]\nrequest = \"1s\"").await;
+    let body = [b'x'; 100];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let headers = |id: &str| {
+        let mut lines = String::new();
+        for (name, value) in &webhook().headers(id, now, &body).unwrap() {
+            lines.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
+        }
+        lines
+    };
+    // Valid: the whole body passes.
+    let a = exchange(addr, &post_head("/hooks", &headers("msg_1")), &body).await;
+    assert_eq!((a.status, a.body.as_str()), (200, "100"), "{a:?}");
+    // Ten of the hundred bytes: 408 in time.
+    let a = exchange(addr, &post_head("/hooks", &headers("msg_2")), &body[..10]).await;
+    assert_body_timed_out(&a, "webhook");
+}
+
+/// Ten bytes, then nothing ever.
+struct Stalls(Option<()>);
+
+impl http_body::Body for Stalls {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        match self.0.take() {
+            Some(()) => std::task::Poll::Ready(Some(Ok(http_body::Frame::data(
+                Bytes::from_static(b"0123456789"),
+            )))),
+            None => std::task::Poll::Pending,
+        }
+    }
+}
+
+/// Without a socket, on paused time: the 408's typed cause and audit reason, HTTP/2 without
+/// `Connection` (a connection-specific header HTTP/2 forbids).
+#[tokio::test(start_paused = true)]
+async fn the_408_names_its_cause_and_sends_no_connection_header_over_http2() {
+    for (what, extra) in [
+        ("fused (default parts)", ""),
+        ("every part", "[circuit_breaker]\nconsecutive_failures = 3"),
+    ] {
+        let cfg = ServerConfig::from_toml_str(&format!("[timeout]\nrequest = \"1s\"\n{extra}"))
+            .unwrap();
+        let app = ServerStack::from_config(&cfg).unwrap().wrap(app());
+        for version in [http::Version::HTTP_11, http::Version::HTTP_2] {
+            let mut req = Request::post("/upload")
+                .version(version)
+                .header("content-length", "100")
+                .body(Body::new(Stalls(Some(()))))
+                .unwrap();
+            req.extensions_mut()
+                .insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 1], 40_000))));
+            let start = tokio::time::Instant::now();
+            let res = app.clone().oneshot(req).await.unwrap();
+            assert_eq!(start.elapsed(), TIMEOUT, "{what}");
+            assert_eq!(res.status(), StatusCode::REQUEST_TIMEOUT, "{what}");
+            assert_eq!(rejection_reason(&res), Some("body_timeout"), "{what}");
+            assert!(
+                res.extensions()
+                    .get::<battlement::stack::BodyTimedOut>()
+                    .is_some_and(|c| c.after == TIMEOUT),
+                "{what}"
+            );
+            assert!(
+                res.extensions().get::<battlement::problem::Refused>().is_some(),
+                "{what}"
+            );
+            let close = res.headers().get("connection").map(|v| v.to_str().unwrap());
+            match version {
+                http::Version::HTTP_2 => assert_eq!(close, None, "{what}"),
+                _ => assert_eq!(close, Some("close"), "{what}"),
+            }
+        }
     }
 }
