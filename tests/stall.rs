@@ -426,3 +426,55 @@ async fn the_408_names_its_cause_and_sends_no_connection_header_over_http2() {
         }
     }
 }
+
+/// A 5xx a battlement layer answers itself (here a rate limit whose key, the peer address, is
+/// missing: 500) is not the service failing: a breaker outside it does not count it. The
+/// service's own 500s still do.
+#[tokio::test]
+async fn a_breaker_does_not_count_the_5xx_of_a_layer_inside_it() {
+    use battlement::{
+        circuit_breaker::{BreakerConfig, CircuitBreakerLayer},
+        net::TrustedProxies,
+        rate_limit::{ClientIp, Limit, Quota, RateLimitLayer},
+    };
+    let breaker = CircuitBreakerLayer::from_config(BreakerConfig::consecutive_failures(2))
+        .unwrap()
+        .server();
+    let limit = RateLimitLayer::new(Limit::new(
+        ClientIp::new(TrustedProxies::none()),
+        Quota::per_second(std::num::NonZeroU32::new(1000).unwrap()),
+    ));
+    let svc = ServiceBuilder::new()
+        .layer(breaker)
+        .layer(limit)
+        .service(service_fn(|req: Request<Body>| async move {
+            let status = if req.uri().path() == "/fail" { 500 } else { 200 };
+            Ok::<_, std::convert::Infallible>(
+                http::Response::builder()
+                    .status(status)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+        }));
+    let req = |path: &str, peer: bool| {
+        let mut req = Request::get(path).body(Body::empty()).unwrap();
+        if peer {
+            req.extensions_mut()
+                .insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 1], 40_000))));
+        }
+        req
+    };
+    for _ in 0..5 {
+        let res = svc.clone().oneshot(req("/", false)).await.unwrap();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    let res = svc.clone().oneshot(req("/", true)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "the breaker opened");
+    for _ in 0..2 {
+        let res = svc.clone().oneshot(req("/fail", true)).await.unwrap();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    let res = svc.clone().oneshot(req("/", true)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE, "not open");
+    assert!(res.headers().contains_key("retry-after"));
+}
