@@ -352,7 +352,10 @@ where
 pub struct Refused;
 
 /// The rejection `rejection` makes of `problem`, marked [`Refused`] (whatever the renderer).
-pub(crate) fn refuse<B, R: MakeRejection<B> + ?Sized>(rejection: &R, problem: Problem) -> Response<B> {
+pub(crate) fn refuse<B, R: MakeRejection<B> + ?Sized>(
+    rejection: &R,
+    problem: Problem,
+) -> Response<B> {
     let mut res = rejection.make_rejection(problem);
     res.extensions_mut().insert(Refused);
     res

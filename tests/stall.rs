@@ -135,7 +135,14 @@ async fn exchange(addr: SocketAddr, head: &str, body: &[u8]) -> Answer {
     let elapsed = start.elapsed();
     let text = String::from_utf8_lossy(&buf[..head_len]).into_owned();
     let mut lines = text.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
@@ -167,7 +174,11 @@ fn get_head(path: &str) -> String {
 
 fn assert_body_timed_out(a: &Answer, what: &str) {
     assert_eq!(a.status, 408, "{what}: {a:?}");
-    assert_eq!(a.header("content-type"), Some("application/problem+json"), "{what}");
+    assert_eq!(
+        a.header("content-type"),
+        Some("application/problem+json"),
+        "{what}"
+    );
     assert!(a.body.contains("#request-timeout"), "{what}: {}", a.body);
     assert!(a.body.contains("\"request_id\""), "{what}: {}", a.body);
     assert_eq!(a.header("connection"), Some("close"), "{what}: {a:?}");
@@ -337,7 +348,10 @@ async fn a_panics_500_carries_the_security_and_rate_limit_headers() {
         }
         let body = axum::body::to_bytes(res.into_body(), 4096).await.unwrap();
         let text = String::from_utf8_lossy(&body);
-        assert!(text.contains("#internal-error") && !text.contains("7f3a"), "{text}");
+        assert!(
+            text.contains("#internal-error") && !text.contains("7f3a"),
+            "{text}"
+        );
     }
 }
 
@@ -392,8 +406,8 @@ async fn the_408_names_its_cause_and_sends_no_connection_header_over_http2() {
         ("fused (default parts)", ""),
         ("every part", "[circuit_breaker]\nconsecutive_failures = 3"),
     ] {
-        let cfg = ServerConfig::from_toml_str(&format!("[timeout]\nrequest = \"1s\"\n{extra}"))
-            .unwrap();
+        let cfg =
+            ServerConfig::from_toml_str(&format!("[timeout]\nrequest = \"1s\"\n{extra}")).unwrap();
         let app = ServerStack::from_config(&cfg).unwrap().wrap(app());
         for version in [http::Version::HTTP_11, http::Version::HTTP_2] {
             let mut req = Request::post("/upload")
@@ -415,7 +429,9 @@ async fn the_408_names_its_cause_and_sends_no_connection_header_over_http2() {
                 "{what}"
             );
             assert!(
-                res.extensions().get::<battlement::problem::Refused>().is_some(),
+                res.extensions()
+                    .get::<battlement::problem::Refused>()
+                    .is_some(),
                 "{what}"
             );
             let close = res.headers().get("connection").map(|v| v.to_str().unwrap());
@@ -448,7 +464,11 @@ async fn a_breaker_does_not_count_the_5xx_of_a_layer_inside_it() {
         .layer(breaker)
         .layer(limit)
         .service(service_fn(|req: Request<Body>| async move {
-            let status = if req.uri().path() == "/fail" { 500 } else { 200 };
+            let status = if req.uri().path() == "/fail" {
+                500
+            } else {
+                200
+            };
             Ok::<_, std::convert::Infallible>(
                 http::Response::builder()
                     .status(status)

@@ -616,7 +616,11 @@ mod tests {
         assert!(a.extensions().get::<Panicked>().is_some());
         assert_eq!(a.headers()["x-request-id"], "r-1");
         // Like every answer: the security and rate-limit headers.
-        for name in ["x-content-type-options", "content-security-policy", "ratelimit"] {
+        for name in [
+            "x-content-type-options",
+            "content-security-policy",
+            "ratelimit",
+        ] {
             assert!(a.headers().contains_key(name), "no {name}");
         }
         let (a, b) = (
