@@ -8,8 +8,10 @@
 //! handler set none), then the security headers copy that map into theirs, and the timeout
 //! reads the clock once more. Fused, the request is moved once, the future is one frame
 //! around the handler's, the clock is read once, and the response gets its headers in one
-//! pass. The behaviour is that of the seven layers in that order, which
-//! `tests/stack_fused.rs` checks response by response against the composition.
+//! pass. The behaviour is that of the seven layers in that order (with the application's
+//! panics caught next to it as well, as [`ServerStack`](super::ServerStack) composes them: a
+//! panic's 500 gets the rate-limit and security headers), which `tests/stack_fused.rs` checks
+//! response by response against the composition.
 
 use std::{
     fmt,
