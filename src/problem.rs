@@ -17,6 +17,12 @@
 //! * `request_id` is there when the request-id layer runs outside the rejecting layer.
 //! * The typed cause of the rejection (for example `body_limit::PayloadTooLarge`) is inserted in
 //!   the response extensions, so outer layers, tests and audit logs can read the precise reason.
+//! * So is the marker [`Refused`], on every rejection a layer answers because of the request
+//!   (its size, credentials, rate, a body the client stopped sending) or of its own state (an
+//!   open circuit): the circuit breakers' [`DefaultClassifier`](crate::circuit_breaker::DefaultClassifier)
+//!   does not count such responses, so clients cannot open a breaker for everyone. The 503 of a
+//!   handler too slow for the request timeout, and the 500 of a panic, are the application's
+//!   failures and carry no marker.
 //!
 //! # Replacing the response
 //!
@@ -53,6 +59,9 @@
 //! * <a id="unauthorized"></a>`unauthorized` (401): missing or invalid credentials or signature.
 //! * <a id="forbidden"></a>`forbidden` (403): valid credentials without the needed permission.
 //! * <a id="too-many-requests"></a>`too-many-requests` (429): a rate limit was reached.
+//! * <a id="request-timeout"></a>`request-timeout` (408): the request timeout passed while the
+//!   request body was still on its way (the client stopped sending it); sent with
+//!   `Connection: close` over HTTP/1.
 //! * <a id="service-unavailable"></a>`service-unavailable` (503): a circuit breaker is open or
 //!   the service sheds load.
 //! * <a id="bad-request"></a>`bad-request` (400): a malformed request.
@@ -91,6 +100,12 @@ impl ProblemType {
     /// 403: plain HTTP refused and no redirect possible.
     pub const HTTPS_REQUIRED: Self =
         Self::new(StatusCode::FORBIDDEN, "https-required", "HTTPS Required");
+    /// 408: the request body did not arrive within the request timeout.
+    pub const REQUEST_TIMEOUT: Self = Self::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request-timeout",
+        "Request Timeout",
+    );
     /// 413: the body is over the limit.
     pub const PAYLOAD_TOO_LARGE: Self = Self::new(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -327,6 +342,23 @@ where
     fn make_rejection(&self, problem: Problem) -> Response<B> {
         self(problem)
     }
+}
+
+/// The marker, in the response extensions, of a rejection answered by a battlement layer in
+/// place of the inner service because of the request or of the layer's own state: see the
+/// [module docs](self). Only the crate's layers make it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Refused;
+
+/// The rejection `rejection` makes of `problem`, marked [`Refused`] (whatever the renderer).
+pub(crate) fn refuse<B, R: MakeRejection<B> + ?Sized>(
+    rejection: &R,
+    problem: Problem,
+) -> Response<B> {
+    let mut res = rejection.make_rejection(problem);
+    res.extensions_mut().insert(Refused);
+    res
 }
 
 /// The default rejection: the problem as `application/problem+json`.

@@ -174,11 +174,11 @@ fn example_config_builds_and_passes_the_audit() {
             "cors",
             "body_limit",
             "rate_limit_ip",
+            "circuit_breaker",
+            "timeout",
             "api_key",
             "signing",
-            "rate_limit_principal",
-            "circuit_breaker",
-            "timeout"
+            "rate_limit_principal"
         ]
     );
     ClientStack::signed_from_config(&cfg.client).unwrap();

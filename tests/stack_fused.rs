@@ -25,7 +25,10 @@ use battlement::{
     rate_limit::{ClientIp, Limit, Quota, RateLimitLayer, RateLimited},
     request_id::{RequestId, SetRequestIdLayer},
     security_headers::{ContentSecurityPolicy, CspNonce, Hsts, SecurityHeaders},
-    stack::{CatchPanicLayer, ObserveLayer, Panicked, RequestTimeoutLayer, ServerStack, TimedOut},
+    stack::{
+        BodyTimedOut, CatchPanicLayer, ObserveLayer, Panicked, RequestTimeoutLayer, ServerStack,
+        TimedOut,
+    },
 };
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
@@ -102,7 +105,9 @@ macro_rules! both {
             .layer(parts.security_headers.clone())
             .layer(parts.body_limit.clone())
             .layer(rate_limit())
-            .layer(parts.timeout);
+            .layer(parts.timeout)
+            // The application's panics, next to it (as `ServerStack` composes the parts).
+            .layer(CatchPanicLayer::new());
         let composed: Svc = BoxCloneSyncService::new(router().layer(composed));
         (fused, composed)
     }};
@@ -126,6 +131,26 @@ impl http_body::Body for Chunked {
         Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(
             b"0123456789",
         )))))
+    }
+}
+
+/// Ten bytes, then nothing ever.
+struct Stalls(Option<()>);
+
+impl http_body::Body for Stalls {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        match self.0.take() {
+            Some(()) => Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(
+                b"0123456789",
+            ))))),
+            None => Poll::Pending,
+        }
     }
 }
 
@@ -187,7 +212,7 @@ struct Answer {
     status: StatusCode,
     headers: Vec<(String, String)>,
     body: String,
-    causes: [bool; 4],
+    causes: [bool; 5],
 }
 
 async fn answer(res: Response<Body>) -> Answer {
@@ -207,6 +232,7 @@ async fn answer(res: Response<Body>) -> Answer {
         ext.get::<PayloadTooLarge>().is_some(),
         ext.get::<RateLimited>().is_some(),
         ext.get::<TimedOut>().is_some(),
+        ext.get::<BodyTimedOut>().is_some(),
     ];
     let status = res.status();
     let mut headers: Vec<(String, String)> = res
@@ -281,7 +307,7 @@ async fn the_fused_stack_answers_as_the_composed_layers() {
     })
     .await;
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(a.causes, [false, true, false, false]);
+    assert_eq!(a.causes, [false, true, false, false, false]);
     assert!(a.body.contains("<id>"), "{}", a.body);
 
     let (fused, composed) = both!(parts);
@@ -291,15 +317,17 @@ async fn the_fused_stack_answers_as_the_composed_layers() {
     .await;
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
 
-    // A panic while polling: 500 with the id, nothing of the panic, no security headers
-    // (the catcher is outside them).
+    // A panic while polling: 500 with the id, nothing of the panic, the security and
+    // rate-limit headers (the application's panics are caught next to it).
     let (fused, composed) = both!(parts);
     let a = same(&fused, &composed, || {
         request("GET", "/panic", Body::empty())
     })
     .await;
     assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(a.causes, [true, false, false, false]);
+    assert_eq!(a.causes, [true, false, false, false, false]);
+    assert!(a.headers.iter().any(|(n, _)| n == "x-content-type-options"));
+    assert!(a.headers.iter().any(|(n, _)| n == "ratelimit"));
     assert!(
         a.body.contains("<id>") && !a.body.contains("7f3a"),
         "{}",
@@ -309,7 +337,25 @@ async fn the_fused_stack_answers_as_the_composed_layers() {
     // A timeout: 503 with the id.
     let a = same(&fused, &composed, || request("GET", "/slow", Body::empty())).await;
     assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(a.causes, [false, false, false, true]);
+    assert_eq!(a.causes, [false, false, false, true, false]);
+
+    // A body the client stops sending: 408, `Connection: close`, with the id.
+    let a = same(&fused, &composed, || {
+        let mut req = request("POST", "/echo", Body::new(Stalls(Some(()))));
+        req.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("40"));
+        req
+    })
+    .await;
+    assert_eq!(a.status, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(a.causes, [false, false, false, false, true]);
+    assert!(a.body.contains("<id>"), "{}", a.body);
+    assert!(
+        a.headers
+            .iter()
+            .any(|(n, v)| n == "connection" && v == "close")
+    );
+    assert!(a.headers.iter().any(|(n, _)| n == "ratelimit"));
 
     // Rate limited: the burst is 3 and the two services keep separate counts.
     let (fused, composed) = both!(parts);
@@ -319,7 +365,7 @@ async fn the_fused_stack_answers_as_the_composed_layers() {
     }
     let a = same(&fused, &composed, || request("GET", "/", Body::empty())).await;
     assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(a.causes, [false, false, true, false]);
+    assert_eq!(a.causes, [false, false, true, false, false]);
     assert!(a.headers.iter().any(|(n, _)| n == "retry-after"));
 }
 

@@ -19,17 +19,22 @@ use crate::request_id::RequestId;
 /// A boxed error, as `http_body_util::Limited` and axum's `Body` use.
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The state one request shares between its body, the layer's future and any inner (per-route)
-/// [`BodyLimitLayer`](super::BodyLimitLayer): the effective limit, the ceiling an inner layer may
-/// raise it to, and whether the body went past it.
+/// The state one request shares between its body, the layer's future, any inner (per-route)
+/// [`BodyLimitLayer`](super::BodyLimitLayer) and an inner request timeout: the effective limit,
+/// the ceiling an inner layer may raise it to, whether the body went past it, and whether the
+/// body is waiting for the client (its last read found no data yet).
 ///
-/// Allocated only for bodies whose length is not known up front, or known and between the limit
-/// and the ceiling (see [`BodyLimitLayer::max_route_limit`](super::BodyLimitLayer::max_route_limit)).
+/// Allocated only for bodies that are not already over when the request comes in (a `GET`
+/// without a body needs none).
 #[derive(Debug)]
 pub(crate) struct Shared {
     limit: AtomicU64,
     ceiling: u64,
     exceeded: AtomicBool,
+    // The last poll of the body was `Pending` and the body is not over: whoever reads it waits
+    // for the client. A request timeout passing then is the client's fault (408), not the
+    // handler's (503).
+    waiting: AtomicBool,
     /// For the 413, should the body cross the limit: kept here rather than in the future,
     /// so that the common path's future stays small.
     pub(crate) declared: Option<u64>,
@@ -42,6 +47,7 @@ impl Shared {
             limit: AtomicU64::new(limit),
             ceiling,
             exceeded: AtomicBool::new(false),
+            waiting: AtomicBool::new(false),
             declared: None,
             request_id: None,
         }
@@ -62,6 +68,19 @@ impl Shared {
         // Pairs with the `Release` store in `mark_exceeded`: the handler that saw the body error
         // and answered happened before the future reads this.
         self.exceeded.load(Ordering::Acquire)
+    }
+
+    /// Whether the body is unfinished and its reader waits for the client to send more.
+    pub(crate) fn waiting(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    fn set_waiting(&self, waiting: bool) {
+        // Read first: most polls do not change it, and a load does not take the cache line.
+        if self.waiting.load(Ordering::Relaxed) != waiting {
+            self.waiting.store(waiting, Ordering::Relaxed);
+        }
     }
 
     fn mark_exceeded(&self) {
@@ -216,7 +235,11 @@ where
             }
             None => (*this.cap, u64::MAX),
         };
-        match this.inner.poll_frame(cx) {
+        let polled = this.inner.poll_frame(cx);
+        if let Some(shared) = this.shared {
+            shared.set_waiting(polled.is_pending());
+        }
+        match polled {
             Poll::Pending => Poll::Pending,
             Poll::Ready(None) => {
                 *this.read = DONE;
@@ -375,6 +398,55 @@ mod tests {
         assert!(body.frame().await.unwrap().is_err());
         assert_eq!(body.get_ref().polls, 0);
         assert!(shared.exceeded());
+    }
+
+    /// Pending until `ready` is set, then the frames of `chunks`.
+    struct Stalls {
+        ready: bool,
+        inner: Chunks,
+    }
+
+    impl Body for Stalls {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            let this = self.get_mut();
+            if this.ready {
+                Pin::new(&mut this.inner).poll_frame(cx)
+            } else {
+                Poll::Pending
+            }
+        }
+    }
+
+    #[test]
+    fn a_read_waiting_for_the_client_is_seen() {
+        let shared = Arc::new(Shared::new(100, 100));
+        let inner = Stalls {
+            ready: false,
+            inner: chunks(&[b"abc"]),
+        };
+        let mut body = RequestBody::shared(inner, shared.clone(), 3);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        // Never read: nobody waits for the client.
+        assert!(!shared.waiting());
+        assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());
+        assert!(shared.waiting());
+        body.inner.ready = true;
+        assert!(matches!(
+            Pin::new(&mut body).poll_frame(&mut cx),
+            Poll::Ready(Some(Ok(_)))
+        ));
+        assert!(!shared.waiting());
+        assert!(matches!(
+            Pin::new(&mut body).poll_frame(&mut cx),
+            Poll::Ready(None)
+        ));
+        assert!(!shared.waiting());
     }
 
     #[tokio::test]

@@ -116,7 +116,7 @@ pub(crate) fn reject<B, R: MakeRejection<B>>(
             cause.limit
         ))
         .with_request_id(request_id);
-    let mut res = rejection.make_rejection(problem);
+    let mut res = crate::problem::refuse(rejection, problem);
     res.extensions_mut().insert(cause);
     res
 }

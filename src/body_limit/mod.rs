@@ -61,9 +61,13 @@
 //! * A body that errors past its declared `Content-Length` but within the limit is a broken
 //!   peer, not a large body: the handler's answer stands.
 //!
-//! The common case, a known length within the limit, costs no allocation: the limit and the
-//! length sit in the body wrapper. Unknown lengths cost one small shared allocation per request
-//! (and a request extension when [`max_route_limit`](BodyLimitLayer::max_route_limit) is set).
+//! A request without a body (or with an empty one) costs no allocation: the limit and the
+//! length sit in the body wrapper. A body still to come costs one small shared allocation and a
+//! request extension: through it the body reports crossing the limit, an inner per-route layer
+//! changes the limit, and an inner
+//! [`RequestTimeoutLayer`](crate::stack::RequestTimeoutLayer) tells a client that stopped
+//! sending its body (408, `Connection: close`, not counted by circuit breakers) from a slow
+//! handler (503).
 //!
 //! # Per-route limits
 //!
@@ -148,6 +152,7 @@ pub use future::ResponseFuture;
 pub use layer::BodyLimitLayer;
 pub use service::BodyLimit;
 
+pub(crate) use body::{Handle, Shared};
 pub(crate) use future::{Watch, reject};
 pub(crate) use service::{Admitted, admit};
 

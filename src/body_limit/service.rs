@@ -140,6 +140,7 @@ where
                 req,
                 declared,
                 outer,
+                true,
             ),
         };
         match admitted {
@@ -163,10 +164,10 @@ pub(crate) enum Admitted<B, R> {
 /// What the other cases need: the declared length, an outer layer's shared cell.
 type Other = (Option<u64>, Option<Arc<Shared>>);
 
-/// The common case, a known length within the limit and no outer `BodyLimitLayer`: `Ok` with
-/// that length. The body then stops at that length; an inner layer can still lower the limit
-/// by looking at the length itself, so nothing needs to be shared (no allocation). Otherwise
-/// the declared length and the outer layer's handle (looked up once, here; cloned only when
+/// The common case, a body already over (no body, or an empty one) within the limit and no
+/// outer `BodyLimitLayer`: `Ok` with its length. Nothing can cross the limit nor keep anyone
+/// waiting for the client, so nothing needs to be shared (no allocation). Otherwise the
+/// declared length and the outer layer's handle (looked up once, here; cloned only when
 /// present).
 #[inline]
 fn common_case<B: Body>(limit: u64, req: &Request<B>) -> Result<u64, Other> {
@@ -175,6 +176,7 @@ fn common_case<B: Body>(limit: u64, req: &Request<B>) -> Result<u64, Other> {
     if outer.is_none()
         && let Some(len) = declared
         && len <= limit
+        && req.body().is_end_stream()
         && req.body().size_hint().lower() <= limit
     {
         return Ok(len);
@@ -182,7 +184,9 @@ fn common_case<B: Body>(limit: u64, req: &Request<B>) -> Result<u64, Other> {
     Err((declared, outer))
 }
 
-/// The body limit of [`BodyLimit`] (`limit`, within `ceiling`) applied to `req`.
+/// The body limit of [`BodyLimit`] (`limit`, within `ceiling`) applied to `req`, for a caller
+/// that watches the body itself (the returned [`Watch`]): the request's extensions get the
+/// body's [`Handle`] only when an inner layer may raise the limit.
 #[inline]
 pub(crate) fn admit<B: Body, R: Clone>(
     limit: u64,
@@ -192,12 +196,16 @@ pub(crate) fn admit<B: Body, R: Clone>(
 ) -> Admitted<B, R> {
     match common_case(limit, &req) {
         Ok(len) => Admitted::Pass(req.map(|body| RequestBody::fixed(body, limit, len)), None),
-        Err((declared, outer)) => admit_other(limit, ceiling, rejection, req, declared, outer),
+        Err((declared, outer)) => {
+            admit_other(limit, ceiling, rejection, req, declared, outer, false)
+        }
     }
 }
 
-/// Every case but a known length within the limit: an outer layer's handle, a body known to
-/// be too large, an unknown length.
+/// Every case but a body already over within the limit: an outer layer's handle, a body known
+/// to be too large, a body still to come. With `publish`, the body's [`Handle`] goes into the
+/// request's extensions, where an inner [`BodyLimitLayer`] and an inner
+/// [`RequestTimeoutLayer`](crate::stack::RequestTimeoutLayer) find it.
 #[inline(never)]
 fn admit_other<B: Body, R: Clone>(
     limit: u64,
@@ -206,6 +214,7 @@ fn admit_other<B: Body, R: Clone>(
     req: Request<B>,
     declared: Option<u64>,
     outer: Option<Arc<Shared>>,
+    publish: bool,
 ) -> Admitted<B, R> {
     let refuse = |req: Request<B>, limit| {
         let (parts, body) = req.into_parts();
@@ -234,19 +243,18 @@ fn admit_other<B: Body, R: Clone>(
     if at_least > ceiling {
         return refuse(req, limit);
     }
-    // Unknown length (chunked, HTTP/2 without `content-length`), or a length that only an
-    // inner layer may accept (a known length within the limit took the common path):
-    // the limit lives in a cell that an inner layer can change and through which the body
-    // reports crossing it.
+    // A body still to come (of a known length within the limit, of an unknown length:
+    // chunked, HTTP/2 without `content-length`), or a length that only an inner layer may
+    // accept: the limit lives in a cell that an inner layer can change and through which the
+    // body reports crossing it, and waiting for the client (for the request timeout's 408).
     let (mut parts, body) = req.into_parts();
     let mut shared = Shared::new(limit, ceiling);
     shared.declared = declared;
     shared.request_id = parts.extensions.get::<RequestId>().cloned();
     let shared = Arc::new(shared);
-    // Without a ceiling above the limit an inner layer can only lower the limit,
-    // which it does by wrapping the body again: it needs no handle (and the
-    // extension map no allocation).
-    if ceiling > limit {
+    // Without a ceiling above the limit an inner body limit can only lower the limit, which
+    // it does through the handle or by wrapping the body again (the same outcome).
+    if publish || ceiling > limit {
         parts.extensions.insert(Handle(shared.clone()));
     }
     let watch = Watch {

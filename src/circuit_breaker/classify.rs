@@ -3,6 +3,7 @@
 use http::Response;
 
 use super::breaker::Outcome;
+use crate::problem::Refused;
 
 /// Decides whether a call's result is a success, a failure or not counted.
 ///
@@ -42,12 +43,20 @@ where
 /// The default classifier: every error of the inner service (connection errors, timeouts such
 /// as `tower::timeout::error::Elapsed`, ...) and every 5xx response is a failure; everything
 /// else, 4xx included, is a success (a client's mistake says nothing about the upstream).
+///
+/// A rejection by one of battlement's own layers (it carries the
+/// [`Refused`](crate::problem::Refused) marker: a 401, 413, 429, the 408 of a request body the
+/// client stopped sending, an inner breaker's open 503, a replay store that cannot answer...)
+/// is [`Outcome::Ignored`]: it says nothing about the service behind, and counting it would
+/// let any client open the breaker for everyone. The 503 of a handler slower than the request
+/// timeout, and the 500 of a panic, are failures.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DefaultClassifier;
 
 impl<B, E> ClassifyResponse<B, E> for DefaultClassifier {
     fn classify(&self, result: Result<&Response<B>, &E>) -> Outcome {
         match result {
+            Ok(res) if res.extensions().get::<Refused>().is_some() => Outcome::Ignored,
             Ok(res) if res.status().is_server_error() => Outcome::Failure,
             Ok(_) => Outcome::Success,
             Err(_) => Outcome::Failure,
@@ -79,6 +88,32 @@ mod tests {
             ClassifyResponse::<(), tower::BoxError>::classify(&c, Err(&elapsed)),
             Outcome::Failure
         );
+    }
+
+    #[test]
+    fn the_stacks_own_rejections_are_not_counted() {
+        use crate::problem::{DefaultRejection, Problem, ProblemType, refuse};
+        let c = DefaultClassifier;
+        let class = |res: &Response<bytes::Bytes>| {
+            ClassifyResponse::<_, std::io::Error>::classify(&c, Ok(res))
+        };
+        for kind in [
+            ProblemType::SERVICE_UNAVAILABLE,
+            ProblemType::REQUEST_TIMEOUT,
+            ProblemType::INTERNAL_ERROR,
+            ProblemType::TOO_MANY_REQUESTS,
+        ] {
+            let refused = refuse(&DefaultRejection, Problem::new(kind));
+            assert_eq!(class(&refused), Outcome::Ignored, "{kind:?}");
+            // The same problem answered by the application itself is its own: a 5xx counts.
+            let own: Response<bytes::Bytes> = Problem::new(kind).into_response();
+            let expected = if kind.status().is_server_error() {
+                Outcome::Failure
+            } else {
+                Outcome::Success
+            };
+            assert_eq!(class(&own), expected, "{kind:?}");
+        }
     }
 
     #[test]

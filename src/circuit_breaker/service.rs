@@ -117,7 +117,7 @@ where
                         header::RETRY_AFTER,
                         HeaderValue::from(open.retry_after_secs()),
                     );
-                let mut res = self.mode.rejection.make_rejection(problem);
+                let mut res = crate::problem::refuse(&self.mode.rejection, problem);
                 res.extensions_mut().insert(open);
                 ResponseFuture::rejected(res)
             }

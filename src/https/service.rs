@@ -179,7 +179,7 @@ where
                 let problem = Problem::new(ProblemType::MISDIRECTED_REQUEST)
                     .with_detail("This server does not answer for the requested host.")
                     .with_request_id_from(req.extensions());
-                let mut res = self.rejection.make_rejection(problem);
+                let mut res = crate::problem::refuse(&self.rejection, problem);
                 res.extensions_mut().insert(HostNotAllowed { malformed });
                 ResponseFuture::ready(res)
             }

@@ -192,7 +192,7 @@ where
                     );
                     let problem = Problem::new(ProblemType::INTERNAL_ERROR)
                         .with_request_id_from(req.extensions());
-                    let mut res = shared.rejection.make_rejection(problem);
+                    let mut res = crate::problem::refuse(&shared.rejection, problem);
                     res.extensions_mut().insert(error);
                     return Checked::Now(Outcome::Reject(res));
                 }
@@ -331,7 +331,7 @@ fn reject<St, R, ResBody>(
 where
     R: MakeRejection<ResBody>,
 {
-    let mut res = shared.rejection.make_rejection(problem);
+    let mut res = crate::problem::refuse(&shared.rejection, problem);
     if let Some(h) = headers {
         h.apply(res.headers_mut());
     }
@@ -371,7 +371,7 @@ where
             let problem = Problem::new(ProblemType::SERVICE_UNAVAILABLE)
                 .with_request_id_from(req.extensions())
                 .with_header(RETRY_AFTER, HeaderValue::from_static("1"));
-            Outcome::Reject(shared.rejection.make_rejection(problem))
+            Outcome::Reject(crate::problem::refuse(&shared.rejection, problem))
         }
     }
 }

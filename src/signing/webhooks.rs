@@ -486,6 +486,12 @@ struct LayerShared<St> {
 }
 
 /// Verifies Standard Webhooks signatures before the inner service sees the request.
+///
+/// It buffers the body before calling the inner service: put a
+/// [`RequestTimeoutLayer`](crate::stack::RequestTimeoutLayer) outside it (a route of an app
+/// wrapped in [`ServerStack`](crate::stack::ServerStack) has one), inside a
+/// [`BodyLimitLayer`](crate::body_limit::BodyLimitLayer), so that a body the client stops
+/// sending is answered (408) at the deadline instead of holding the connection.
 pub struct VerifyWebhookLayer<R = DefaultRejection, St = MemoryReplayStore> {
     shared: Arc<LayerShared<St>>,
     rejection: R,

@@ -8,8 +8,10 @@
 //! handler set none), then the security headers copy that map into theirs, and the timeout
 //! reads the clock once more. Fused, the request is moved once, the future is one frame
 //! around the handler's, the clock is read once, and the response gets its headers in one
-//! pass. The behaviour is that of the seven layers in that order, which
-//! `tests/stack_fused.rs` checks response by response against the composition.
+//! pass. The behaviour is that of the seven layers in that order (with the application's
+//! panics caught next to it as well, as [`ServerStack`](super::ServerStack) composes them: a
+//! panic's 500 gets the rate-limit and security headers), which `tests/stack_fused.rs` checks
+//! response by response against the composition.
 
 use std::{
     fmt,
@@ -22,7 +24,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Request, Response, Version};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
@@ -33,7 +35,7 @@ use super::{
     observe::{self, Labels, ObserveLayer},
     panic::{Panicked, log_panic},
     store::StackStore,
-    timeout::{RequestTimeoutLayer, timed_out},
+    timeout::{RequestTimeoutLayer, body_timed_out, timed_out},
 };
 use crate::{
     body_limit::{self, Admitted, BodyLimitLayer, RequestBody, Watch},
@@ -177,6 +179,12 @@ where
         };
         let mut future = FusedFuture {
             state: State::Panicked,
+            after: After {
+                headers: None,
+                adjust: None,
+                watch: None,
+            },
+            http1: req.version() <= Version::HTTP_11,
             id: Some(id),
             spans: if id_span.is_none() && span.is_none() {
                 None
@@ -191,9 +199,9 @@ where
         };
         // Everything inside the panic catcher is written straight into the returned future
         // (no move of the inner future in and out of `catch_unwind`'s result).
-        let (inner, state) = (&mut self.inner, &mut future.state);
+        let (inner, state, after) = (&mut self.inner, &mut future.state, &mut future.after);
         if let Err(payload) = catch_unwind(AssertUnwindSafe(|| {
-            *state = admit(parts, inner, req, now);
+            *state = admit(parts, inner, req, now, after);
         })) {
             log_panic(&*payload);
         }
@@ -203,9 +211,17 @@ where
     }
 }
 
-/// The body limit, the rate limit and (when both admit the request) the inner service.
+/// The body limit, the rate limit and (when both admit the request) the inner service. What
+/// the answer then gets is in `after` before the inner service is called: a panic in that
+/// call is answered with it too.
 #[inline]
-fn admit<S, B, ResBody>(parts: &Parts, inner: &mut S, req: Request<B>, now: Instant) -> State<S, B>
+fn admit<S, B, ResBody>(
+    parts: &Parts,
+    inner: &mut S,
+    req: Request<B>,
+    now: Instant,
+    after: &mut After,
+) -> State<S, B>
 where
     S: Service<Request<RequestBody<B>>, Response = Response<ResBody>> + Clone,
     B: Body,
@@ -220,14 +236,18 @@ where
             }
         };
     match rate_limit::check(&parts.rate_limit, &req) {
-        Checked::Now(Outcome::Pass { headers, adjust }) => State::Running {
-            future: inner.call(req),
-            sleep: None,
-            deadline: now + parts.timeout,
-            headers,
-            adjust,
-            watch,
-        },
+        Checked::Now(Outcome::Pass { headers, adjust }) => {
+            *after = After {
+                headers,
+                adjust,
+                watch,
+            };
+            State::Running {
+                future: inner.call(req),
+                sleep: None,
+                deadline: now + parts.timeout,
+            }
+        }
         // Nothing has read the body: the body limit has nothing to watch.
         Checked::Now(Outcome::Reject(res)) => {
             let (head, body) = req.into_parts();
@@ -280,6 +300,10 @@ pin_project! {
     {
         #[pin]
         state: State<S, B>,
+        // What the parts inside the panic catcher do to the answer, the panic's 500 included.
+        after: After,
+        // HTTP/1.x: a 408 closes the connection.
+        http1: bool,
         // The request's id: taken out while the inner future is polled (it is then the
         // current one), and by the response.
         id: Option<RequestId>,
@@ -299,16 +323,13 @@ pin_project! {
     where
         S: Service<Request<RequestBody<B>>>,
     {
-        // Admitted: the inner service runs, with a deadline.
+        // Admitted: the inner service runs, with a deadline (and the `After` of the future).
         Running {
             #[pin]
             future: S::Future,
             // Boxed: made only when the answer is not there at once.
             sleep: Option<Pin<Box<Sleep>>>,
             deadline: Instant,
-            headers: Option<HeaderSet>,
-            adjust: Option<Box<Adjust<StackStore, DefaultRejection>>>,
-            watch: Option<Watch<DefaultRejection>>,
         },
         // A rate-limit store doing I/O is deciding (boxed: only such stores get here).
         Deciding {
@@ -337,24 +358,30 @@ where
     }
 }
 
-/// What the parts inside the body limit do to a response from inside the rate limit (the
-/// inner service's, the timeout's 503, the rate limit's refusal): the rate-limit headers and
-/// the charge's adjustment, then the body limit's 413 if the body went past the limit.
-fn inside<B: From<Bytes>>(
-    mut res: Response<B>,
+/// What the parts inside the panic catcher do to the answer of an admitted request: the
+/// rate limit's headers and adjustment, the body limit's watch. Set before the inner
+/// service is called.
+struct After {
     headers: Option<HeaderSet>,
     adjust: Option<Box<Adjust<StackStore, DefaultRejection>>>,
-    watch: Option<&Watch<DefaultRejection>>,
-) -> Response<B> {
-    if let Some(h) = headers {
-        h.apply(res.headers_mut());
-    }
-    if let Some(adjust) = adjust {
-        rate_limit::apply_adjustment(&adjust.0, &adjust.1, &res);
-    }
-    match watch {
-        Some(watch) => watch.check(res),
-        None => res,
+    watch: Option<Watch<DefaultRejection>>,
+}
+
+impl After {
+    /// What the parts inside the body limit do to a response from inside the rate limit (the
+    /// inner service's, the timeout's 503 or 408, a panic's 500): the rate-limit headers and
+    /// the charge's adjustment, then the body limit's 413 if the body went past the limit.
+    fn apply<B: From<Bytes>>(&mut self, mut res: Response<B>) -> Response<B> {
+        if let Some(h) = self.headers.take() {
+            h.apply(res.headers_mut());
+        }
+        if let Some(adjust) = self.adjust.take() {
+            rate_limit::apply_adjustment(&adjust.0, &adjust.1, &res);
+        }
+        match self.watch.take() {
+            Some(watch) => watch.check(res),
+            None => res,
+        }
     }
 }
 
@@ -375,12 +402,15 @@ where
         let _entered = id_span.enter();
         let _entered_inner = span.enter();
         let parts = &**this.parts;
+        let (after, http1) = (this.after, *this.http1);
         // `Ok(..)`: the answer from inside the panic catcher; `Err(())`: a panic.
         let polled = {
             let _scope = Enter::new(this.id);
             let mut state = this.state.as_mut();
             loop {
-                match catch_unwind(AssertUnwindSafe(|| step(parts, state.as_mut(), cx))) {
+                match catch_unwind(AssertUnwindSafe(|| {
+                    step(parts, state.as_mut(), &mut *after, http1, cx)
+                })) {
                     Ok(Step::Pending) => return Poll::Pending,
                     Ok(Step::Again) => {}
                     Ok(Step::Ready(out)) => break Ok(out),
@@ -392,24 +422,28 @@ where
                 }
             }
         };
-        let mut out = match polled {
-            Ok(Ok(mut res)) => {
-                // The security headers (not on a panic's 500: that layer sits inside the
-                // panic catcher).
-                parts
-                    .plan
-                    .apply(res.headers_mut(), *this.https, this.nonce.as_ref());
-                Ok(res)
-            }
-            Ok(Err(e)) => Err(e),
+        let polled = match polled {
+            Ok(out) => out,
             Err(()) => {
                 this.state.set(State::Done);
                 let problem =
                     Problem::new(ProblemType::INTERNAL_ERROR).with_request_id(this.id.clone());
                 let mut res: Response<ResBody> = DefaultRejection.make_rejection(problem);
                 res.extensions_mut().insert(Panicked);
+                // Like every answer from inside: the rate-limit headers (a panic in the
+                // inner service's `call` too: they were set before it), the body's watch.
+                Ok(after.apply(res))
+            }
+        };
+        let mut out = match polled {
+            Ok(mut res) => {
+                // The security headers, on every answer (a panic's 500 included).
+                parts
+                    .plan
+                    .apply(res.headers_mut(), *this.https, this.nonce.as_ref());
                 Ok(res)
             }
+            Err(e) => Err(e),
         };
         if let Some(start) = *this.start {
             observe::finish(start, this.labels.as_ref(), &out);
@@ -438,6 +472,8 @@ enum Step<T> {
 fn step<S, B, ResBody>(
     parts: &Parts,
     mut state: Pin<&mut State<S, B>>,
+    after: &mut After,
+    http1: bool,
     cx: &mut Context<'_>,
 ) -> Step<Result<Response<ResBody>, S::Error>>
 where
@@ -450,9 +486,6 @@ where
             future,
             sleep,
             deadline,
-            headers,
-            adjust,
-            watch,
         } => {
             let res = match future.poll(cx) {
                 Poll::Ready(Ok(res)) => res,
@@ -467,11 +500,15 @@ where
                     if sleep.as_mut().poll(cx).is_pending() {
                         return Step::Pending;
                     }
-                    timed_out(&DefaultRejection, parts.timeout)
+                    // The client's fault when the body is what the handler waits for.
+                    if after.watch.as_ref().is_some_and(|w| w.shared.waiting()) {
+                        body_timed_out(&DefaultRejection, parts.timeout, http1)
+                    } else {
+                        timed_out(&DefaultRejection, parts.timeout)
+                    }
                 }
             };
-            let (headers, adjust, watch) = (headers.take(), adjust.take(), watch.take());
-            let res = inside(res, headers, adjust, watch.as_ref());
+            let res = after.apply(res);
             state.set(State::Done);
             Step::Ready(Ok(res))
         }
@@ -489,16 +526,20 @@ where
                 watch,
             } = *waiting;
             let next = match rate_limit::decide(&parts.rate_limit, &req, batch, result) {
-                Outcome::Pass { headers, adjust } => State::Running {
-                    future: svc.call(req),
-                    sleep: None,
-                    // The deadline counts from the decision, as the timeout inside the
-                    // rate limit does.
-                    deadline: Instant::now() + parts.timeout,
-                    headers,
-                    adjust,
-                    watch,
-                },
+                Outcome::Pass { headers, adjust } => {
+                    *after = After {
+                        headers,
+                        adjust,
+                        watch,
+                    };
+                    State::Running {
+                        future: svc.call(req),
+                        sleep: None,
+                        // The deadline counts from the decision, as the timeout inside the
+                        // rate limit does.
+                        deadline: Instant::now() + parts.timeout,
+                    }
+                }
                 Outcome::Reject(res) => {
                     let (head, body) = req.into_parts();
                     let body = drain::read_first(&head.headers, body.into_inner());
@@ -589,6 +630,8 @@ mod tests {
             .layer(body)
             .layer(rate())
             .layer(timeout)
+            // As the stack composes it: the application's panics caught next to it.
+            .layer(CatchPanicLayer::new())
             .service(PanicInCall);
         let req = || {
             let mut req = Request::builder()
@@ -606,6 +649,14 @@ mod tests {
         assert_eq!(a.headers(), b.headers());
         assert!(a.extensions().get::<Panicked>().is_some());
         assert_eq!(a.headers()["x-request-id"], "r-1");
+        // Like every answer: the security and rate-limit headers.
+        for name in [
+            "x-content-type-options",
+            "content-security-policy",
+            "ratelimit",
+        ] {
+            assert!(a.headers().contains_key(name), "no {name}");
+        }
         let (a, b) = (
             a.into_body().collect().await.unwrap().to_bytes(),
             b.into_body().collect().await.unwrap().to_bytes(),

@@ -163,4 +163,4 @@ pub use panic::{CatchPanic, CatchPanicLayer, Panicked};
 pub use replay::StackReplayStore;
 pub use server::{ServerBreakerLayer, ServerService, ServerStack};
 pub use store::StackStore;
-pub use timeout::{RequestTimeout, RequestTimeoutLayer, TimedOut};
+pub use timeout::{BodyTimedOut, RequestTimeout, RequestTimeoutLayer, TimedOut};

@@ -26,7 +26,10 @@ use crate::{
     signing::SignatureError,
 };
 
-use super::{panic::Panicked, timeout::TimedOut};
+use super::{
+    panic::Panicked,
+    timeout::{BodyTimedOut, TimedOut},
+};
 
 /// Headers always redacted: their values are credentials.
 pub const SENSITIVE_HEADERS: [&str; 7] = [
@@ -425,6 +428,8 @@ pub fn rejection_reason<B>(res: &Response<B>) -> Option<&'static str> {
         Some("https")
     } else if ext.get::<TimedOut>().is_some() {
         Some("timeout")
+    } else if ext.get::<BodyTimedOut>().is_some() {
+        Some("body_timeout")
     } else if ext.get::<Panicked>().is_some() {
         Some("panic")
     } else if res.status().as_u16() >= 400

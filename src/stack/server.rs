@@ -51,32 +51,35 @@ pub type ServerBreakerLayer =
 /// The layers of a [`ServerStack`], outermost last in this alias (tower's `Stack` nests the
 /// inner layer first).
 type Layers = Stack<
-    Opt<RequestTimeoutLayer>,
+    Opt<CatchPanicLayer>,
     Stack<
-        Opt<ServerBreakerLayer>,
+        Opt<RateLimitLayer<StackStore>>,
         Stack<
-            Opt<RateLimitLayer<StackStore>>,
+            Opt<RecordPrincipalLayer>,
             Stack<
-                Opt<RecordPrincipalLayer>,
+                Opt<VerifySignatureLayer<DefaultRejection, StackReplayStore>>,
                 Stack<
-                    Opt<VerifySignatureLayer<DefaultRejection, StackReplayStore>>,
+                    Opt<ApiKeyLayer>,
                     Stack<
-                        Opt<ApiKeyLayer>,
+                        Opt<RequestTimeoutLayer>,
                         Stack<
-                            Opt<RateLimitLayer<StackStore>>,
+                            Opt<ServerBreakerLayer>,
                             Stack<
-                                Opt<BodyLimitLayer>,
+                                Opt<RateLimitLayer<StackStore>>,
                                 Stack<
-                                    Opt<CorsLayer>,
+                                    Opt<BodyLimitLayer>,
                                     Stack<
-                                        Opt<HttpsRedirectLayer>,
+                                        Opt<CorsLayer>,
                                         Stack<
-                                            Opt<SecurityHeadersLayer>,
+                                            Opt<HttpsRedirectLayer>,
                                             Stack<
-                                                Opt<CatchPanicLayer>,
+                                                Opt<SecurityHeadersLayer>,
                                                 Stack<
-                                                    Opt<ObserveLayer>,
-                                                    Stack<Opt<SetRequestIdLayer>, Identity>,
+                                                    Opt<CatchPanicLayer>,
+                                                    Stack<
+                                                        Opt<ObserveLayer>,
+                                                        Stack<Opt<SetRequestIdLayer>, Identity>,
+                                                    >,
                                                 >,
                                             >,
                                         >,
@@ -92,23 +95,27 @@ type Layers = Stack<
 >;
 
 /// The layers [`ServerStack::new`] turns on, each still optional: request id, span, panics,
-/// security headers, body limit, per-address rate limit, timeout (same order as [`Layers`]).
+/// security headers, body limit, per-address rate limit, timeout, and panics again around the
+/// application (same order as [`Layers`]).
 ///
 /// A stack that uses nothing else is built from this shorter composition: its response
 /// future is about half the size (the signature, CORS, breaker and per-principal futures are
 /// not in it), and each layer moves its inner future once, so the smaller type is cheaper
 /// on every request.
 type LeanLayers = Stack<
-    Opt<RequestTimeoutLayer>,
+    Opt<CatchPanicLayer>,
     Stack<
-        Opt<RateLimitLayer<StackStore>>,
+        Opt<RequestTimeoutLayer>,
         Stack<
-            Opt<BodyLimitLayer>,
+            Opt<RateLimitLayer<StackStore>>,
             Stack<
-                Opt<SecurityHeadersLayer>,
+                Opt<BodyLimitLayer>,
                 Stack<
-                    Opt<CatchPanicLayer>,
-                    Stack<Opt<ObserveLayer>, Stack<Opt<SetRequestIdLayer>, Identity>>,
+                    Opt<SecurityHeadersLayer>,
+                    Stack<
+                        Opt<CatchPanicLayer>,
+                        Stack<Opt<ObserveLayer>, Stack<Opt<SetRequestIdLayer>, Identity>>,
+                    >,
                 >,
             >,
         >,
@@ -120,16 +127,32 @@ type LeanLayers = Stack<
 ///
 /// 1. request id ([`SetRequestIdLayer`]);
 /// 2. the request span, audit events and metrics ([`ObserveLayer`]);
-/// 3. panics → 500 problem ([`CatchPanicLayer`]);
+/// 3. panics → 500 problem ([`CatchPanicLayer`]), for a panic in a layer;
 /// 4. security headers;
 /// 5. HTTPS redirect, then CORS (tower-http);
 /// 6. body limit;
 /// 7. rate limit per client address;
-/// 8. authentication: API key, then signature verification (the principal is recorded on
+/// 8. the server-side circuit breaker, then the request timeout;
+/// 9. authentication: API key, then signature verification (the principal is recorded on
 ///    the span);
-/// 9. rate limit per principal;
-/// 10. request timeout, then the server-side circuit breaker;
-/// 11. the application.
+/// 10. rate limit per principal;
+/// 11. panics again → 500 problem, for a panic of the application;
+/// 12. the application.
+///
+/// Why this order where it differs from DESIGN.md §3:
+///
+/// * The timeout is outside authentication, so that signature verification, which buffers
+///   the body, reads it under the request deadline: a request whose body stops coming gets
+///   its 408 in time, signed or not. Inside the body limit it sees whether the body keeps it
+///   waiting: 408 (`Connection: close`) for a client that stopped sending its body, 503 for
+///   a slow handler (see [`RequestTimeoutLayer`]).
+/// * The breaker is outside the timeout, so that a handler slower than the timeout counts as
+///   a failure. The rejections of the layers inside it (401, 403, 413, 429, the 408 of a
+///   stalled body, a replay store's 503) carry the [`Refused`](crate::problem::Refused)
+///   marker, which its classifier does not count: no client can open it for everyone.
+/// * The application's panics are caught next to it, so their 500 goes out through every
+///   layer and carries the security and rate-limit headers like every other answer; the outer
+///   catcher stays for a panic in a layer (a user's key extractor or rejection renderer).
 ///
 /// The default parts (request id, span, panics, security headers, body limit, per-address
 /// rate limit, timeout), all on, which is the default configuration, run fused as one
@@ -495,6 +518,7 @@ impl ServerStack {
             .option_layer(self.body_limit.clone())
             .option_layer(self.rate_limit_ip.clone())
             .option_layer(self.timeout)
+            .option_layer(self.catch_panic)
             .into_inner()
     }
 
@@ -509,12 +533,13 @@ impl ServerStack {
             .option_layer(self.cors.clone())
             .option_layer(self.body_limit.clone())
             .option_layer(self.rate_limit_ip.clone())
+            .option_layer(self.circuit_breaker.clone())
+            .option_layer(self.timeout)
             .option_layer(self.api_key.clone())
             .option_layer(self.signing.clone())
             .option_layer(authenticated.then_some(RecordPrincipalLayer))
             .option_layer(self.rate_limit_principal.clone())
-            .option_layer(self.circuit_breaker.clone())
-            .option_layer(self.timeout)
+            .option_layer(self.catch_panic)
             .into_inner()
     }
 
@@ -546,11 +571,11 @@ impl ServerStack {
             ("cors", self.cors.is_some()),
             ("body_limit", self.body_limit.is_some()),
             ("rate_limit_ip", self.rate_limit_ip.is_some()),
+            ("circuit_breaker", self.circuit_breaker.is_some()),
+            ("timeout", self.timeout.is_some()),
             ("api_key", self.api_key.is_some()),
             ("signing", self.signing.is_some()),
             ("rate_limit_principal", self.rate_limit_principal.is_some()),
-            ("circuit_breaker", self.circuit_breaker.is_some()),
-            ("timeout", self.timeout.is_some()),
         ]
         .into_iter()
         .filter_map(|(n, on)| on.then_some(n))

@@ -1,20 +1,23 @@
-//! A deadline on the application's answer, with a 503 problem past it.
+//! A deadline on the application's answer, with a 503 problem past it, or a 408 when the
+//! request's body is what keeps it waiting.
 
 use std::{
     fmt,
     future::Future,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
 
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response, Version, header};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower::{Layer, Service};
 
 use crate::{
-    problem::{DefaultRejection, MakeRejection, Problem, ProblemType},
+    body_limit::{Handle, Shared},
+    problem::{DefaultRejection, MakeRejection, Problem, ProblemType, refuse},
     request_id::RequestId,
 };
 
@@ -26,11 +29,82 @@ pub struct TimedOut {
     pub after: Duration,
 }
 
+/// The typed cause of a 408 answered for a timeout, in the response extensions: the deadline
+/// passed while the request body was still on its way (the client stopped sending it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BodyTimedOut {
+    /// The deadline that passed.
+    pub after: Duration,
+}
+
 /// Answers a `service-unavailable` problem (503) when the inner service has not answered
 /// within the timeout, dropping its future (which cancels the handler at its next `.await`).
 ///
 /// Only the time to the response head counts; a streamed response body is not timed. Uses
 /// tokio's timer, so tests can pause time.
+///
+/// # A body the client stops sending
+///
+/// Inside a [`BodyLimitLayer`](crate::body_limit::BodyLimitLayer) the timeout sees the
+/// request body: when the deadline passes while whoever reads the body (the handler, or a
+/// layer that buffers it, such as signature verification) waits for bytes the client has not
+/// sent, the client is at fault. The answer is then a `request-timeout` problem (408) with
+/// [`BodyTimedOut`] in its extensions, `Connection: close` over HTTP/1 (the rest of the body
+/// would otherwise be read as the next request), and the [`Refused`](crate::problem::Refused)
+/// marker, so that a circuit breaker does not count it. A handler that is merely slow (its
+/// body read whole, or never read) still gets the 503, which a breaker counts.
+///
+/// Put the timeout outside every layer that buffers the body, so that their reads are under
+/// the deadline too: [`ServerStack`](super::ServerStack) does.
+///
+/// ```
+/// use std::{
+///     pin::Pin,
+///     task::{Context, Poll},
+///     time::Duration,
+/// };
+///
+/// use axum::{Router, body::Body, routing::post};
+/// use battlement::{body_limit::BodyLimitLayer, stack::RequestTimeoutLayer};
+/// use bytes::Bytes;
+/// use http::{Request, StatusCode, header};
+/// use http_body::Frame;
+/// use tower::ServiceExt;
+///
+/// /// Ten of the hundred declared bytes, then nothing.
+/// struct Stalled(Option<Bytes>);
+///
+/// impl http_body::Body for Stalled {
+///     type Data = Bytes;
+///     type Error = std::convert::Infallible;
+///
+///     fn poll_frame(
+///         self: Pin<&mut Self>,
+///         _: &mut Context<'_>,
+///     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+///         match self.get_mut().0.take() {
+///             Some(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
+///             None => Poll::Pending,
+///         }
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let app = Router::new()
+///     .route("/upload", post(|body: String| async move { body }))
+///     .layer(RequestTimeoutLayer::new(Duration::from_secs(1)))
+///     .layer(BodyLimitLayer::new(1024));
+/// let req = Request::post("/upload")
+///     .header(header::CONTENT_LENGTH, "100")
+///     .body(Body::new(Stalled(Some(Bytes::from_static(b"0123456789")))))
+///     .unwrap();
+/// let res = app.oneshot(req).await.unwrap();
+/// assert_eq!(res.status(), StatusCode::REQUEST_TIMEOUT);
+/// assert_eq!(res.headers()[header::CONNECTION], "close");
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct RequestTimeoutLayer<R = DefaultRejection> {
     timeout: Duration,
@@ -97,6 +171,9 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        // An outer body limit's view of the body (only for a body still to come).
+        let body = req.extensions().get::<Handle>().map(|h| h.0.clone());
+        let http1 = req.version() <= Version::HTTP_11;
         ResponseFuture {
             // The deadline counts from now; the timer itself is only armed if the inner
             // future does not answer at once (most do not wait at all).
@@ -105,6 +182,8 @@ where
             sleep: None,
             after: self.timeout,
             rejection: Some(self.rejection.clone()),
+            body,
+            http1,
         }
     }
 }
@@ -120,6 +199,8 @@ pin_project! {
         deadline: Instant,
         after: Duration,
         rejection: Option<R>,
+        body: Option<Arc<Shared>>,
+        http1: bool,
     }
 }
 
@@ -152,6 +233,9 @@ where
         let Some(rejection) = this.rejection.take() else {
             return Poll::Pending;
         };
+        if this.body.as_ref().is_some_and(|b| b.waiting()) {
+            return Poll::Ready(Ok(body_timed_out(&rejection, *this.after, *this.http1)));
+        }
         Poll::Ready(Ok(timed_out(&rejection, *this.after)))
     }
 }
@@ -164,6 +248,27 @@ pub(super) fn timed_out<B, R: MakeRejection<B>>(rejection: &R, after: Duration) 
         .with_request_id(RequestId::current());
     let mut res = rejection.make_rejection(problem);
     res.extensions_mut().insert(TimedOut { after });
+    res
+}
+
+/// The 408 of a request past its deadline of `after` while its body was still on its way,
+/// with `Connection: close` over HTTP/1 (`http1`); logged as an audit event.
+#[cold]
+pub(super) fn body_timed_out<B, R: MakeRejection<B>>(
+    rejection: &R,
+    after: Duration,
+    http1: bool,
+) -> Response<B> {
+    tracing::warn!(target: "battlement::audit", after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX), "request body timed out");
+    let mut problem = Problem::new(ProblemType::REQUEST_TIMEOUT)
+        .with_detail("The request body did not arrive in time.")
+        .with_request_id(RequestId::current());
+    if http1 {
+        // The rest of the body may still come: it must not be read as the next request.
+        problem = problem.with_header(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    let mut res = refuse(rejection, problem);
+    res.extensions_mut().insert(BodyTimedOut { after });
     res
 }
 

@@ -226,7 +226,7 @@ where
         .with_detail(detail)
         .with_request_id_from(req.extensions())
         .with_header(http::header::WWW_AUTHENTICATE, challenge.clone());
-    let mut res = rejection.make_rejection(problem);
+    let mut res = crate::problem::refuse(rejection, problem);
     res.extensions_mut()
         .insert(ApiKeyRejection::new(failure.kind, failure.principal));
     res

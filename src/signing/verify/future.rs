@@ -132,7 +132,7 @@ where
     let problem = Problem::new(kind)
         .with_detail(detail)
         .with_request_id_from(extensions);
-    let mut res = rejection.make_rejection(problem);
+    let mut res = crate::problem::refuse(rejection, problem);
     match err {
         GateError::Signature(e) => {
             res.extensions_mut().insert(e);

@@ -28,6 +28,12 @@ pub(crate) struct Shared<St> {
 /// See the [module docs](crate::signing) for what is checked. `R` makes the rejection response
 /// ([`DefaultRejection`]: problem+json), `St` is the replay store ([`MemoryReplayStore`]).
 ///
+/// It buffers the body before calling the inner service: put a
+/// [`RequestTimeoutLayer`](crate::stack::RequestTimeoutLayer) outside it (and a
+/// [`BodyLimitLayer`](crate::body_limit::BodyLimitLayer) outside that), so that a body the
+/// client stops sending is answered (408) at the deadline instead of holding the connection.
+/// [`ServerStack`](crate::stack::ServerStack) composes them so.
+///
 /// # Refusals while the body is still coming (HTTP/2)
 ///
 /// A 401 for missing or invalid signature headers (or a 413 by the declared length) is decided before anything reads the request body. If the body is not finished and
