@@ -222,7 +222,9 @@ fn bearer<T>(req: &Request<T>) -> Option<&[u8]> {
 }
 
 /// The anchor's check of hashed API keys: tower-http's `ValidateRequestHeader` with the
-/// SHA-256 of the bearer token looked up in a set of hashes.
+/// SHA-256 of the bearer token looked up in a set of hashes. (The `Err` is a whole response:
+/// tower-http's `ValidateRequest` is shaped so.)
+#[allow(clippy::result_large_err)]
 fn validate_hashed_key<B>(
     hashes: std::sync::Arc<std::collections::HashSet<[u8; 32]>>,
 ) -> impl FnMut(&mut Request<B>) -> Result<(), Response<Body>> + Clone {
