@@ -11,6 +11,10 @@
 //! resets, past which the connection ends with `GOAWAY(ENHANCE_YOUR_CALM)`. The layers now
 //! read a small body to its end before they refuse (`src/drain.rs`): no reset at all.
 
+#[path = "support/slow_store.rs"]
+mod slow_store;
+use slow_store::SlowStore;
+
 use std::{
     net::SocketAddr,
     pin::Pin,
@@ -28,10 +32,7 @@ use battlement::{
     auth::api_key::{ApiKeyLayer, ApiKeys, Principal, PrincipalId, hash_key},
     body_limit::BodyLimitLayer,
     net::TrustedProxies,
-    rate_limit::{
-        Check, ClientIp, Decision, GlobalKey, Limit, MemoryStore, Quota, RateLimitLayer,
-        RateLimitStore, StoreError, StoreResult,
-    },
+    rate_limit::{ClientIp, GlobalKey, Limit, MemoryStore, Quota, RateLimitLayer},
     signing::{Key, KeyRing, VerifySignatureLayer},
 };
 use bytes::{BufMut, Bytes, BytesMut};
@@ -369,35 +370,6 @@ async fn a_missing_webhook_signature_reads_a_small_body_then_answers_401() {
     let (addr, _) = serve(router().layer(VerifyWebhookLayer::new(Webhook::new(secret)))).await;
     let answer = post(&client(addr).await, &[], 4000, false, LATE).await;
     assert_refused(&answer, StatusCode::UNAUTHORIZED);
-}
-
-/// A store that answers through a future, like one doing I/O (the Redis store): the rate
-/// limit's pending path.
-#[derive(Clone, Debug)]
-struct SlowStore(MemoryStore);
-
-impl RateLimitStore for SlowStore {
-    type KeyHasher = std::hash::RandomState;
-    type Future = Pin<Box<dyn Future<Output = Result<Decision, StoreError>> + Send>>;
-
-    fn key_hasher(&self) -> &Self::KeyHasher {
-        self.0.key_hasher()
-    }
-
-    fn check(&self, checks: &[Check], now_ns: u64) -> StoreResult<Self::Future> {
-        let result = match self.0.check(checks, now_ns) {
-            StoreResult::Ready(r) => r,
-            StoreResult::Pending(_) => Err(StoreError::new("unreachable")),
-        };
-        StoreResult::Pending(Box::pin(async move {
-            tokio::task::yield_now().await;
-            result
-        }))
-    }
-
-    fn adjust(&self, checks: &[Check], delta: i64, now_ns: u64) {
-        self.0.adjust(checks, delta, now_ns);
-    }
 }
 
 #[tokio::test]

@@ -3,11 +3,13 @@
 #[path = "support/serve.rs"]
 mod serve;
 
+#[path = "support/slow_store.rs"]
+mod slow_store;
+use slow_store::SlowStore;
+
 use std::{
-    future::Future,
     net::SocketAddr,
     num::NonZeroU32,
-    pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -19,9 +21,8 @@ use axum::{Router, body::Body, extract::ConnectInfo, routing::get};
 use battlement::{
     net::TrustedProxies,
     rate_limit::{
-        Check, ClientIp, Decision, ExtensionKey, GlobalKey, HeaderKey, HeaderStyle, Limit,
-        ManualClock, MemoryStore, PeerIp, Quota, RateLimitLayer, RateLimitReason, RateLimitStore,
-        RateLimited, StoreError, StoreResult, TokioClock,
+        ClientIp, ExtensionKey, GlobalKey, HeaderKey, HeaderStyle, Limit, ManualClock, MemoryStore,
+        PeerIp, Quota, RateLimitLayer, RateLimitReason, RateLimited, TokioClock,
     },
 };
 use http::{HeaderName, Request, Response, StatusCode};
@@ -456,34 +457,6 @@ async fn headers_can_be_turned_off() {
     let res = app.oneshot(req_from("192.0.2.1:1")).await.unwrap();
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(res.headers()["retry-after"], "60");
-}
-
-/// A store that answers through a future, like one doing I/O: the layer's pending path.
-#[derive(Clone, Debug)]
-struct SlowStore(MemoryStore);
-
-impl RateLimitStore for SlowStore {
-    type KeyHasher = std::hash::RandomState;
-    type Future = Pin<Box<dyn Future<Output = Result<Decision, StoreError>> + Send>>;
-
-    fn key_hasher(&self) -> &Self::KeyHasher {
-        self.0.key_hasher()
-    }
-
-    fn check(&self, checks: &[Check], now_ns: u64) -> StoreResult<Self::Future> {
-        let result = match self.0.check(checks, now_ns) {
-            StoreResult::Ready(r) => r,
-            StoreResult::Pending(_) => Err(StoreError::new("unreachable")),
-        };
-        StoreResult::Pending(Box::pin(async move {
-            tokio::task::yield_now().await;
-            result
-        }))
-    }
-
-    fn adjust(&self, checks: &[Check], delta: i64, now_ns: u64) {
-        self.0.adjust(checks, delta, now_ns);
-    }
 }
 
 #[tokio::test]

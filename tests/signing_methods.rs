@@ -4,6 +4,9 @@
 //! from a signed one, `Content-Length: 0` next to a chunked body) are refused.
 #![cfg(feature = "config")]
 
+#[path = "support/serve.rs"]
+mod serve;
+
 use std::{
     net::SocketAddr,
     sync::{Arc, Mutex},
@@ -69,17 +72,7 @@ async fn server() -> (SocketAddr, Seen) {
         }),
     );
     let app = Stack::from_config(&config()).unwrap().wrap(app);
-    let listener = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    (addr, seen)
+    (serve::serve_on("[::1]:0", app).await, seen)
 }
 
 /// The HTTP client under the client stack: one HTTP/1.1 connection per request to `addr`, the
