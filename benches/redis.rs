@@ -144,6 +144,7 @@ fn benches(c: &mut criterion::Criterion) {
             i = i.wrapping_add(1);
             let check = Check {
                 key: i % 4096,
+                identity: i % 4096,
                 emission_ns: 1,
                 limit_ns: 1_000_000_000,
                 cost: 1,

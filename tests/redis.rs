@@ -442,6 +442,7 @@ fn the_script_decides_like_the_memory_store() {
                     let emission = q.emission_interval().as_nanos() as u64;
                     Check {
                         key,
+                        identity: key,
                         emission_ns: emission,
                         limit_ns: emission * u64::from(burst),
                         cost,

@@ -304,6 +304,7 @@ mod tests {
     fn failure_policies_without_redis() {
         let c = Check {
             key: 1,
+            identity: 1,
             emission_ns: 1_000_000_000,
             limit_ns: 1_000_000_000,
             cost: 1,

@@ -646,6 +646,7 @@ mod tests {
         assert_eq!(fp(&store), fp(&store.clone()));
         let check = Check {
             key: fp(&store),
+            identity: fp(&store),
             // Burst 2.
             emission_ns: 1_000_000_000,
             limit_ns: 2_000_000_000,
