@@ -140,7 +140,7 @@ mod hash;
 mod rate_limit;
 mod replay;
 
-pub use config::{DEFAULT_TIMEOUT, FailurePolicy, RedisConfig};
+pub use config::{DEFAULT_LOCAL_CACHE, DEFAULT_TIMEOUT, FailurePolicy, RedisConfig};
 pub use connection::{ConnectError, ConnectErrorKind, RedisConnection};
 pub use hash::{StableHasher, StableKeyHasher};
 pub use rate_limit::{DecisionFuture, RedisRateLimitStore};

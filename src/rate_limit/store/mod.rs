@@ -6,10 +6,14 @@
 //! [`StoreResult::Pending`] with its own future). After the response, the layer may correct what
 //! was charged ([`RateLimitStore::adjust`]) once the real cost is known.
 
+#[cfg(feature = "redis")]
+mod cache;
 mod memory;
 
 use std::{fmt, future::Future, hash::BuildHasher, time::Duration};
 
+#[cfg(feature = "redis")]
+pub(crate) use cache::{BYTES_PER_SLOT as CACHE_BYTES_PER_SLOT, OverLimitCache};
 pub use memory::{MemoryStore, MemoryStoreStats, WORST_CASE_BYTES_PER_KEY};
 
 use super::gcra::{self, Params};
