@@ -302,6 +302,13 @@ impl RedisCluster {
                 node_dir.join("nodes.conf").display().to_string(),
                 "--cluster-node-timeout".into(),
                 "1000".into(),
+                // Replicas in sync at once (the default waits 5 s before a diskless sync), and
+                // allowed to take over whatever the age of their data: a failover in the tests
+                // right after the start.
+                "--repl-diskless-sync-delay".into(),
+                "0".into(),
+                "--cluster-replica-validity-factor".into(),
+                "0".into(),
                 "--dir".into(),
                 node_dir.display().to_string(),
             ];
@@ -330,6 +337,7 @@ impl RedisCluster {
             String::from_utf8_lossy(&out.stdout)
         );
         cluster.wait_ok(Duration::from_secs(20));
+        cluster.wait_replicas_synced(Duration::from_secs(20));
         Some(cluster)
     }
 
@@ -348,6 +356,26 @@ impl RedisCluster {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("the cluster did not reach cluster_state:ok within {within:?}");
+    }
+
+    /// Waits until three nodes are replicas with their link to the primary up.
+    pub fn wait_replicas_synced(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            let synced = self
+                .nodes
+                .iter()
+                .filter(|n| {
+                    raw(n.port, "INFO replication")
+                        .is_ok_and(|i| i.contains("role:slave") && i.contains("master_link_status:up"))
+                })
+                .count();
+            if synced == 3 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the replicas did not sync within {within:?}");
     }
 
     /// Seed URLs of every node.
