@@ -325,3 +325,50 @@ async fn a_primary_killed_under_load_fails_over_and_decisions_come_back() {
     assert_ne!(cluster.primary_of(&store.redis_key(4242)).port, victim);
     assert_eq!(conn.breaker().state(), State::Closed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stacks_with_mode_cluster_share_one_quota() {
+    use battlement::stack::{ServerConfig, ServerStack};
+
+    let _serial = SERIAL.lock().await;
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let cfg = ServerConfig::from_toml_str(&format!(
+        r#"
+        [rate_limit.per_ip]
+        requests = 6
+        per = "1m"
+        burst = 6
+
+        [redis]
+        mode = "cluster"
+        url = "{}"
+        prefix = "stack-cluster"
+        on_failure = "closed"
+        "#,
+        cluster.urls().join(",")
+    ))
+    .unwrap();
+    let a = ServerStack::from_config(&cfg).unwrap();
+    let b = ServerStack::from_config(&cfg).unwrap();
+    let store = a.rate_limit_store().unwrap().redis().unwrap().clone();
+    assert!(store.connection().is_cluster());
+    let app = |s: &ServerStack| s.wrap(Router::new().route("/", get(|| async { "ok" })));
+    let (a, b) = (app(&a), app(&b));
+    let mut codes = Vec::new();
+    for i in 0..12 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        codes.push(app.clone().oneshot(request_from([203, 0, 113, 9])).await.unwrap().status());
+    }
+    let ok = codes.iter().filter(|c| **c == StatusCode::OK).count();
+    let limited = codes.iter().filter(|c| **c == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!((ok, limited), (6, 6), "{codes:?}");
+    // Not a single-slot layout: the key carries the identity as its hash tag.
+    let keys: Vec<String> = cluster
+        .primaries()
+        .iter()
+        .map(|p| p.cmd("KEYS *"))
+        .collect();
+    assert!(keys.iter().any(|k| k.contains("stack-cluster:rl:{")), "{keys:?}");
+}

@@ -59,6 +59,9 @@ pub struct RedisConfig {
     pub(crate) hash_key: [u8; 16],
     pub(crate) fallback_max_keys: usize,
     pub(crate) local_cache: usize,
+    /// Set by the stack's `[redis] mode = "cluster"`: the URL is a comma-separated list of
+    /// cluster seeds ([`RedisConnection::connect_configured_lazy`](super::RedisConnection)).
+    pub(crate) cluster: bool,
     #[cfg(feature = "redis-tls")]
     pub(crate) tls: TlsFiles,
 }
@@ -86,6 +89,7 @@ impl RedisConfig {
             hash_key: DEFAULT_HASH_KEY,
             fallback_max_keys: 1 << 20,
             local_cache: DEFAULT_LOCAL_CACHE,
+            cluster: false,
             #[cfg(feature = "redis-tls")]
             tls: TlsFiles::default(),
         }

@@ -262,6 +262,32 @@ impl RedisConnection {
         Self::with_maker(Maker::Single(client, manager_config), config)
     }
 
+    /// The stack's connection: [`connect_lazy`](Self::connect_lazy), or for a cluster
+    /// (`[redis] mode = "cluster"`) [`connect_cluster_lazy`] over the comma-separated seeds
+    /// in `url`.
+    pub(crate) fn connect_configured_lazy(
+        url: &str,
+        config: RedisConfig,
+    ) -> Result<Self, ConnectError> {
+        if !config.cluster {
+            return Self::connect_lazy(url, config);
+        }
+        #[cfg(feature = "redis-cluster")]
+        {
+            let seeds: Vec<&str> = url
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect();
+            Self::connect_cluster_lazy(&seeds, config)
+        }
+        #[cfg(not(feature = "redis-cluster"))]
+        Err(ConnectError::new(
+            ConnectErrorKind::InvalidUrl,
+            "mode = \"cluster\" needs the `redis-cluster` feature",
+        ))
+    }
+
     /// Connects to a Redis Cluster (or Valkey cluster) through `nodes`, seed URLs of some of
     /// its nodes (`redis://[user[:password]@]host:port`, `rediss://` with the `redis-tls`
     /// feature; the credentials and TLS of the first apply to every node): checks the cluster
