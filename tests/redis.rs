@@ -820,3 +820,48 @@ async fn key_layout() {
         keyed.key_hasher().hash_one(ip)
     );
 }
+
+#[tokio::test]
+async fn clients_over_their_limit_are_refused_locally_with_the_same_headers() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let conn = RedisConnection::connect(&redis.url(), config(FailurePolicy::FailClosed))
+        .await
+        .unwrap();
+    let store = conn.rate_limit_store();
+    assert_eq!(store.local_cache_bytes() / 16_384 * 16_384, store.local_cache_bytes());
+    let app = router(store.clone(), Quota::per_minute(nz(2)));
+    assert_eq!(status(&app).await, (StatusCode::OK, true));
+    assert_eq!(status(&app).await, (StatusCode::OK, true));
+    redis.cmd("CONFIG RESETSTAT");
+    let first = app.clone().oneshot(request()).await.unwrap();
+    assert_eq!(first.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = first.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((29..=30).contains(&wait), "{wait}");
+    let state = first.headers()["ratelimit"].to_str().unwrap().to_owned();
+    assert!(state.contains(";r=0;"), "{state}");
+    // A flood of 200 more: every one refused with Retry-After and RateLimit, none reaching
+    // Redis (one EVALSHA for the first refusal only).
+    for _ in 0..200 {
+        let res = app.clone().oneshot(request()).await.unwrap();
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        let w: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!(w >= 1 && w <= wait, "{w}");
+        // The same state, its reset counted down.
+        let now = res.headers()["ratelimit"].to_str().unwrap().to_owned();
+        let (head, t) = now.split_once(";t=").unwrap();
+        let (head0, t0) = state.split_once(";t=").unwrap();
+        assert_eq!(head, head0);
+        assert!(t.parse::<u64>().unwrap() <= t0.parse::<u64>().unwrap(), "{now} {state}");
+        assert!(res.extensions().get::<battlement::rate_limit::RateLimited>().is_some());
+    }
+    assert_eq!(redis.calls("evalsha"), 1);
+    assert_eq!(store.local_refusals(), 200);
+    // Another client is not concerned.
+    let mut other = Request::get("/").body(Body::empty()).unwrap();
+    other
+        .extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from(([198, 51, 100, 9], 1))));
+    assert_eq!(app.clone().oneshot(other).await.unwrap().status(), StatusCode::OK);
+}
