@@ -283,7 +283,8 @@ fn evalsha_calls(ports: &[u16]) -> u64 {
                     break;
                 }
                 let text = String::from_utf8_lossy(&out);
-                if let Some((len, body)) = text.strip_prefix('$').and_then(|r| r.split_once("\r\n")) {
+                if let Some((len, body)) = text.strip_prefix('$').and_then(|r| r.split_once("\r\n"))
+                {
                     if len.parse::<usize>().is_ok_and(|l| body.len() >= l + 2) {
                         break;
                     }
@@ -333,7 +334,9 @@ async fn over_limit_flood(
     for i in 0..10_000u64 {
         let d = decide(i % 1_000).await;
         assert!(!d.is_allowed());
-        assert!(matches!(d.verdict, battlement::rate_limit::Verdict::Denied { retry_after, .. } if retry_after > Duration::from_secs(3000)));
+        assert!(
+            matches!(d.verdict, battlement::rate_limit::Verdict::Denied { retry_after, .. } if retry_after > Duration::from_secs(3000))
+        );
     }
     calls() - before
 }

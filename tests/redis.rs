@@ -185,7 +185,10 @@ async fn multi_limit_weighted_decisions_are_all_or_nothing_in_one_round_trip() {
         store.key_hasher().build_hasher().finish()
     };
     // The global limit's bucket is a field of its identity's hash, named by its fingerprint.
-    let field = format!("{:016x}", battlement::rate_limit::Check::bucket(11, identity));
+    let field = format!(
+        "{:016x}",
+        battlement::rate_limit::Check::bucket(11, identity)
+    );
     let hexists = redis.cmd(&format!("HEXISTS {} {field}", store.redis_key(identity)));
     assert!(hexists.starts_with(":1"), "{hexists}");
     let ttl = redis.cmd(&format!("PTTL {}", store.redis_key(identity)));
@@ -432,7 +435,9 @@ fn the_script_decides_like_the_memory_store() {
         .block_on(RedisConnection::connect(
             &redis.url(),
             // Every decision on Redis (the local cache would answer repeated refusals).
-            config(FailurePolicy::FailClosed).with_local_cache(0).unwrap(),
+            config(FailurePolicy::FailClosed)
+                .with_local_cache(0)
+                .unwrap(),
         ))
         .unwrap();
     let store = conn.rate_limit_store();
@@ -830,14 +835,21 @@ async fn clients_over_their_limit_are_refused_locally_with_the_same_headers() {
         .await
         .unwrap();
     let store = conn.rate_limit_store();
-    assert_eq!(store.local_cache_bytes() / 16_384 * 16_384, store.local_cache_bytes());
+    assert_eq!(
+        store.local_cache_bytes() / 16_384 * 16_384,
+        store.local_cache_bytes()
+    );
     let app = router(store.clone(), Quota::per_minute(nz(2)));
     assert_eq!(status(&app).await, (StatusCode::OK, true));
     assert_eq!(status(&app).await, (StatusCode::OK, true));
     redis.cmd("CONFIG RESETSTAT");
     let first = app.clone().oneshot(request()).await.unwrap();
     assert_eq!(first.status(), StatusCode::TOO_MANY_REQUESTS);
-    let wait: u64 = first.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let wait: u64 = first.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((29..=30).contains(&wait), "{wait}");
     let state = first.headers()["ratelimit"].to_str().unwrap().to_owned();
     assert!(state.contains(";r=0;"), "{state}");
@@ -846,15 +858,26 @@ async fn clients_over_their_limit_are_refused_locally_with_the_same_headers() {
     for _ in 0..200 {
         let res = app.clone().oneshot(request()).await.unwrap();
         assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
-        let w: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        let w: u64 = res.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!(w >= 1 && w <= wait, "{w}");
         // The same state, its reset counted down.
         let now = res.headers()["ratelimit"].to_str().unwrap().to_owned();
         let (head, t) = now.split_once(";t=").unwrap();
         let (head0, t0) = state.split_once(";t=").unwrap();
         assert_eq!(head, head0);
-        assert!(t.parse::<u64>().unwrap() <= t0.parse::<u64>().unwrap(), "{now} {state}");
-        assert!(res.extensions().get::<battlement::rate_limit::RateLimited>().is_some());
+        assert!(
+            t.parse::<u64>().unwrap() <= t0.parse::<u64>().unwrap(),
+            "{now} {state}"
+        );
+        assert!(
+            res.extensions()
+                .get::<battlement::rate_limit::RateLimited>()
+                .is_some()
+        );
     }
     assert_eq!(redis.calls("evalsha"), 1);
     assert_eq!(store.local_refusals(), 200);
@@ -863,5 +886,8 @@ async fn clients_over_their_limit_are_refused_locally_with_the_same_headers() {
     other
         .extensions_mut()
         .insert(ConnectInfo(SocketAddr::from(([198, 51, 100, 9], 1))));
-    assert_eq!(app.clone().oneshot(other).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        app.clone().oneshot(other).await.unwrap().status(),
+        StatusCode::OK
+    );
 }

@@ -53,7 +53,9 @@ fn config(policy: FailurePolicy) -> RedisConfig {
 async fn connect(cluster: &RedisCluster, config: RedisConfig) -> RedisConnection {
     let urls = cluster.urls();
     let seeds: Vec<&str> = urls.iter().map(String::as_str).collect();
-    let conn = RedisConnection::connect_cluster(&seeds, config).await.unwrap();
+    let conn = RedisConnection::connect_cluster(&seeds, config)
+        .await
+        .unwrap();
     assert!(conn.is_cluster());
     conn
 }
@@ -96,12 +98,20 @@ async fn two_instances_sharing_one_cluster_admit_one_quota() {
                 .with_store(store),
         )
     };
-    let a = app(connect(&cluster, config(FailurePolicy::FailClosed)).await.rate_limit_store());
-    let b = app(connect(&cluster, config(FailurePolicy::FailClosed)).await.rate_limit_store());
+    let a = app(connect(&cluster, config(FailurePolicy::FailClosed))
+        .await
+        .rate_limit_store());
+    let b = app(connect(&cluster, config(FailurePolicy::FailClosed))
+        .await
+        .rate_limit_store());
     let (mut ok, mut limited) = (0, 0);
     for i in 0..30 {
         let app = if i % 2 == 0 { &a } else { &b };
-        let res = app.clone().oneshot(request_from([203, 0, 113, 7])).await.unwrap();
+        let res = app
+            .clone()
+            .oneshot(request_from([203, 0, 113, 7]))
+            .await
+            .unwrap();
         match res.status() {
             StatusCode::OK => ok += 1,
             StatusCode::TOO_MANY_REQUESTS => {
@@ -134,7 +144,11 @@ async fn keys_of_10000_identities_spread_over_every_primary() {
             let store = store.clone();
             // Two limits over each identity: one hash, one call.
             tasks.spawn(async move {
-                decide(&store, &[check(id * 7919 + 1, 1, 5), check(id * 7919 + 1, 2, 50)]).await
+                decide(
+                    &store,
+                    &[check(id * 7919 + 1, 1, 5), check(id * 7919 + 1, 2, 50)],
+                )
+                .await
             });
         }
         while let Some(r) = tasks.join_next().await {
@@ -145,7 +159,13 @@ async fn keys_of_10000_identities_spread_over_every_primary() {
     assert_eq!(primaries.len(), 3);
     let sizes: Vec<u64> = primaries
         .iter()
-        .map(|p| p.cmd("DBSIZE").trim().trim_start_matches(':').parse().unwrap())
+        .map(|p| {
+            p.cmd("DBSIZE")
+                .trim()
+                .trim_start_matches(':')
+                .parse()
+                .unwrap()
+        })
         .collect();
     // One hash per identity, about a third on each primary.
     assert_eq!(sizes.iter().sum::<u64>(), 10_000, "{sizes:?}");
@@ -171,9 +191,12 @@ async fn one_round_trip_per_identity_on_the_cluster() {
     // Three limits over one identity: exactly one EVALSHA per decision.
     for i in 0..20 {
         let id = 1000 + i;
-        let d = decide(&store, &[check(id, 1, 5), check(id, 2, 50), check(id, 3, 500)])
-            .await
-            .unwrap();
+        let d = decide(
+            &store,
+            &[check(id, 1, 5), check(id, 2, 50), check(id, 3, 500)],
+        )
+        .await
+        .unwrap();
         assert!(d.is_allowed());
     }
     assert_eq!(cluster.calls("evalsha"), 20);
@@ -197,7 +220,9 @@ async fn a_refusal_by_a_later_identity_refunds_the_earlier_one() {
     // Every refusal goes to Redis (no local cache), so each one exercises the refund.
     let store = connect(
         &cluster,
-        config(FailurePolicy::FailClosed).with_local_cache(0).unwrap(),
+        config(FailurePolicy::FailClosed)
+            .with_local_cache(0)
+            .unwrap(),
     )
     .await
     .rate_limit_store();
@@ -207,7 +232,12 @@ async fn a_refusal_by_a_later_identity_refunds_the_earlier_one() {
     let other = (12..100).find(|&id| node(id) != node(11)).unwrap();
     let client = check(11, 1, 3);
     let global = check(other, 2, 1);
-    assert!(decide(&store, &[client, global]).await.unwrap().is_allowed());
+    assert!(
+        decide(&store, &[client, global])
+            .await
+            .unwrap()
+            .is_allowed()
+    );
     for _ in 0..5 {
         let d = decide(&store, &[client, global]).await.unwrap();
         assert!(
@@ -227,9 +257,14 @@ async fn a_refusal_by_a_later_identity_refunds_the_earlier_one() {
         .and(Limit::new(GlobalKey, Quota::per_minute(nz(1))).with_id(6))
         .unwrap()
         .with_store(store.clone());
-    let app = Router::new().route("/", get(|| async { "ok" })).layer(layer);
+    let app = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(layer);
     let send = |ip| app.clone().oneshot(request_from(ip));
-    assert_eq!(send([198, 51, 100, 1]).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        send([198, 51, 100, 1]).await.unwrap().status(),
+        StatusCode::OK
+    );
     for _ in 0..4 {
         assert_eq!(
             send([198, 51, 100, 2]).await.unwrap().status(),
@@ -237,11 +272,23 @@ async fn a_refusal_by_a_later_identity_refunds_the_earlier_one() {
         );
     }
     // 198.51.100.2 was refused four times by the global limit and still has its 3 units.
-    let only_ip = RateLimitLayer::new(Limit::new(PeerIp::new(), Quota::per_minute(nz(3))).with_id(5))
-        .with_store(store.clone());
-    let app = Router::new().route("/", get(|| async { "ok" })).layer(only_ip);
-    for want in [StatusCode::OK, StatusCode::OK, StatusCode::OK, StatusCode::TOO_MANY_REQUESTS] {
-        let res = app.clone().oneshot(request_from([198, 51, 100, 2])).await.unwrap();
+    let only_ip =
+        RateLimitLayer::new(Limit::new(PeerIp::new(), Quota::per_minute(nz(3))).with_id(5))
+            .with_store(store.clone());
+    let app = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(only_ip);
+    for want in [
+        StatusCode::OK,
+        StatusCode::OK,
+        StatusCode::OK,
+        StatusCode::TOO_MANY_REQUESTS,
+    ] {
+        let res = app
+            .clone()
+            .oneshot(request_from([198, 51, 100, 2]))
+            .await
+            .unwrap();
         assert_eq!(res.status(), want);
     }
 }
@@ -252,19 +299,35 @@ async fn nonces_are_refused_across_instances_and_spread() {
     let Some(cluster) = RedisCluster::start() else {
         return;
     };
-    let a = connect(&cluster, config(FailurePolicy::FailClosed)).await.replay_store();
-    let b = connect(&cluster, config(FailurePolicy::FailClosed)).await.replay_store();
+    let a = connect(&cluster, config(FailurePolicy::FailClosed))
+        .await
+        .replay_store();
+    let b = connect(&cluster, config(FailurePolicy::FailClosed))
+        .await
+        .replay_store();
     let ttl = Duration::from_secs(60);
     for i in 0..300 {
         let key = format!("key-1:nonce-{i}");
         let (first, second) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
-        assert_eq!(first.check_and_insert(&key, ttl).await.unwrap(), ReplayCheck::Fresh);
-        assert_eq!(second.check_and_insert(&key, ttl).await.unwrap(), ReplayCheck::Replayed);
+        assert_eq!(
+            first.check_and_insert(&key, ttl).await.unwrap(),
+            ReplayCheck::Fresh
+        );
+        assert_eq!(
+            second.check_and_insert(&key, ttl).await.unwrap(),
+            ReplayCheck::Replayed
+        );
     }
     let sizes: Vec<u64> = cluster
         .primaries()
         .iter()
-        .map(|p| p.cmd("DBSIZE").trim().trim_start_matches(':').parse().unwrap())
+        .map(|p| {
+            p.cmd("DBSIZE")
+                .trim()
+                .trim_start_matches(':')
+                .parse()
+                .unwrap()
+        })
         .collect();
     assert_eq!(sizes.iter().sum::<u64>(), 300, "{sizes:?}");
     assert!(sizes.iter().all(|&n| n > 50), "{sizes:?}");
@@ -278,7 +341,9 @@ async fn a_primary_killed_under_load_fails_over_and_decisions_come_back() {
     };
     let conn = connect(
         &cluster,
-        config(FailurePolicy::FailClosed).with_local_cache(0).unwrap(),
+        config(FailurePolicy::FailClosed)
+            .with_local_cache(0)
+            .unwrap(),
     )
     .await;
     let store = conn.rate_limit_store();
@@ -359,10 +424,19 @@ async fn two_stacks_with_mode_cluster_share_one_quota() {
     let mut codes = Vec::new();
     for i in 0..12 {
         let app = if i % 2 == 0 { &a } else { &b };
-        codes.push(app.clone().oneshot(request_from([203, 0, 113, 9])).await.unwrap().status());
+        codes.push(
+            app.clone()
+                .oneshot(request_from([203, 0, 113, 9]))
+                .await
+                .unwrap()
+                .status(),
+        );
     }
     let ok = codes.iter().filter(|c| **c == StatusCode::OK).count();
-    let limited = codes.iter().filter(|c| **c == StatusCode::TOO_MANY_REQUESTS).count();
+    let limited = codes
+        .iter()
+        .filter(|c| **c == StatusCode::TOO_MANY_REQUESTS)
+        .count();
     assert_eq!((ok, limited), (6, 6), "{codes:?}");
     // Not a single-slot layout: the key carries the identity as its hash tag.
     let keys: Vec<String> = cluster
@@ -370,5 +444,8 @@ async fn two_stacks_with_mode_cluster_share_one_quota() {
         .iter()
         .map(|p| p.cmd("KEYS *"))
         .collect();
-    assert!(keys.iter().any(|k| k.contains("stack-cluster:rl:{")), "{keys:?}");
+    assert!(
+        keys.iter().any(|k| k.contains("stack-cluster:rl:{")),
+        "{keys:?}"
+    );
 }

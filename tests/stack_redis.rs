@@ -88,7 +88,13 @@ async fn two_stacks_from_one_config_share_one_quota() {
     // One round trip per decision made by Redis, on one bucket under the configured prefix;
     // after its first refusal each instance refuses locally (its over-limit cache) until the
     // wait is over.
-    let local = |s: &ServerStack| s.rate_limit_store().unwrap().redis().unwrap().local_refusals();
+    let local = |s: &ServerStack| {
+        s.rate_limit_store()
+            .unwrap()
+            .redis()
+            .unwrap()
+            .local_refusals()
+    };
     assert_eq!(local(&a) + local(&b), 18);
     assert_eq!(redis.calls("evalsha"), 29 - 18);
     let keys = redis.cmd("KEYS *");

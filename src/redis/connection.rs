@@ -531,7 +531,10 @@ fn open_cluster_client(
             "rediss:// needs the `redis-tls` feature",
         ));
     }
-    if nodes.iter().any(|n| !(n.starts_with("redis://") || n.starts_with("rediss://"))) {
+    if nodes
+        .iter()
+        .any(|n| !(n.starts_with("redis://") || n.starts_with("rediss://")))
+    {
         return Err(ConnectError::new(
             ConnectErrorKind::InvalidUrl,
             "cluster seeds are redis:// or rediss:// URLs",
@@ -557,10 +560,13 @@ fn open_cluster_client(
         let t = &config.tls;
         if t.root_ca.is_some() || t.client.is_some() {
             builder = builder.certs(::redis::TlsCertificates {
-                client_tls: t.client.as_ref().map(|(cert, key)| ::redis::ClientTlsConfig {
-                    client_cert: cert.clone(),
-                    client_key: key.to_vec(),
-                }),
+                client_tls: t
+                    .client
+                    .as_ref()
+                    .map(|(cert, key)| ::redis::ClientTlsConfig {
+                        client_cert: cert.clone(),
+                        client_key: key.to_vec(),
+                    }),
                 root_cert: t.root_ca.clone(),
             });
         }

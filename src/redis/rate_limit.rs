@@ -19,8 +19,7 @@ use crate::{
     circuit_breaker::Permit,
     rate_limit::{
         Check, Decision, KeyState, MAX_LIMITS, MemoryStore, RateLimitStore, StoreError,
-        StoreResult, Verdict,
-        store::OverLimitCache,
+        StoreResult, Verdict, store::OverLimitCache,
     },
 };
 
@@ -79,9 +78,9 @@ impl RedisRateLimitStore {
     /// The most memory the local over-limit cache takes, in bytes (allocated when the store
     /// is made; 0 when it is off).
     pub fn local_cache_bytes(&self) -> usize {
-        self.cache
-            .as_ref()
-            .map_or(0, |c| c.capacity() * crate::rate_limit::store::CACHE_BYTES_PER_SLOT)
+        self.cache.as_ref().map_or(0, |c| {
+            c.capacity() * crate::rate_limit::store::CACHE_BYTES_PER_SLOT
+        })
     }
 
     /// The Redis key of the hash holding every bucket of the identity with fingerprint
@@ -345,7 +344,11 @@ async fn eval_groups(inner: &Inner, checks: &[Check]) -> ::redis::RedisResult<De
         let calls: Vec<_> = groups_of(&refund[..len])
             .into_iter()
             .map(|(batch, l)| {
-                let (script, prefix, con) = (inner.adjust.clone(), inner.rl_prefix.clone(), inner.manager());
+                let (script, prefix, con) = (
+                    inner.adjust.clone(),
+                    inner.rl_prefix.clone(),
+                    inner.manager(),
+                );
                 Box::pin(async move { eval_adjust(&script, &prefix, con, &batch[..l], cost).await })
             })
             .collect();

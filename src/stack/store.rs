@@ -609,7 +609,10 @@ fn connect(
             ));
         }
         let seeds: Vec<&str> = if cluster {
-            url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()
+            url.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect()
         } else {
             vec![url]
         };

@@ -346,9 +346,8 @@ impl RedisCluster {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             let ok = self.nodes.iter().filter(|n| n.child.is_some()).all(|n| {
-                raw(n.port, "CLUSTER INFO").is_ok_and(|i| {
-                    i.contains("cluster_state:ok") && i.contains("cluster_size:3")
-                })
+                raw(n.port, "CLUSTER INFO")
+                    .is_ok_and(|i| i.contains("cluster_state:ok") && i.contains("cluster_size:3"))
             });
             if ok {
                 return;
@@ -366,8 +365,9 @@ impl RedisCluster {
                 .nodes
                 .iter()
                 .filter(|n| {
-                    raw(n.port, "INFO replication")
-                        .is_ok_and(|i| i.contains("role:slave") && i.contains("master_link_status:up"))
+                    raw(n.port, "INFO replication").is_ok_and(|i| {
+                        i.contains("role:slave") && i.contains("master_link_status:up")
+                    })
                 })
                 .count();
             if synced == 3 {
@@ -401,7 +401,10 @@ impl RedisCluster {
     }
 
     fn any_running(&self) -> &RedisServer {
-        self.nodes.iter().find(|n| n.child.is_some()).expect("a running node")
+        self.nodes
+            .iter()
+            .find(|n| n.child.is_some())
+            .expect("a running node")
     }
 
     /// The node serving the slot of `key` now.
@@ -414,7 +417,10 @@ impl RedisCluster {
             .parse()
             .unwrap();
         let view = self.any_running().cmd("CLUSTER NODES");
-        for l in view.lines().filter(|l| l.contains("master") && !l.contains("fail")) {
+        for l in view
+            .lines()
+            .filter(|l| l.contains("master") && !l.contains("fail"))
+        {
             let fields: Vec<&str> = l.split(' ').collect();
             let holds = fields.iter().skip(8).any(|r| match r.split_once('-') {
                 Some((a, b)) => {

@@ -176,7 +176,10 @@ impl OverLimitCache {
             if s.fp.load(Ordering::Relaxed) == fp {
                 0
             } else {
-                s.until.load(Ordering::Relaxed).saturating_sub(now_ns).saturating_add(1)
+                s.until
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(now_ns)
+                    .saturating_add(1)
             }
         };
         let slot = if key(a) <= key(b) { a } else { b };
@@ -248,7 +251,11 @@ mod tests {
         assert!(cache.get(&c, 100 + 2 * SEC).is_none());
         assert_eq!(cache.hits(), 1);
         // Admissions and cost-above-burst refusals are not remembered.
-        cache.remember(&[check(9)], &Decision::new(Verdict::Allowed, &[KeyState::default()]), 0);
+        cache.remember(
+            &[check(9)],
+            &Decision::new(Verdict::Allowed, &[KeyState::default()]),
+            0,
+        );
         assert!(cache.get(&[check(9)], 0).is_none());
     }
 
@@ -259,7 +266,9 @@ mod tests {
         for k in 0..10_000 {
             cache.remember(&[check(k)], &denied(Duration::from_secs(60)), 0);
         }
-        let held = (0..10_000).filter(|&k| cache.get(&[check(k)], 1).is_some()).count();
+        let held = (0..10_000)
+            .filter(|&k| cache.get(&[check(k)], 1).is_some())
+            .count();
         assert!(held > 0 && held <= 128, "{held}");
         assert!(OverLimitCache::new(0).is_none());
     }
