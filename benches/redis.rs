@@ -17,7 +17,6 @@
 mod support;
 
 #[cfg(feature = "redis-cluster")]
-#[allow(dead_code)]
 #[path = "../tests/redis_support/mod.rs"]
 mod redis_support;
 
@@ -283,11 +282,14 @@ fn evalsha_calls(ports: &[u16]) -> u64 {
                     break;
                 }
                 let text = String::from_utf8_lossy(&out);
-                if let Some((len, body)) = text.strip_prefix('$').and_then(|r| r.split_once("\r\n"))
-                {
-                    if len.parse::<usize>().is_ok_and(|l| body.len() >= l + 2) {
-                        break;
-                    }
+                let complete = text
+                    .strip_prefix('$')
+                    .and_then(|r| r.split_once("\r\n"))
+                    .is_some_and(|(len, body)| {
+                        len.parse::<usize>().is_ok_and(|l| body.len() >= l + 2)
+                    });
+                if complete {
+                    break;
                 }
             }
             String::from_utf8_lossy(&out)
