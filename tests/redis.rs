@@ -111,6 +111,7 @@ async fn multi_limit_weighted_decisions_are_all_or_nothing_in_one_round_trip() {
             .unwrap()
             .with_cost(|_| 2)
             .with_store(conn.rate_limit_store());
+    let cached = layer.store().clone();
     let app = Router::new()
         .route("/", get(|| async { "ok" }))
         .layer(layer);
@@ -170,20 +171,27 @@ async fn multi_limit_weighted_decisions_are_all_or_nothing_in_one_round_trip() {
     decisions += 1;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
 
-    // Exactly one round trip per decision, by Redis's own statistics.
-    assert_eq!(redis.calls("evalsha"), decisions);
+    // Exactly one round trip per decision, by Redis's own statistics, but for the second
+    // refusal of 203.0.113.7, answered by the local over-limit cache within its wait.
+    assert_eq!(cached.local_refusals(), 1);
+    assert_eq!(redis.calls("evalsha"), decisions - 1);
     assert_eq!(redis.calls("eval"), 0);
     assert_eq!(redis.calls("script|load"), 0);
     // Keys expire by themselves.
     let store = conn.rate_limit_store();
-    let fp = {
+    let identity = {
         use std::hash::{BuildHasher, Hasher};
-        // The global limit's key is `()`, which hashes to nothing: the fingerprint is the id's.
-        let mut h = store.key_hasher().build_hasher();
-        h.write_u64(11);
-        h.finish()
+        // The global limit's key is `()`, which hashes to nothing.
+        store.key_hasher().build_hasher().finish()
     };
-    let ttl = redis.cmd(&format!("PTTL {}", store.redis_key(fp)));
+    // The global limit's bucket is a field of its identity's hash, named by its fingerprint.
+    let field = format!(
+        "{:016x}",
+        battlement::rate_limit::Check::bucket(11, identity)
+    );
+    let hexists = redis.cmd(&format!("HEXISTS {} {field}", store.redis_key(identity)));
+    assert!(hexists.starts_with(":1"), "{hexists}");
+    let ttl = redis.cmd(&format!("PTTL {}", store.redis_key(identity)));
     let ttl: i64 = ttl.trim().trim_start_matches(':').parse().unwrap();
     assert!(ttl > 0 && ttl <= 60_000, "{ttl}");
 }
@@ -426,7 +434,10 @@ fn the_script_decides_like_the_memory_store() {
     let conn = rt
         .block_on(RedisConnection::connect(
             &redis.url(),
-            config(FailurePolicy::FailClosed),
+            // Every decision on Redis (the local cache would answer repeated refusals).
+            config(FailurePolicy::FailClosed)
+                .with_local_cache(0)
+                .unwrap(),
         ))
         .unwrap();
     let store = conn.rate_limit_store();
@@ -442,6 +453,7 @@ fn the_script_decides_like_the_memory_store() {
                     let emission = q.emission_interval().as_nanos() as u64;
                     Check {
                         key,
+                        identity: key,
                         emission_ns: emission,
                         limit_ns: emission * u64::from(burst),
                         cost,
@@ -778,7 +790,7 @@ async fn key_layout() {
             .unwrap();
     assert_eq!(
         conn.rate_limit_store().redis_key(42),
-        "{test}:rl:000000000000002a"
+        "test:rl:{000000000000002a}"
     );
     let replay = conn.replay_store();
     assert_eq!(
@@ -811,5 +823,71 @@ async fn key_layout() {
     assert_ne!(
         store.key_hasher().hash_one(ip),
         keyed.key_hasher().hash_one(ip)
+    );
+}
+
+#[tokio::test]
+async fn clients_over_their_limit_are_refused_locally_with_the_same_headers() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let conn = RedisConnection::connect(&redis.url(), config(FailurePolicy::FailClosed))
+        .await
+        .unwrap();
+    let store = conn.rate_limit_store();
+    assert_eq!(
+        store.local_cache_bytes() / 16_384 * 16_384,
+        store.local_cache_bytes()
+    );
+    let app = router(store.clone(), Quota::per_minute(nz(2)));
+    assert_eq!(status(&app).await, (StatusCode::OK, true));
+    assert_eq!(status(&app).await, (StatusCode::OK, true));
+    redis.cmd("CONFIG RESETSTAT");
+    let first = app.clone().oneshot(request()).await.unwrap();
+    assert_eq!(first.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = first.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((29..=30).contains(&wait), "{wait}");
+    let state = first.headers()["ratelimit"].to_str().unwrap().to_owned();
+    assert!(state.contains(";r=0;"), "{state}");
+    // A flood of 200 more: every one refused with Retry-After and RateLimit, none reaching
+    // Redis (one EVALSHA for the first refusal only).
+    for _ in 0..200 {
+        let res = app.clone().oneshot(request()).await.unwrap();
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        let w: u64 = res.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(w >= 1 && w <= wait, "{w}");
+        // The same state, its reset counted down.
+        let now = res.headers()["ratelimit"].to_str().unwrap().to_owned();
+        let (head, t) = now.split_once(";t=").unwrap();
+        let (head0, t0) = state.split_once(";t=").unwrap();
+        assert_eq!(head, head0);
+        assert!(
+            t.parse::<u64>().unwrap() <= t0.parse::<u64>().unwrap(),
+            "{now} {state}"
+        );
+        assert!(
+            res.extensions()
+                .get::<battlement::rate_limit::RateLimited>()
+                .is_some()
+        );
+    }
+    assert_eq!(redis.calls("evalsha"), 1);
+    assert_eq!(store.local_refusals(), 200);
+    // Another client is not concerned.
+    let mut other = Request::get("/").body(Body::empty()).unwrap();
+    other
+        .extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from(([198, 51, 100, 9], 1))));
+    assert_eq!(
+        app.clone().oneshot(other).await.unwrap().status(),
+        StatusCode::OK
     );
 }

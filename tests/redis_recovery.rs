@@ -41,6 +41,7 @@ fn check(key: u64) -> Check {
     let emission = q.emission_interval().as_nanos() as u64;
     Check {
         key,
+        identity: key,
         emission_ns: emission,
         limit_ns: emission * 1000,
         cost: 1,

@@ -132,6 +132,7 @@ pub(crate) trait ErasedLimit: Send + Sync + 'static {
     ) -> Result<Option<u16>, KeyError>;
     fn quota(&self, index: u16) -> &QuotaInfo;
     fn base(&self) -> &Quota;
+    fn id(&self) -> u64;
 }
 
 impl<E: KeyExtractor> ErasedLimit for Limit<E> {
@@ -140,8 +141,8 @@ impl<E: KeyExtractor> ErasedLimit for Limit<E> {
         req: &RequestInfo<'_>,
         mut state: &mut dyn Hasher,
     ) -> Result<Option<u16>, KeyError> {
+        // The identity: the key alone; the limit's id is mixed in by `Check::bucket`.
         self.extractor.with_key(req, |key| {
-            state.write_u64(self.id);
             key.hash(&mut state);
             if self.overrides.is_empty() {
                 0
@@ -159,6 +160,10 @@ impl<E: KeyExtractor> ErasedLimit for Limit<E> {
 
     fn base(&self) -> &Quota {
         &self.quotas[0].quota
+    }
+
+    fn id(&self) -> u64 {
+        self.id
     }
 }
 

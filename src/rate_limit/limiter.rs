@@ -75,8 +75,10 @@ impl<K: Hash> RateLimiter<K> {
     /// is above the burst.
     pub fn check_key_n(&self, key: &K, n: u64) -> Result<KeyState, Verdict> {
         let params = self.quota.params();
+        let identity = self.store.key_hasher().hash_one(key);
         let check = Check {
-            key: self.store.key_hasher().hash_one(key),
+            key: identity,
+            identity,
             emission_ns: params.emission,
             limit_ns: params.limit,
             cost: n,

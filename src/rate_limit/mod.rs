@@ -89,7 +89,7 @@ mod layer;
 mod limiter;
 mod quota;
 mod service;
-mod store;
+pub(crate) mod store;
 
 pub use clock::{Clock, ManualClock, MonotonicClock, TokioClock};
 pub use future::ResponseFuture;

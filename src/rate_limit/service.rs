@@ -173,8 +173,10 @@ where
                 Ok(Some(q)) => {
                     let n = usize::from(batch.len);
                     let params = limit.quota(q).params;
+                    let identity = state.finish();
                     batch.checks[n] = Check {
-                        key: state.finish(),
+                        key: Check::bucket(limit.id(), identity),
+                        identity,
                         emission_ns: params.emission,
                         limit_ns: params.limit,
                         cost: 1,

@@ -11,6 +11,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 /// [`RedisConfig::with_hash_key`].
 const DEFAULT_HASH_KEY: [u8; 16] = *b"battlement-rl-v1";
 
+/// The default number of slots of the rate-limit store's local over-limit cache.
+pub const DEFAULT_LOCAL_CACHE: usize = 16_384;
+
 /// What the Redis stores do when Redis cannot answer in time (down, unreachable, too slow,
 /// or skipped because the breaker is open).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -55,6 +58,10 @@ pub struct RedisConfig {
     pub(crate) breaker: BreakerConfig,
     pub(crate) hash_key: [u8; 16],
     pub(crate) fallback_max_keys: usize,
+    pub(crate) local_cache: usize,
+    /// Set by the stack's `[redis] mode = "cluster"`: the URL is a comma-separated list of
+    /// cluster seeds ([`RedisConnection::connect_configured_lazy`](super::RedisConnection)).
+    pub(crate) cluster: bool,
     #[cfg(feature = "redis-tls")]
     pub(crate) tls: TlsFiles,
 }
@@ -81,6 +88,8 @@ impl RedisConfig {
                 .cooldown_growth(2, Duration::from_secs(10)),
             hash_key: DEFAULT_HASH_KEY,
             fallback_max_keys: 1 << 20,
+            local_cache: DEFAULT_LOCAL_CACHE,
+            cluster: false,
             #[cfg(feature = "redis-tls")]
             tls: TlsFiles::default(),
         }
@@ -91,7 +100,7 @@ impl RedisConfig {
     /// # Errors
     ///
     /// A [`ConfigError`] unless `prefix` is 1 to 64 characters of `A-Z a-z 0-9 - _ . :`
-    /// (no braces: the prefix is the Cluster hash tag).
+    /// (no braces: the hash tag of a rate-limit key is its identity).
     pub fn with_prefix(
         mut self,
         prefix: impl Into<Cow<'static, str>>,
@@ -164,6 +173,31 @@ impl RedisConfig {
             ));
         }
         self.fallback_max_keys = keys;
+        Ok(self)
+    }
+
+    /// The slots of the local over-limit cache of the rate-limit store (default 16,384,
+    /// about 1.7 MiB; 0 turns it off): a request refused with a known wait is refused again
+    /// by this instance, with the same `Retry-After` and `RateLimit` headers (the wait counted
+    /// down), without a round trip, until the wait has passed. Under a flood from clients
+    /// already over their limit, Redis sees almost nothing. Two slots per request fingerprint
+    /// (its limits, identities and cost); a full cache replaces the refusal that ends first.
+    ///
+    /// What it changes: a refusal is decided on this instance's clock for the rest of its
+    /// wait, so quota handed back meanwhile (a refund, an adjustment by another instance)
+    /// admits the client only once the wait is over.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] above 16,777,216 slots.
+    pub fn with_local_cache(mut self, slots: usize) -> Result<Self, ConfigError> {
+        if slots > 1 << 24 {
+            return Err(ConfigError::out_of_range(
+                "redis.local_cache",
+                "must be at most 16777216 slots",
+            ));
+        }
+        self.local_cache = slots;
         Ok(self)
     }
 
@@ -245,6 +279,7 @@ impl fmt::Debug for RedisConfig {
             .field("failure", &self.failure)
             .field("breaker", &self.breaker)
             .field("fallback_max_keys", &self.fallback_max_keys)
+            .field("local_cache", &self.local_cache)
             .field("tls_root_ca", &self.has_root_ca())
             .field("tls_client_cert", &self.has_client_cert())
             .finish_non_exhaustive()
@@ -268,6 +303,8 @@ mod tests {
                 .is_err()
         );
         assert!(RedisConfig::new().with_fallback_max_keys(10).is_err());
+        assert!(RedisConfig::new().with_local_cache(0).is_ok());
+        assert!(RedisConfig::new().with_local_cache(1 << 25).is_err());
         let c = RedisConfig::new().with_hash_key([9; 16]);
         assert!(!format!("{c:?}").contains("hash_key"));
         assert_eq!(c.failure_policy(), FailurePolicy::FallbackToMemory);

@@ -14,8 +14,8 @@ use std::{
 };
 
 use ::redis::{
-    Client, Script,
-    aio::{ConnectionManager, ConnectionManagerConfig},
+    Client, Cmd, Pipeline, RedisFuture, Script, Value,
+    aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
 };
 
 use super::{
@@ -99,17 +99,85 @@ pub(crate) fn describe(e: &::redis::RedisError) -> String {
     s
 }
 
+/// A handle on the connection: one standalone Redis (a reconnecting multiplexed connection),
+/// or (feature `redis-cluster`) a Redis Cluster through the `redis` crate's async cluster
+/// client, which routes each command by its key's slot, follows `MOVED`/`ASK` and refreshes
+/// its slot map after a failover by itself.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    Single(ConnectionManager),
+    #[cfg(feature = "redis-cluster")]
+    Cluster(::redis::cluster_async::ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            #[cfg(feature = "redis-cluster")]
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            #[cfg(feature = "redis-cluster")]
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            #[cfg(feature = "redis-cluster")]
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// What makes a fresh [`Conn`].
+enum Maker {
+    Single(Client, ConnectionManagerConfig),
+    #[cfg(feature = "redis-cluster")]
+    Cluster(::redis::cluster::ClusterClient),
+}
+
+impl Maker {
+    /// A fresh connection, made on its first use.
+    fn make(&self) -> ::redis::RedisResult<Conn> {
+        match self {
+            Self::Single(client, config) => {
+                ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
+                    .map(Conn::Single)
+            }
+            #[cfg(feature = "redis-cluster")]
+            Self::Cluster(client) => Ok(Conn::Cluster(
+                client.get_pending_async_connection_with_config(
+                    ::redis::cluster::ClusterConfig::new(),
+                ),
+            )),
+        }
+    }
+}
+
 pub(crate) struct Inner {
     /// Replaced by a fresh one when calls time out and the breaker opens (a hung connection
     /// never errors by itself, so the manager would keep it).
-    manager: RwLock<ConnectionManager>,
+    manager: RwLock<Conn>,
+    /// Whether this is a Redis Cluster: rate-limit calls go one per identity (one hash slot).
+    pub(crate) cluster: bool,
     /// A call failed on the connection (an I/O error, a dropped connection, a timeout): the
     /// next half-open probe makes a new one. The `redis` crate's manager reconnects only once
     /// a call has failed on the old connection (or on its last failed attempt to reconnect),
     /// so without this the first probe after Redis is back would always fail.
     stale: AtomicBool,
-    client: Client,
-    manager_config: ConnectionManagerConfig,
+    maker: Maker,
     pub(crate) config: RedisConfig,
     pub(crate) breaker: Breaker,
     /// What the stores decided without Redis while its breaker is open.
@@ -117,7 +185,7 @@ pub(crate) struct Inner {
     pub(crate) hasher: StableKeyHasher,
     pub(crate) gcra: Script,
     pub(crate) adjust: Script,
-    /// `{prefix}:rl:`
+    /// `prefix:rl:`
     pub(crate) rl_prefix: String,
     /// `prefix:nonce:`
     pub(crate) nonce_prefix: String,
@@ -142,7 +210,12 @@ impl RedisConnection {
     ///
     /// A [`ConnectError`]: invalid URL, no tokio runtime, or Redis unreachable.
     pub async fn connect(url: &str, config: RedisConfig) -> Result<Self, ConnectError> {
-        let conn = Self::connect_lazy(url, config)?;
+        Self::connect_lazy(url, config)?.warm().await
+    }
+
+    /// Checks Redis answers (`PING`) and loads the scripts (on every primary of a cluster).
+    async fn warm(self) -> Result<Self, ConnectError> {
+        let conn = self;
         let wait = conn.inner.config.timeout.max(Duration::from_secs(5));
         let mut con = conn.inner.manager();
         let inner = conn.inner.clone();
@@ -186,23 +259,115 @@ impl RedisConnection {
             .set_max_delay(Duration::from_millis(100))
             .set_connection_timeout(Some(config.timeout.max(Duration::from_secs(2))))
             .set_response_timeout(None);
-        let manager =
-            ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone())
-                .map_err(|e| ConnectError::new(ConnectErrorKind::InvalidUrl, describe(&e)))?;
+        Self::with_maker(Maker::Single(client, manager_config), config)
+    }
+
+    /// The stack's connection: [`connect_lazy`](Self::connect_lazy), or for a cluster
+    /// (`[redis] mode = "cluster"`) [`connect_cluster_lazy`] over the comma-separated seeds
+    /// in `url`.
+    pub(crate) fn connect_configured_lazy(
+        url: &str,
+        config: RedisConfig,
+    ) -> Result<Self, ConnectError> {
+        if !config.cluster {
+            return Self::connect_lazy(url, config);
+        }
+        #[cfg(feature = "redis-cluster")]
+        {
+            let seeds: Vec<&str> = url
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect();
+            Self::connect_cluster_lazy(&seeds, config)
+        }
+        #[cfg(not(feature = "redis-cluster"))]
+        Err(ConnectError::new(
+            ConnectErrorKind::InvalidUrl,
+            "mode = \"cluster\" needs the `redis-cluster` feature",
+        ))
+    }
+
+    /// Connects to a Redis Cluster (or Valkey cluster) through `nodes`, seed URLs of some of
+    /// its nodes (`redis://[user[:password]@]host:port`, `rediss://` with the `redis-tls`
+    /// feature; the credentials and TLS of the first apply to every node): checks the cluster
+    /// answers and loads the scripts on every primary, within the larger of the call timeout
+    /// and 5 s.
+    ///
+    /// The client learns the slot map from the seeds, routes every call to the primary of its
+    /// key's slot, follows `MOVED`/`ASK` redirections, and refreshes the map after a failover;
+    /// the timeout, breaker and failure policy work as for one Redis.
+    ///
+    /// ```no_run
+    /// use battlement::redis::{RedisConfig, RedisConnection};
+    ///
+    /// # async fn run() -> Result<(), battlement::redis::ConnectError> {
+    /// let redis = RedisConnection::connect_cluster(
+    ///     &["redis://:secret@10.0.0.1:6379", "redis://10.0.0.2:6379"],
+    ///     RedisConfig::new(),
+    /// )
+    /// .await?;
+    /// let store = redis.rate_limit_store();
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// A [`ConnectError`]: no seed or an invalid URL, no tokio runtime, or the cluster
+    /// unreachable.
+    #[cfg(feature = "redis-cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis-cluster")))]
+    pub async fn connect_cluster(
+        nodes: &[&str],
+        config: RedisConfig,
+    ) -> Result<Self, ConnectError> {
+        Self::connect_cluster_lazy(nodes, config)?.warm().await
+    }
+
+    /// [`connect_cluster`](Self::connect_cluster) made on first use: starting does not need
+    /// the cluster up (requests get the failure policy until it is).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConnectError`]: no seed or an invalid URL, an invalid breaker config, or no tokio
+    /// runtime.
+    #[cfg(feature = "redis-cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis-cluster")))]
+    pub fn connect_cluster_lazy(nodes: &[&str], config: RedisConfig) -> Result<Self, ConnectError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(ConnectError::new(
+                ConnectErrorKind::NoRuntime,
+                "call inside a tokio runtime",
+            ));
+        }
+        let client = open_cluster_client(nodes, &config)?;
+        Self::with_maker(Maker::Cluster(client), config)
+    }
+
+    fn with_maker(maker: Maker, config: RedisConfig) -> Result<Self, ConnectError> {
+        let manager = maker
+            .make()
+            .map_err(|e| ConnectError::new(ConnectErrorKind::InvalidUrl, describe(&e)))?;
+        #[cfg(feature = "redis-cluster")]
+        let cluster = matches!(maker, Maker::Cluster(_));
+        #[cfg(not(feature = "redis-cluster"))]
+        let cluster = false;
         let outage = Arc::new(Outage::new());
         let breaker_config = with_events(&config, outage.clone());
         breaker_config
             .validate()
             .map_err(|e| ConnectError::new(ConnectErrorKind::Config, e.to_string()))?;
         let breaker = Breaker::from_validated(Arc::new(breaker_config), Some(Arc::from("redis")));
-        let rl_prefix = format!("{{{}}}:rl:", config.prefix);
+        let rl_prefix = format!("{}:rl:", config.prefix);
         let nonce_prefix = format!("{}:nonce:", config.prefix);
         Ok(Self {
             inner: Arc::new(Inner {
                 manager: RwLock::new(manager),
+                cluster,
                 stale: AtomicBool::new(false),
-                client,
-                manager_config,
+                maker,
                 hasher: StableKeyHasher::new(config.hash_key),
                 config,
                 breaker,
@@ -213,6 +378,11 @@ impl RedisConnection {
                 nonce_prefix,
             }),
         })
+    }
+
+    /// Whether this is a connection to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.inner.cluster
     }
 
     /// A rate-limit store on this connection.
@@ -265,7 +435,7 @@ impl RedisConnection {
 
 impl Inner {
     /// A handle on the current connection (an `Arc` bump under a read lock held for no await).
-    pub(crate) fn manager(&self) -> ConnectionManager {
+    pub(crate) fn manager(&self) -> Conn {
         self.manager
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -275,10 +445,7 @@ impl Inner {
     /// Drops the current connection for a fresh one, made on its first use; `why` is logged.
     fn renew(&self, why: &'static str) {
         self.stale.store(false, Ordering::Relaxed);
-        match ConnectionManager::new_lazy_with_config(
-            self.client.clone(),
-            self.manager_config.clone(),
-        ) {
+        match self.maker.make() {
             Ok(fresh) => {
                 *self.manager.write().unwrap_or_else(PoisonError::into_inner) = fresh;
                 tracing::info!(target: "battlement::redis", "{why}");
@@ -339,6 +506,73 @@ fn open_client(url: &str, config: &RedisConfig) -> Result<Client, ConnectError> 
         root_cert: tls.root_ca.clone(),
     };
     Client::build_with_tls(url, certs).map_err(invalid)
+}
+
+/// The cluster client for `nodes`, with the timeouts of `config` and (feature `redis-tls`) its
+/// certificates.
+#[cfg(feature = "redis-cluster")]
+fn open_cluster_client(
+    nodes: &[&str],
+    config: &RedisConfig,
+) -> Result<::redis::cluster::ClusterClient, ConnectError> {
+    let invalid =
+        |e: ::redis::RedisError| ConnectError::new(ConnectErrorKind::InvalidUrl, describe(&e));
+    if nodes.is_empty() {
+        return Err(ConnectError::new(
+            ConnectErrorKind::InvalidUrl,
+            "a cluster needs at least one seed node",
+        ));
+    }
+    let tls = nodes.iter().any(|n| n.starts_with("rediss://"));
+    #[cfg(not(feature = "redis-tls"))]
+    if tls {
+        return Err(ConnectError::new(
+            ConnectErrorKind::InvalidUrl,
+            "rediss:// needs the `redis-tls` feature",
+        ));
+    }
+    if nodes
+        .iter()
+        .any(|n| !(n.starts_with("redis://") || n.starts_with("rediss://")))
+    {
+        return Err(ConnectError::new(
+            ConnectErrorKind::InvalidUrl,
+            "cluster seeds are redis:// or rediss:// URLs",
+        ));
+    }
+    let infos = nodes
+        .iter()
+        .map(|n| ::redis::IntoConnectionInfo::into_connection_info(*n).map_err(invalid))
+        .collect::<Result<Vec<_>, _>>()?;
+    // The calls are bounded by the store's own timeout; the client retries a redirected or
+    // failed call a few times within it (a slot move, a failover in progress).
+    #[allow(unused_mut)]
+    let mut builder = ::redis::cluster::ClusterClientBuilder::new(infos)
+        .connection_timeout(config.timeout.max(Duration::from_secs(2)))
+        .retries(3)
+        .min_retry_wait(5)
+        .max_retry_wait(100);
+    #[cfg(feature = "redis-tls")]
+    if tls {
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let t = &config.tls;
+        if t.root_ca.is_some() || t.client.is_some() {
+            builder = builder.certs(::redis::TlsCertificates {
+                client_tls: t
+                    .client
+                    .as_ref()
+                    .map(|(cert, key)| ::redis::ClientTlsConfig {
+                        client_cert: cert.clone(),
+                        client_key: key.to_vec(),
+                    }),
+                root_cert: t.root_ca.clone(),
+            });
+        }
+    }
+    let _ = tls;
+    builder.build().map_err(invalid)
 }
 
 /// At most one summary of the decisions made without Redis per this many milliseconds.

@@ -41,8 +41,11 @@
 //! * [`RedisRateLimitStore`]: a [`RateLimitStore`](crate::rate_limit::RateLimitStore) whose
 //!   decisions are one Lua script run with `EVALSHA` (`redis::Script` loads it again on
 //!   `NOSCRIPT`): GCRA on Redis's own clock (`TIME`), weighted costs, and every limit of a
-//!   request decided in the same call: all pass and are charged, or none is, exactly as in
-//!   the in-memory store. One round trip per decision.
+//!   request over one identity decided in the same call: all pass and are charged, or none
+//!   is, exactly as in the in-memory store. One round trip per decision on one Redis; on a
+//!   cluster, one per identity, sent together (see *Cluster*). A local over-limit cache
+//!   ([`RedisConfig::with_local_cache`]) answers clients already refused without a round trip
+//!   until their wait is over.
 //! * [`RedisReplayStore`]: a [`ReplayStore`](crate::signing::ReplayStore) doing
 //!   `SET key 1 NX PX ttl`: a nonce used at one instance is refused at every other.
 //! * [`RedisConnection`]: one `redis::aio::ConnectionManager` (multiplexed, reconnects by
@@ -54,26 +57,58 @@
 //!
 //! # Key layout
 //!
-//! * Rate limits: `{prefix}:rl:<fingerprint>`, the fingerprint 16 hex digits of SipHash-2-4
-//!   with a fixed key ([`StableKeyHasher`], [`RedisConfig::with_hash_key`]) over the limit's
-//!   id and the key (the client IP, the principal, ...). The value is the GCRA arrival time;
-//!   each key has a `PX` expiry at the moment its bucket is full again, so idle keys vanish by
-//!   themselves and Redis memory follows the active clients only. Clients' addresses and keys
-//!   never reach Redis.
+//! * Rate limits: one hash per identity, `prefix:rl:{<identity>}`, the identity 16 hex
+//!   digits of SipHash-2-4 with a fixed key ([`StableKeyHasher`],
+//!   [`RedisConfig::with_hash_key`]) over the key a limit counts (the client IP, the
+//!   principal, ...), in braces: the Cluster hash tag, so identities spread over every slot.
+//!   Each limit over that identity is a field, its bucket fingerprint
+//!   ([`Check::bucket`](crate::rate_limit::Check::bucket) of the limit's id and the
+//!   identity, 16 hex digits), its value the GCRA arrival time. The hash has a `PX` expiry at
+//!   the moment its fullest bucket is full again, so idle identities vanish by themselves and
+//!   Redis memory follows the active clients only. Clients' addresses and keys never reach
+//!   Redis. (Earlier releases kept one string per bucket under the hash tag `{prefix}`:
+//!   those keys are no longer read and expire by themselves.)
 //! * Nonces: `prefix:nonce:<key>` (the signing layer's key id and nonce, or a webhook id;
 //!   SHA-256 hex past 128 bytes), value `1`, expiring with the signature window.
 //!
 //! # Cluster
 //!
-//! A script may only touch keys of one hash slot. All rate-limit keys of a store share the
-//! hash tag `{prefix}`, so every multi-limit decision is in one slot: the layout is valid on
-//! Redis Cluster, and all-or-nothing holds across limits. The price: one store's buckets live
-//! on one shard. Rate-limit state is small (one short string per active key) and one shard
-//! runs well over 50,000 decisions per second; to spread a large fleet, give separate layers
-//! (per-IP and per-principal, or separate services) different prefixes: each prefix is its
-//! own slot. Nonce keys have no hash tag and spread over the cluster. This crate connects to
-//! one endpoint (a standalone Redis, a primary behind a proxy, or a Cluster proxy); it does
-//! not speak the Cluster protocol itself.
+//! With the `redis-cluster` feature, [`RedisConnection::connect_cluster`] speaks the Cluster
+//! protocol itself (the `redis` crate's async cluster client): it learns the slot map from
+//! seed nodes, sends each call to the primary of its key's slot, follows `MOVED` and `ASK`,
+//! and refreshes the map after a failover. The timeout, breaker and failure policy are the
+//! same as for one Redis: while a primary is down and until its replica is promoted (about
+//! the cluster's `cluster-node-timeout` plus an election, 2 to 3 s with a 1 s node timeout),
+//! decisions on its slots follow the policy, then come back by themselves.
+//!
+//! What is atomic:
+//!
+//! * All the limits of one request over **one identity** (per second and per minute on the
+//!   same client address, say) are one script on one hash: all-or-nothing, on the server's
+//!   clock, in one round trip, on one Redis and on a cluster alike.
+//! * On **one Redis**, limits over different identities (per client address and a global
+//!   limit) are one script too: all-or-nothing across them.
+//! * On a **cluster**, a script may only touch one slot, so limits over different identities
+//!   are one script per identity, sent at the same time (the request waits about one round
+//!   trip). Each is atomic; together they are not: when one identity refuses, what the others
+//!   charged is refunded (the adjustment script, awaited before the refusal is answered), so
+//!   a refused request consumes no quota in the end. In between, a concurrent request of
+//!   another client sharing the refunded identity (a global limit) may see the charge and be
+//!   refused at the very edge of its quota; and if the refund itself fails (the node went
+//!   down in between), the charge stays until it runs out like any other.
+//!
+//! Nonce keys have no hash tag of their own and spread over the cluster by nonce.
+//!
+//! # Local over-limit cache
+//!
+//! A request refused by Redis with a wait is remembered by the store (its limits, identities
+//! and cost; a fixed table of [`RedisConfig::with_local_cache`] slots, 16,384 by default,
+//! allocated once, about 1.7 MiB): the same request is refused again locally, with
+//! `Retry-After` and the `RateLimit` headers counted down from the first refusal, until
+//! the wait is over; then Redis decides again. A client hammering past its limit costs
+//! Redis one call per wait instead of one per request. It is per instance, and it refuses
+//! on the instance's clock: quota given back in the meantime (a refund, an adjustment)
+//! admits the client only once the wait is over.
 //!
 //! # Failure policies
 //!
@@ -123,9 +158,10 @@
 //!
 //! # Deployment
 //!
-//! Point every instance at the same Redis primary (`BATTLEMENT_REDIS_URL`-style configuration,
-//! with the password in the URL or an ACL user limited to `EVALSHA`, `SCRIPT`, `GET`, `SET`,
-//! `DEL`, `PING` on `prefix*` keys). Keep the timeout well under the request timeout and Redis
+//! Point every instance at the same Redis primary, or the same cluster
+//! (`BATTLEMENT_REDIS_URL`-style configuration, with the password in the URL or an ACL user
+//! limited to `EVALSHA`, `SCRIPT`, `HGET`, `HSET`, `HDEL`, `PTTL`, `PEXPIRE`, `SET`, `PING`
+//! (and `CLUSTER SLOTS` on a cluster) on `prefix*` keys). Keep the timeout well under the request timeout and Redis
 //! close to the instances (one round trip per rate-limited request). `rediss://` (TLS) needs
 //! the `redis-tls` feature (rustls with the ring provider, installed as the process default
 //! unless the application installed one): Mozilla's roots by default, or a private CA with
@@ -140,7 +176,7 @@ mod hash;
 mod rate_limit;
 mod replay;
 
-pub use config::{DEFAULT_TIMEOUT, FailurePolicy, RedisConfig};
+pub use config::{DEFAULT_LOCAL_CACHE, DEFAULT_TIMEOUT, FailurePolicy, RedisConfig};
 pub use connection::{ConnectError, ConnectErrorKind, RedisConnection};
 pub use hash::{StableHasher, StableKeyHasher};
 pub use rate_limit::{DecisionFuture, RedisRateLimitStore};

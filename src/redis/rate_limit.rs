@@ -19,18 +19,19 @@ use crate::{
     circuit_breaker::Permit,
     rate_limit::{
         Check, Decision, KeyState, MAX_LIMITS, MemoryStore, RateLimitStore, StoreError,
-        StoreResult, Verdict,
+        StoreResult, Verdict, store::OverLimitCache,
     },
 };
 
-/// A [`RateLimitStore`] on Redis: GCRA in one Lua script on Redis's clock, every limit of a
-/// request decided in one `EVALSHA` round trip; see the [module docs](super).
+/// A [`RateLimitStore`] on Redis: GCRA in one Lua script on Redis's clock, the limits of one
+/// identity in one hash decided in one `EVALSHA` round trip; see the [module docs](super).
 ///
-/// Cloning shares the connection and the fallback store.
+/// Cloning shares the connection, the fallback store and the local over-limit cache.
 #[derive(Clone)]
 pub struct RedisRateLimitStore {
     conn: RedisConnection,
     fallback: MemoryStore,
+    cache: Option<Arc<OverLimitCache>>,
 }
 
 impl RedisRateLimitStore {
@@ -38,7 +39,12 @@ impl RedisRateLimitStore {
         let keys = conn.inner.config.fallback_max_keys;
         // `fallback_max_keys` is validated to be at least 64, which is all `with_max_keys` asks.
         let fallback = MemoryStore::with_max_keys(keys).unwrap_or_default();
-        Self { conn, fallback }
+        let cache = OverLimitCache::new(conn.inner.config.local_cache).map(Arc::new);
+        Self {
+            conn,
+            fallback,
+            cache,
+        }
     }
 
     /// Connects to `url` and makes a store: the one call a server needs
@@ -63,10 +69,25 @@ impl RedisRateLimitStore {
         &self.fallback
     }
 
-    /// The Redis key of the bucket with fingerprint `fingerprint`:
-    /// `{prefix}:rl:<16 hex digits>`.
-    pub fn redis_key(&self, fingerprint: u64) -> String {
-        key(&self.conn.inner, fingerprint)
+    /// How many requests the local over-limit cache refused without a round trip
+    /// ([`RedisConfig::with_local_cache`]).
+    pub fn local_refusals(&self) -> u64 {
+        self.cache.as_ref().map_or(0, |c| c.hits())
+    }
+
+    /// The most memory the local over-limit cache takes, in bytes (allocated when the store
+    /// is made; 0 when it is off).
+    pub fn local_cache_bytes(&self) -> usize {
+        self.cache.as_ref().map_or(0, |c| {
+            c.capacity() * crate::rate_limit::store::CACHE_BYTES_PER_SLOT
+        })
+    }
+
+    /// The Redis key of the hash holding every bucket of the identity with fingerprint
+    /// `identity` ([`Check::identity`]): `prefix:rl:{<16 hex digits>}`, the identity its hash
+    /// tag. The field of each bucket is [`Check::key`] in 16 hex digits.
+    pub fn redis_key(&self, identity: u64) -> String {
+        key(&self.conn.inner, identity)
     }
 
     fn on_failure(
@@ -85,12 +106,20 @@ impl RedisRateLimitStore {
     }
 }
 
-fn key(inner: &Inner, fingerprint: u64) -> String {
-    let mut k = String::with_capacity(inner.rl_prefix.len() + 16);
-    k.push_str(&inner.rl_prefix);
+fn key(inner: &Inner, identity: u64) -> String {
+    key_in(&inner.rl_prefix, identity)
+}
+
+fn key_in(prefix: &str, identity: u64) -> String {
+    let mut k = String::with_capacity(prefix.len() + 18);
+    k.push_str(prefix);
     // Writing to a String cannot fail.
-    let _ = write!(k, "{fingerprint:016x}");
+    let _ = write!(k, "{{{identity:016x}}}");
     k
+}
+
+fn field(fingerprint: u64) -> String {
+    format!("{fingerprint:016x}")
 }
 
 /// Why a decision is made without Redis.
@@ -124,14 +153,56 @@ fn decide_without_redis(
     }
 }
 
+/// The index in KEYS of each check's identity, and the number of distinct identities.
+fn key_slots(checks: &[Check]) -> ([usize; MAX_LIMITS], usize) {
+    let mut slot = [0; MAX_LIMITS];
+    let mut seen = [0u64; MAX_LIMITS];
+    let mut n = 0;
+    for (i, c) in checks.iter().enumerate().take(MAX_LIMITS) {
+        slot[i] = match seen[..n].iter().position(|&id| id == c.identity) {
+            Some(j) => j,
+            None => {
+                seen[n] = c.identity;
+                n += 1;
+                n - 1
+            }
+        };
+    }
+    (slot, n)
+}
+
+/// The invocation of `script` over `checks`: KEYS are their identities' hashes (each once),
+/// ARGV what `per_check` adds after `head`, with each check's key index and field first.
+fn invocation<'a>(
+    script: &'a ::redis::Script,
+    prefix: &str,
+    checks: &[Check],
+    head: i64,
+    rest: impl Fn(&mut ::redis::ScriptInvocation<'a>, &Check),
+) -> ::redis::ScriptInvocation<'a> {
+    let mut inv = script.prepare_invoke();
+    let (slot, _) = key_slots(checks);
+    let mut added = 0;
+    for (i, c) in checks.iter().enumerate() {
+        if slot[i] == added {
+            inv.key(key_in(prefix, c.identity));
+            added += 1;
+        }
+    }
+    inv.arg(head);
+    for (i, c) in checks.iter().enumerate() {
+        inv.arg(slot[i] + 1).arg(field(c.key));
+        rest(&mut inv, c);
+    }
+    inv
+}
+
+/// One script call deciding `checks` all-or-nothing: one round trip.
 async fn eval(inner: &Inner, checks: &[Check]) -> ::redis::RedisResult<Decision> {
-    let mut inv = inner.gcra.prepare_invoke();
-    for c in checks {
-        inv.key(key(inner, c.key));
-    }
-    for c in checks {
+    let n = i64::try_from(checks.len()).unwrap_or(0);
+    let inv = invocation(&inner.gcra, &inner.rl_prefix, checks, n, |inv, c| {
         inv.arg(c.emission_ns.max(1)).arg(c.limit_ns).arg(c.cost);
-    }
+    });
     let mut con = inner.manager();
     let v: Vec<i64> = inv.invoke_async(&mut con).await?;
     parse(&v, checks.len()).ok_or_else(|| {
@@ -140,6 +211,196 @@ async fn eval(inner: &Inner, checks: &[Check]) -> ::redis::RedisResult<Decision>
             "unexpected reply from the rate-limit script",
         ))
     })
+}
+
+/// One adjustment call (`delta` units more, a refund when negative) for `checks`.
+async fn eval_adjust(
+    script: &::redis::Script,
+    prefix: &str,
+    mut con: super::connection::Conn,
+    checks: &[Check],
+    delta: i64,
+) -> ::redis::RedisResult<i64> {
+    let inv = invocation(script, prefix, checks, delta, |inv, c| {
+        inv.arg(c.emission_ns.max(1));
+    });
+    inv.invoke_async::<i64>(&mut con).await
+}
+
+/// The checks of one identity (one hash slot): their positions in the request.
+#[derive(Clone, Copy, Default)]
+struct Group {
+    at: [usize; MAX_LIMITS],
+    len: usize,
+}
+
+impl Group {
+    fn checks(&self, all: &[Check]) -> ([Check; MAX_LIMITS], usize) {
+        let mut out = [Check::default(); MAX_LIMITS];
+        for (o, &i) in out.iter_mut().zip(&self.at[..self.len]) {
+            *o = all[i];
+        }
+        (out, self.len)
+    }
+}
+
+/// The checks grouped by identity, in order of first appearance.
+fn groups(checks: &[Check]) -> ([Group; MAX_LIMITS], usize) {
+    let (slot, n) = key_slots(checks);
+    let mut g = [Group::default(); MAX_LIMITS];
+    for (i, &s) in slot[..checks.len().min(MAX_LIMITS)].iter().enumerate() {
+        g[s].at[g[s].len] = i;
+        g[s].len += 1;
+    }
+    (g, n)
+}
+
+/// `checks` split by identity.
+fn groups_of(checks: &[Check]) -> Vec<([Check; MAX_LIMITS], usize)> {
+    let (g, n) = groups(checks);
+    g[..n].iter().map(|g| g.checks(checks)).collect()
+}
+
+/// Combines the verdict so far with the verdict of one identity's group (`at`: the positions
+/// of its checks): a cost above a burst wins, then the longest wait.
+fn combine(so_far: Verdict, group: Verdict, at: &[usize]) -> Verdict {
+    match (so_far, group) {
+        (v @ Verdict::CostAboveBurst { .. }, _) => v,
+        (_, Verdict::CostAboveBurst { index }) => Verdict::CostAboveBurst { index: at[index] },
+        (Verdict::Denied { retry_after: a, .. }, Verdict::Denied { index, retry_after })
+            if retry_after > a =>
+        {
+            Verdict::Denied {
+                index: at[index],
+                retry_after,
+            }
+        }
+        (v @ Verdict::Denied { .. }, _) => v,
+        (Verdict::Allowed, Verdict::Denied { index, retry_after }) => Verdict::Denied {
+            index: at[index],
+            retry_after,
+        },
+        (Verdict::Allowed, Verdict::Allowed) => Verdict::Allowed,
+    }
+}
+
+/// Decides `checks` on a cluster, where a script may only touch one slot: one call per
+/// identity, sent together (the multiplexed connections pipeline them, so the request waits
+/// about one round trip), then, when one identity refused, a refund of what the others were
+/// charged, awaited before the answer. Atomic per identity; across identities a concurrent
+/// request may see the charge before its refund (and be refused by it at the edge of its
+/// quota).
+async fn eval_groups(inner: &Inner, checks: &[Check]) -> ::redis::RedisResult<Decision> {
+    let (groups, n) = groups(checks);
+    if n <= 1 {
+        return eval(inner, checks).await;
+    }
+    let calls: Vec<_> = groups[..n]
+        .iter()
+        .map(|g| {
+            let (batch, len) = g.checks(checks);
+            Box::pin(async move { eval(inner, &batch[..len]).await })
+        })
+        .collect();
+    let results = join_all(calls).await;
+    let mut states = [KeyState::default(); MAX_LIMITS];
+    let mut verdict = Verdict::Allowed;
+    let mut failed = None;
+    for (g, r) in groups[..n].iter().zip(&results) {
+        match r {
+            Ok(d) => {
+                for (j, s) in d.states().iter().enumerate() {
+                    states[g.at[j]] = *s;
+                }
+                verdict = combine(verdict, d.verdict, &g.at[..g.len]);
+            }
+            Err(e) => failed = Some(e.clone()),
+        }
+    }
+    if failed.is_none() && verdict == Verdict::Allowed {
+        return Ok(Decision::new(verdict, &states[..checks.len()]));
+    }
+    // Hand back what the identities that admitted the request were charged.
+    let mut refund = [Check::default(); MAX_LIMITS];
+    let mut len = 0;
+    for (g, r) in groups[..n].iter().zip(&results) {
+        if matches!(r, Ok(d) if d.is_allowed()) {
+            for &i in &g.at[..g.len] {
+                refund[len] = checks[i];
+                len += 1;
+                // The state once refunded.
+                let c = &checks[i];
+                let s = &mut states[i];
+                let burst = c.limit_ns / c.emission_ns.max(1);
+                s.remaining = s.remaining.saturating_add(c.cost).min(burst);
+                s.reset_ns = s
+                    .reset_ns
+                    .saturating_sub(c.cost.saturating_mul(c.emission_ns));
+            }
+        }
+    }
+    if len > 0 {
+        let cost = -i64::try_from(checks[0].cost).unwrap_or(i64::MAX);
+        let calls: Vec<_> = groups_of(&refund[..len])
+            .into_iter()
+            .map(|(batch, l)| {
+                let (script, prefix, con) = (
+                    inner.adjust.clone(),
+                    inner.rl_prefix.clone(),
+                    inner.manager(),
+                );
+                Box::pin(async move { eval_adjust(&script, &prefix, con, &batch[..l], cost).await })
+            })
+            .collect();
+        if failed.is_some() {
+            // The decision fails anyway: refund in the background, bounded by the timeout.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let timeout = inner.config.timeout;
+                runtime.spawn(async move {
+                    let _ = tokio::time::timeout(timeout, join_all(calls)).await;
+                });
+            }
+        } else {
+            for r in join_all(calls).await {
+                // A failed refund leaves the charge to run out by itself: the refusal stands.
+                if let Err(e) = r {
+                    tracing::warn!(
+                        target: "battlement::redis",
+                        error = %super::connection::describe(&e),
+                        "rate-limit refund failed"
+                    );
+                }
+            }
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(Decision::new(verdict, &states[..checks.len()])),
+    }
+}
+
+/// Polls every future until all are done (at most [`MAX_LIMITS`], so a scan is fine).
+async fn join_all<F: Future + Unpin>(mut futs: Vec<F>) -> Vec<F::Output> {
+    let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in futs.iter_mut().zip(out.iter_mut()) {
+            if o.is_none() {
+                match Pin::new(f).poll(cx) {
+                    Poll::Ready(v) => *o = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    // Every slot is filled once the poll above is ready.
+    out.into_iter().flatten().collect()
 }
 
 /// Reads the script's reply: `{status, index, retry_after_us, (remaining, reset_us)*n}`.
@@ -165,8 +426,9 @@ fn parse(v: &[i64], n: usize) -> Option<Decision> {
     Some(Decision::new(verdict, &states[..n]))
 }
 
-/// The future of a Redis decision (one `EVALSHA`, bounded by the timeout, then the failure
-/// policy if Redis did not answer).
+/// The future of a Redis decision (one `EVALSHA` in all on a standalone Redis, one per
+/// identity on a cluster, bounded by the timeout, then the failure policy if Redis did not
+/// answer).
 pub struct DecisionFuture {
     inner: IoFuture<Result<Decision, StoreError>>,
 }
@@ -200,6 +462,9 @@ impl RateLimitStore for RedisRateLimitStore {
         if checks.len() > MAX_LIMITS {
             return StoreResult::Ready(Err(StoreError::new("more checks than MAX_LIMITS")));
         }
+        if let Some(d) = self.cache.as_ref().and_then(|c| c.get(checks, now_ns)) {
+            return StoreResult::Ready(Ok(d));
+        }
         let Some(permit) = self.conn.permit() else {
             let inner = &self.conn.inner;
             inner.outage.record(inner.config.failure);
@@ -213,8 +478,20 @@ impl RateLimitStore for RedisRateLimitStore {
             inner: IoFuture::Io(Box::pin(async move {
                 let checks = &batch[..len];
                 let inner = &store.conn.inner;
-                match guarded(inner, permit, "rate-limit decision", eval(inner, checks)).await {
-                    Ok(decision) => Ok(decision),
+                let call = async {
+                    if inner.cluster {
+                        eval_groups(inner, checks).await
+                    } else {
+                        eval(inner, checks).await
+                    }
+                };
+                match guarded(inner, permit, "rate-limit decision", call).await {
+                    Ok(decision) => {
+                        if let Some(cache) = &store.cache {
+                            cache.remember(checks, &decision, now_ns);
+                        }
+                        Ok(decision)
+                    }
                     Err(e) => store.on_failure(checks, now_ns, Cause::Failed(&e)),
                 }
             })),
@@ -250,16 +527,27 @@ async fn run_adjust(
     delta: i64,
 ) {
     let call = async {
-        let mut inv = inner.adjust.prepare_invoke();
-        for c in &batch[..len] {
-            inv.key(key(&inner, c.key));
-        }
-        inv.arg(delta);
-        for c in &batch[..len] {
-            inv.arg(c.emission_ns.max(1));
-        }
-        let mut con = inner.manager();
-        inv.invoke_async::<i64>(&mut con).await
+        // One call per identity on a cluster (one slot each), one in all on one Redis.
+        let parts = if inner.cluster {
+            groups_of(&batch[..len])
+        } else {
+            vec![(batch, len)]
+        };
+        let calls: Vec<_> = parts
+            .into_iter()
+            .map(|(b, l)| {
+                let con = inner.manager();
+                let inner = &inner;
+                Box::pin(async move {
+                    eval_adjust(&inner.adjust, &inner.rl_prefix, con, &b[..l], delta).await
+                })
+            })
+            .collect();
+        join_all(calls)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map(|_| ())
     };
     // Errors are logged by `guarded`; an adjustment is best effort.
     let _ = guarded(&inner, permit, "rate-limit adjustment", call).await;
@@ -276,6 +564,41 @@ impl fmt::Debug for RedisRateLimitStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn check(key: u64, identity: u64) -> Check {
+        Check {
+            key,
+            identity,
+            emission_ns: 1,
+            limit_ns: 1,
+            cost: 1,
+        }
+    }
+
+    #[test]
+    fn groups_checks_by_identity() {
+        let checks = [check(1, 10), check(2, 20), check(3, 10), check(4, 30)];
+        let (slot, n) = key_slots(&checks);
+        assert_eq!((slot, n), ([0, 1, 0, 2], 3));
+        let (g, n) = groups(&checks);
+        assert_eq!(n, 3);
+        assert_eq!(&g[0].at[..g[0].len], &[0, 2]);
+        assert_eq!(&g[1].at[..g[1].len], &[1]);
+        assert_eq!(&g[2].at[..g[2].len], &[3]);
+        assert_eq!(groups_of(&checks[..1]).len(), 1);
+        let d = |index, ms| Verdict::Denied {
+            index,
+            retry_after: Duration::from_millis(ms),
+        };
+        // Positions map back to the request; the longest wait and a cost above a burst win.
+        assert_eq!(combine(Verdict::Allowed, d(0, 5), &[2]), d(2, 5));
+        assert_eq!(combine(d(2, 5), d(0, 9), &[1, 3]), d(1, 9));
+        assert_eq!(combine(d(1, 9), d(0, 2), &[3]), d(1, 9));
+        assert_eq!(
+            combine(d(1, 9), Verdict::CostAboveBurst { index: 0 }, &[3]),
+            Verdict::CostAboveBurst { index: 3 }
+        );
+    }
 
     #[test]
     fn parses_replies() {
@@ -304,6 +627,7 @@ mod tests {
     fn failure_policies_without_redis() {
         let c = Check {
             key: 1,
+            identity: 1,
             emission_ns: 1_000_000_000,
             limit_ns: 1_000_000_000,
             cost: 1,

@@ -491,9 +491,36 @@ pub struct RedisConfig {
     /// client's bucket (the audit warns).
     #[serde(default)]
     pub hash_key: Option<SecretSource>,
+    /// `standalone` (the default: one Redis, or a primary behind a proxy) or `cluster`: a
+    /// Redis Cluster (or Valkey cluster) through the native cluster client (feature
+    /// `redis-cluster`), `url` then holding the seed nodes' URLs separated by commas (the
+    /// credentials and TLS of the first apply to every node).
+    #[serde(default)]
+    pub mode: RedisMode,
+    /// The slots of the local over-limit cache (default 16384, about 1.7 MiB; 0 turns it off):
+    /// a client refused with a known wait is refused again by this instance, with the same
+    /// headers, without a round trip until the wait is over.
+    #[serde(default = "RedisConfig::default_local_cache")]
+    pub local_cache: usize,
+}
+
+/// `[redis] mode`: one Redis or a Redis Cluster.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum RedisMode {
+    /// One Redis (or a primary behind a proxy): the default.
+    #[default]
+    Standalone,
+    /// A Redis Cluster through the native cluster client (feature `redis-cluster`).
+    Cluster,
 }
 
 impl RedisConfig {
+    fn default_local_cache() -> usize {
+        16_384
+    }
+
     fn default_prefix() -> String {
         "battlement".to_owned()
     }

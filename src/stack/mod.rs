@@ -151,7 +151,7 @@ pub use client::{BoxErr, BoxErrFuture, BoxErrLayer, ClientService, ClientStack};
 pub use config::{
     BodyLimitConfig, BreakerSection, BudgetSection, ClientConfig, ClientSigningSection,
     ConnectionConfig, CorsConfig, HttpsConfig, Preset, QuotaConfig, RateLimitConfig,
-    RateLimitHeaders, RedisConfig, RedisFailure, RequestIdConfig, RetrySection,
+    RateLimitHeaders, RedisConfig, RedisFailure, RedisMode, RequestIdConfig, RetrySection,
     SecurityHeadersConfig, ServerConfig, SigningKeySection, SigningSection, TimeoutConfig, Toggle,
     TraceConfig, TrustIncoming,
 };

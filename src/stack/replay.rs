@@ -120,7 +120,7 @@ impl LazyRedis {
             return Some(store);
         }
         let (url, config) = self.connect.as_ref()?;
-        match crate::redis::RedisConnection::connect_lazy(url.expose(), config.clone()) {
+        match crate::redis::RedisConnection::connect_configured_lazy(url.expose(), config.clone()) {
             Ok(conn) => {
                 // Another request may have been first: its store is kept, this one dropped.
                 let _ = self.store.set(conn.replay_store());

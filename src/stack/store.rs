@@ -128,7 +128,7 @@ impl LazyRedis {
             return Some(store);
         }
         let (url, config) = self.connect.as_ref()?;
-        match crate::redis::RedisConnection::connect_lazy(url.expose(), config.clone()) {
+        match crate::redis::RedisConnection::connect_configured_lazy(url.expose(), config.clone()) {
             Ok(conn) => {
                 // Another request may have been first: its store is kept, this one dropped.
                 let _ = self.store.set(conn.rate_limit_store());
@@ -571,7 +571,24 @@ fn connect(
             RedisFailure::Open => FailurePolicy::FailOpen,
             RedisFailure::Closed => FailurePolicy::FailClosed,
             RedisFailure::Local => FailurePolicy::FallbackToMemory,
-        });
+        })
+        .with_local_cache(r.local_cache)
+        .map_err(|e| {
+            ConfigError::new(
+                e.kind(),
+                format!("{section}.local_cache"),
+                e.reason().to_owned(),
+            )
+        })?;
+    let cluster = r.mode == super::config::RedisMode::Cluster;
+    if cluster && !cfg!(feature = "redis-cluster") {
+        return Err(ConfigError::invalid(
+            format!("{section}.mode"),
+            "mode = \"cluster\" needs the `redis-cluster` feature of battlement",
+        ));
+    }
+    let mut config = config;
+    config.cluster = cluster;
     // The error never carries the URL; drop it anyway if a part of the URL's credentials
     // shows up in it.
     let invalid = |field: String, text: String| {
@@ -591,13 +608,30 @@ fn connect(
                 "rediss:// needs the `redis-tls` feature".to_owned(),
             ));
         }
-        ::redis::Client::open(url)
-            .map_err(|e| invalid(format!("{section}.url"), format!("invalid Redis URL: {e}")))?;
+        let seeds: Vec<&str> = if cluster {
+            url.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect()
+        } else {
+            vec![url]
+        };
+        if seeds.is_empty() {
+            return Err(invalid(
+                format!("{section}.url"),
+                "a cluster needs at least one seed URL".to_owned(),
+            ));
+        }
+        for seed in seeds {
+            ::redis::Client::open(seed).map_err(|e| {
+                invalid(format!("{section}.url"), format!("invalid Redis URL: {e}"))
+            })?;
+        }
         return Ok(RedisSection {
             conn: Connection::Later(Box::new((Secret::new(url), config))),
         });
     }
-    let conn = RedisConnection::connect_lazy(url, config).map_err(|e| {
+    let conn = RedisConnection::connect_configured_lazy(url, config).map_err(|e| {
         let field = match e.kind() {
             ConnectErrorKind::InvalidUrl => format!("{section}.url"),
             _ => section.to_owned(),
@@ -646,6 +680,7 @@ mod tests {
         assert_eq!(fp(&store), fp(&store.clone()));
         let check = Check {
             key: fp(&store),
+            identity: fp(&store),
             // Burst 2.
             emission_ns: 1_000_000_000,
             limit_ns: 2_000_000_000,

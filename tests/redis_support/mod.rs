@@ -91,6 +91,11 @@ impl RedisServer {
     }
 
     pub fn spawn(&mut self) {
+        self.spawn_with(&[]);
+    }
+
+    /// Starts the server with `more` arguments after the usual ones (cluster mode).
+    pub fn spawn_with(&mut self, more: &[String]) {
         let port = self.port.to_string();
         let ports: [&str; 4] = if self.extra.is_empty() {
             ["--port", &port, "--bind", "127.0.0.1"]
@@ -101,6 +106,7 @@ impl RedisServer {
             .args(ports)
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(&self.extra)
+            .args(more)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -221,5 +227,245 @@ pub mod http {
         s.read_to_end(&mut out).await.unwrap();
         let text = String::from_utf8_lossy(&out);
         text.split(' ').nth(1).unwrap().parse().unwrap()
+    }
+}
+
+/// Whether `redis-cli` is on the PATH (it creates the cluster); like [`have_redis`], a skip
+/// unless `BATTLEMENT_REQUIRE_REDIS=1`.
+pub fn have_redis_cli() -> bool {
+    let found = Command::new("redis-cli")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        if std::env::var("BATTLEMENT_REQUIRE_REDIS").is_ok_and(|v| v == "1") {
+            panic!("redis-cli not found and BATTLEMENT_REQUIRE_REDIS=1");
+        }
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: redis-cli not found (set BATTLEMENT_REQUIRE_REDIS=1 to fail)"
+        );
+    }
+    found
+}
+
+/// A free loopback port whose cluster bus port (+10000) is free too.
+fn free_cluster_port(taken: &[u16]) -> u16 {
+    for _ in 0..1000 {
+        let p = free_port();
+        if p < 55_000
+            && !taken.contains(&p)
+            && !taken.contains(&(p + 10_000))
+            && TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok()
+        {
+            return p;
+        }
+    }
+    panic!("no free port pair for a cluster node");
+}
+
+/// A Redis Cluster on loopback: three primaries and three replicas (`redis-server
+/// --cluster-enabled yes`, then `redis-cli --cluster create --cluster-replicas 1`), node
+/// timeout 1 s, in a temporary directory; every server killed and the directory removed on
+/// drop.
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+    dir: std::path::PathBuf,
+}
+
+impl RedisCluster {
+    pub fn start() -> Option<Self> {
+        if !have_redis() || !have_redis_cli() {
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!(
+            "battlement-cluster-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut ports = Vec::new();
+        for _ in 0..6 {
+            let p = free_cluster_port(&ports);
+            ports.push(p);
+        }
+        let mut nodes = Vec::new();
+        for &port in &ports {
+            let node_dir = dir.join(port.to_string());
+            std::fs::create_dir_all(&node_dir).unwrap();
+            let extra = vec![
+                "--cluster-enabled".into(),
+                "yes".into(),
+                "--cluster-config-file".into(),
+                node_dir.join("nodes.conf").display().to_string(),
+                "--cluster-node-timeout".into(),
+                "1000".into(),
+                // Replicas in sync at once (the default waits 5 s before a diskless sync), and
+                // allowed to take over whatever the age of their data: a failover in the tests
+                // right after the start.
+                "--repl-diskless-sync-delay".into(),
+                "0".into(),
+                "--cluster-replica-validity-factor".into(),
+                "0".into(),
+                "--dir".into(),
+                node_dir.display().to_string(),
+            ];
+            let mut server = RedisServer {
+                child: None,
+                port,
+                extra: Vec::new(),
+            };
+            server.spawn_with(&extra);
+            nodes.push(server);
+        }
+        let cluster = Self { nodes, dir };
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for p in &ports {
+            create.arg(format!("127.0.0.1:{p}"));
+        }
+        let out = create
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        cluster.wait_ok(Duration::from_secs(20));
+        cluster.wait_replicas_synced(Duration::from_secs(20));
+        Some(cluster)
+    }
+
+    /// Waits until every running node reports `cluster_state:ok` and knows 3 primaries.
+    pub fn wait_ok(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            let ok = self.nodes.iter().filter(|n| n.child.is_some()).all(|n| {
+                raw(n.port, "CLUSTER INFO")
+                    .is_ok_and(|i| i.contains("cluster_state:ok") && i.contains("cluster_size:3"))
+            });
+            if ok {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the cluster did not reach cluster_state:ok within {within:?}");
+    }
+
+    /// Waits until three nodes are replicas with their link to the primary up.
+    pub fn wait_replicas_synced(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            let synced = self
+                .nodes
+                .iter()
+                .filter(|n| {
+                    raw(n.port, "INFO replication").is_ok_and(|i| {
+                        i.contains("role:slave") && i.contains("master_link_status:up")
+                    })
+                })
+                .count();
+            if synced == 3 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the replicas did not sync within {within:?}");
+    }
+
+    /// Seed URLs of every node.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.url()).collect()
+    }
+
+    /// The running primaries, as seen by a running node (`CLUSTER NODES`).
+    pub fn primaries(&self) -> Vec<&RedisServer> {
+        let view = self.any_running().cmd("CLUSTER NODES");
+        let ports: Vec<u16> = view
+            .lines()
+            .filter(|l| l.contains("master") && !l.contains("fail"))
+            .filter_map(|l| {
+                let addr = l.split(' ').nth(1)?;
+                addr.split(['@', ':']).nth(1)?.parse().ok()
+            })
+            .collect();
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some() && ports.contains(&n.port))
+            .collect()
+    }
+
+    fn any_running(&self) -> &RedisServer {
+        self.nodes
+            .iter()
+            .find(|n| n.child.is_some())
+            .expect("a running node")
+    }
+
+    /// The node serving the slot of `key` now.
+    pub fn primary_of(&self, key: &str) -> &RedisServer {
+        let slot: u16 = self
+            .any_running()
+            .cmd(&format!("CLUSTER KEYSLOT {key}"))
+            .trim()
+            .trim_start_matches(':')
+            .parse()
+            .unwrap();
+        let view = self.any_running().cmd("CLUSTER NODES");
+        for l in view
+            .lines()
+            .filter(|l| l.contains("master") && !l.contains("fail"))
+        {
+            let fields: Vec<&str> = l.split(' ').collect();
+            let holds = fields.iter().skip(8).any(|r| match r.split_once('-') {
+                Some((a, b)) => {
+                    a.parse::<u16>().is_ok_and(|a| a <= slot)
+                        && b.parse::<u16>().is_ok_and(|b| slot <= b)
+                }
+                None => r.parse::<u16>().is_ok_and(|s| s == slot),
+            });
+            if holds {
+                let port: u16 = fields[1].split(['@', ':']).nth(1).unwrap().parse().unwrap();
+                return self.nodes.iter().find(|n| n.port == port).unwrap();
+            }
+        }
+        panic!("no primary holds slot {slot}");
+    }
+
+    /// Kills the node on `port` (SIGKILL).
+    pub fn kill(&mut self, port: u16) {
+        if let Some(n) = self.nodes.iter_mut().find(|n| n.port == port) {
+            n.kill();
+        }
+    }
+
+    /// `calls` of `cmdstat_<name>` summed over the running nodes.
+    pub fn calls(&self, name: &str) -> u64 {
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|n| n.calls(name))
+            .sum()
+    }
+
+    /// `CONFIG RESETSTAT` on every running node.
+    pub fn reset_stats(&self) {
+        for n in self.nodes.iter().filter(|n| n.child.is_some()) {
+            n.cmd("CONFIG RESETSTAT");
+        }
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            n.kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -452,6 +452,7 @@ mod tests {
         // 100 per minute, burst 10.
         Check {
             key,
+            identity: key,
             emission_ns: 600_000_000,
             limit_ns: 6 * SEC,
             cost,

@@ -6,10 +6,14 @@
 //! [`StoreResult::Pending`] with its own future). After the response, the layer may correct what
 //! was charged ([`RateLimitStore::adjust`]) once the real cost is known.
 
+#[cfg(feature = "redis")]
+mod cache;
 mod memory;
 
 use std::{fmt, future::Future, hash::BuildHasher, time::Duration};
 
+#[cfg(feature = "redis")]
+pub(crate) use cache::{BYTES_PER_SLOT as CACHE_BYTES_PER_SLOT, OverLimitCache};
 pub use memory::{MemoryStore, MemoryStoreStats, WORST_CASE_BYTES_PER_KEY};
 
 use super::gcra::{self, Params};
@@ -20,9 +24,13 @@ pub const MAX_LIMITS: usize = 4;
 /// One limit to check for a request: a key, the quota's GCRA parameters, and the cost.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Check {
-    /// The fingerprint of the key (the limit and the key, hashed with the store's
-    /// [`RateLimitStore::key_hasher`]).
+    /// The fingerprint of the bucket: the limit and the key (see [`Check::bucket`]).
     pub key: u64,
+    /// The fingerprint of the key alone (the client address, the principal, ...), hashed with
+    /// the store's [`RateLimitStore::key_hasher`]: the identity the limit counts. Every limit
+    /// over the same identity has the same value, so a distributed store can keep them
+    /// together (the Redis store's hash tag).
+    pub identity: u64,
     /// Nanoseconds one unit of quota takes to come back.
     pub emission_ns: u64,
     /// How far ahead of now a key's theoretical arrival time may run (emission × burst).
@@ -32,6 +40,24 @@ pub struct Check {
 }
 
 impl Check {
+    /// The bucket fingerprint of the limit with id `limit_id` over `identity`: the identity
+    /// mixed with a constant derived from the id (SplitMix64's finaliser). The identity is
+    /// keyed, so a client cannot aim two buckets at one fingerprint without the hasher's key.
+    ///
+    /// ```
+    /// use battlement::rate_limit::Check;
+    ///
+    /// assert_ne!(Check::bucket(1, 42), Check::bucket(2, 42));
+    /// assert_eq!(Check::bucket(7, 42), Check::bucket(7, 42));
+    /// ```
+    #[inline]
+    pub const fn bucket(limit_id: u64, identity: u64) -> u64 {
+        let mut z = limit_id.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        identity ^ z ^ (z >> 31)
+    }
+
     #[inline]
     pub(crate) fn params(&self) -> Params {
         Params {
