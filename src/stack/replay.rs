@@ -69,8 +69,6 @@
 //!   nonce store with `.with_replay_store(stack.replay_store().unwrap().clone())` (webhook ids
 //!   are kept as `whk:<id>`, signature nonces as `sig:<key id>:<nonce>`: they never collide).
 
-#[cfg(feature = "redis")]
-use std::sync::OnceLock;
 use std::{
     fmt,
     future::{Future, Ready},
@@ -81,7 +79,9 @@ use std::{
 };
 
 #[cfg(feature = "redis")]
-use crate::{config::Secret, redis::RedisReplayStore};
+use super::store::{LazyConnection, LazyRedis};
+#[cfg(feature = "redis")]
+use crate::redis::RedisReplayStore;
 use crate::{
     problem::DefaultRejection,
     signing::{
@@ -103,47 +103,18 @@ pub struct StackReplayStore {
 enum Kind {
     Memory(Arc<MemoryReplayStore>),
     #[cfg(feature = "redis")]
-    Redis(Arc<LazyRedis>),
-}
-
-/// A Redis store, or what to make it with on first use (a stack built outside a runtime).
-#[cfg(feature = "redis")]
-struct LazyRedis {
-    store: OnceLock<RedisReplayStore>,
-    connect: Option<(Secret, crate::redis::RedisConfig)>,
-}
-
-#[cfg(feature = "redis")]
-impl LazyRedis {
-    fn get(&self) -> Option<&RedisReplayStore> {
-        if let Some(store) = self.store.get() {
-            return Some(store);
-        }
-        let (url, config) = self.connect.as_ref()?;
-        match crate::redis::RedisConnection::connect_configured_lazy(url.expose(), config.clone()) {
-            Ok(conn) => {
-                // Another request may have been first: its store is kept, this one dropped.
-                let _ = self.store.set(conn.replay_store());
-                self.store.get()
-            }
-            Err(error) => {
-                // Only without a tokio runtime: the URL was checked at startup.
-                tracing::error!(target: "battlement::redis", %error, "cannot use Redis for nonces");
-                None
-            }
-        }
-    }
+    Redis(Arc<LazyRedis<RedisReplayStore>>),
 }
 
 impl StackReplayStore {
-    /// A Redis store made on first use.
+    /// A Redis store made on first use, on `conn` (shared with the section's other stores).
     #[cfg(feature = "redis")]
-    pub(super) fn lazy(url: Secret, config: crate::redis::RedisConfig) -> Self {
+    pub(super) fn lazy(conn: Arc<LazyConnection>) -> Self {
         Self {
-            kind: Kind::Redis(Arc::new(LazyRedis {
-                store: OnceLock::new(),
-                connect: Some((url, config)),
-            })),
+            kind: Kind::Redis(Arc::new(LazyRedis::later(
+                conn,
+                crate::redis::RedisConnection::replay_store,
+            ))),
         }
     }
 
@@ -198,10 +169,7 @@ impl From<Arc<MemoryReplayStore>> for StackReplayStore {
 impl From<RedisReplayStore> for StackReplayStore {
     fn from(store: RedisReplayStore) -> Self {
         Self {
-            kind: Kind::Redis(Arc::new(LazyRedis {
-                store: OnceLock::from(store),
-                connect: None,
-            })),
+            kind: Kind::Redis(Arc::new(LazyRedis::ready(store))),
         }
     }
 }
@@ -231,16 +199,7 @@ impl fmt::Debug for StackReplayStore {
         match &self.kind {
             Kind::Memory(m) => f.debug_tuple("StackReplayStore::Memory").field(m).finish(),
             #[cfg(feature = "redis")]
-            Kind::Redis(r) => match r.store.get() {
-                Some(store) => f
-                    .debug_tuple("StackReplayStore::Redis")
-                    .field(store)
-                    .finish(),
-                None => f
-                    .debug_tuple("StackReplayStore::Redis")
-                    .field(&r.connect.as_ref().map(|(_, config)| config))
-                    .finish(),
-            },
+            Kind::Redis(r) => f.debug_tuple("StackReplayStore::Redis").field(r).finish(),
         }
     }
 }

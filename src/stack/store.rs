@@ -111,34 +111,95 @@ pub struct StackStore {
 enum Kind {
     Memory(MemoryStore),
     #[cfg(feature = "redis")]
-    Redis(Arc<LazyRedis>),
+    Redis(Arc<LazyRedis<RedisRateLimitStore>>),
 }
 
-/// A Redis store, or what to make it with on first use (a stack built outside a runtime).
+/// A section's Redis connection, made on the first call inside a tokio runtime (a stack built
+/// outside one): every store of the section shares it, so they share one connection (and one
+/// breaker) as they do when the connection is made at once.
 #[cfg(feature = "redis")]
-struct LazyRedis {
-    store: OnceLock<RedisRateLimitStore>,
-    connect: Option<(Secret, crate::redis::RedisConfig)>,
+pub(super) struct LazyConnection {
+    conn: OnceLock<crate::redis::RedisConnection>,
+    url: Secret,
+    config: crate::redis::RedisConfig,
 }
 
 #[cfg(feature = "redis")]
-impl LazyRedis {
-    fn get(&self) -> Option<&RedisRateLimitStore> {
-        if let Some(store) = self.store.get() {
-            return Some(store);
+impl LazyConnection {
+    fn get(&self) -> Option<&crate::redis::RedisConnection> {
+        if let Some(conn) = self.conn.get() {
+            return Some(conn);
         }
-        let (url, config) = self.connect.as_ref()?;
-        match crate::redis::RedisConnection::connect_configured_lazy(url.expose(), config.clone()) {
+        match crate::redis::RedisConnection::connect_configured_lazy(
+            self.url.expose(),
+            self.config.clone(),
+        ) {
             Ok(conn) => {
-                // Another request may have been first: its store is kept, this one dropped.
-                let _ = self.store.set(conn.rate_limit_store());
-                self.store.get()
+                // Another request may have been first: its connection is kept, this one dropped.
+                let _ = self.conn.set(conn);
+                self.conn.get()
             }
             Err(error) => {
                 // Only without a tokio runtime: the URL was checked at startup.
                 tracing::error!(target: "battlement::redis", %error, "cannot use Redis");
                 None
             }
+        }
+    }
+}
+
+/// A Redis store (of rate limits or of nonces), or the connection to make it from on first use.
+///
+/// `Debug` shows the store once made, else the connection's configuration (never the URL).
+#[cfg(feature = "redis")]
+pub(super) struct LazyRedis<T> {
+    store: OnceLock<T>,
+    later: Option<(Arc<LazyConnection>, fn(&crate::redis::RedisConnection) -> T)>,
+}
+
+#[cfg(feature = "redis")]
+impl<T> LazyRedis<T> {
+    /// A store made already.
+    pub(super) fn ready(store: T) -> Self {
+        Self {
+            store: OnceLock::from(store),
+            later: None,
+        }
+    }
+
+    /// A store `make` makes from `conn` once it is connected.
+    pub(super) fn later(
+        conn: Arc<LazyConnection>,
+        make: fn(&crate::redis::RedisConnection) -> T,
+    ) -> Self {
+        Self {
+            store: OnceLock::new(),
+            later: Some((conn, make)),
+        }
+    }
+
+    pub(super) fn get(&self) -> Option<&T> {
+        if let Some(store) = self.store.get() {
+            return Some(store);
+        }
+        let (conn, make) = self.later.as_ref()?;
+        let store = make(conn.get()?);
+        // Another request may have been first: its store is kept, this one dropped.
+        let _ = self.store.set(store);
+        self.store.get()
+    }
+}
+
+#[cfg(feature = "redis")]
+impl<T: fmt::Debug> fmt::Debug for LazyRedis<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.store.get(), &self.later) {
+            (Some(store), _) => store.fmt(f),
+            (None, Some((conn, _))) => f
+                .debug_struct("NotConnectedYet")
+                .field("config", &conn.config)
+                .finish(),
+            (None, None) => f.write_str("NotConnectedYet"),
         }
     }
 }
@@ -185,10 +246,7 @@ impl From<RedisRateLimitStore> for StackStore {
     fn from(store: RedisRateLimitStore) -> Self {
         let hasher = StackKeyHasher(HasherKind::Redis(*store.key_hasher()));
         Self {
-            kind: Kind::Redis(Arc::new(LazyRedis {
-                store: OnceLock::from(store),
-                connect: None,
-            })),
+            kind: Kind::Redis(Arc::new(LazyRedis::ready(store))),
             hasher,
         }
     }
@@ -217,13 +275,7 @@ impl fmt::Debug for StackStore {
         match &self.kind {
             Kind::Memory(m) => f.debug_tuple("StackStore::Memory").field(m).finish(),
             #[cfg(feature = "redis")]
-            Kind::Redis(r) => match r.store.get() {
-                Some(store) => f.debug_tuple("StackStore::Redis").field(store).finish(),
-                None => f
-                    .debug_tuple("StackStore::Redis")
-                    .field(&r.connect.as_ref().map(|(_, config)| config))
-                    .finish(),
-            },
+            Kind::Redis(r) => f.debug_tuple("StackStore::Redis").field(r).finish(),
         }
     }
 }
@@ -419,9 +471,8 @@ pub(super) struct RedisSection {
 #[cfg(feature = "redis")]
 enum Connection {
     Live(crate::redis::RedisConnection),
-    /// Built outside a tokio runtime: each store connects on its first use. Boxed: it lives
-    /// only while the stack is built.
-    Later(Box<(Secret, crate::redis::RedisConfig)>),
+    /// Built outside a tokio runtime: connected on the first use of any store made from it.
+    Later(Arc<LazyConnection>),
 }
 
 impl RedisSection {
@@ -434,12 +485,12 @@ impl RedisSection {
             Connection::Live(conn) => StackStore::from(conn.rate_limit_store()),
             Connection::Later(later) => StackStore {
                 hasher: StackKeyHasher(HasherKind::Redis(crate::redis::StableKeyHasher::new(
-                    later.1.hash_key,
+                    later.config.hash_key,
                 ))),
-                kind: Kind::Redis(Arc::new(LazyRedis {
-                    store: OnceLock::new(),
-                    connect: Some((later.0.clone(), later.1.clone())),
-                })),
+                kind: Kind::Redis(Arc::new(LazyRedis::later(
+                    later.clone(),
+                    crate::redis::RedisConnection::rate_limit_store,
+                ))),
             },
         }
     }
@@ -451,9 +502,7 @@ impl RedisSection {
         #[cfg(feature = "redis")]
         match &self.conn {
             Connection::Live(conn) => conn.replay_store().into(),
-            Connection::Later(later) => {
-                super::replay::StackReplayStore::lazy(later.0.clone(), later.1.clone())
-            }
+            Connection::Later(later) => super::replay::StackReplayStore::lazy(later.clone()),
         }
     }
 }
@@ -628,7 +677,11 @@ fn connect(
             })?;
         }
         return Ok(RedisSection {
-            conn: Connection::Later(Box::new((Secret::new(url), config))),
+            conn: Connection::Later(Arc::new(LazyConnection {
+                conn: OnceLock::new(),
+                url: Secret::new(url),
+                config,
+            })),
         });
     }
     let conn = RedisConnection::connect_configured_lazy(url, config).map_err(|e| {
