@@ -148,13 +148,17 @@ impl LazyConnection {
     }
 }
 
+/// How a store is made from its connection (`RedisConnection::rate_limit_store`, ...).
+#[cfg(feature = "redis")]
+type MakeStore<T> = fn(&crate::redis::RedisConnection) -> T;
+
 /// A Redis store (of rate limits or of nonces), or the connection to make it from on first use.
 ///
 /// `Debug` shows the store once made, else the connection's configuration (never the URL).
 #[cfg(feature = "redis")]
 pub(super) struct LazyRedis<T> {
     store: OnceLock<T>,
-    later: Option<(Arc<LazyConnection>, fn(&crate::redis::RedisConnection) -> T)>,
+    later: Option<(Arc<LazyConnection>, MakeStore<T>)>,
 }
 
 #[cfg(feature = "redis")]
@@ -168,10 +172,7 @@ impl<T> LazyRedis<T> {
     }
 
     /// A store `make` makes from `conn` once it is connected.
-    pub(super) fn later(
-        conn: Arc<LazyConnection>,
-        make: fn(&crate::redis::RedisConnection) -> T,
-    ) -> Self {
+    pub(super) fn later(conn: Arc<LazyConnection>, make: MakeStore<T>) -> Self {
         Self {
             store: OnceLock::new(),
             later: Some((conn, make)),
