@@ -35,7 +35,7 @@ fn check(data: &[u8]) {
     let principal = Principal::new(PrincipalId::new("fuzz").unwrap());
     let keys = ApiKeys::builder().key(hash_key(KEY), &principal).build().unwrap();
     let inner =
-        tower::service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+        tower::service_fn(|_req: Request<String>| async { Ok::<_, Infallible>(Response::new(())) });
     let mut svc = ApiKeyLayer::new(keys)
         .header("x-api-key")
         .unwrap()
@@ -46,7 +46,7 @@ fn check(data: &[u8]) {
         })
         .layer(inner);
     for name in [AUTHORIZATION, http::HeaderName::from_static("x-api-key")] {
-        let mut req = Request::new(());
+        let mut req = Request::new(String::new());
         req.headers_mut().insert(name.clone(), value.clone());
         let mut cx = Context::from_waker(Waker::noop());
         let fut = pin!(svc.call(req));
