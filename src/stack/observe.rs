@@ -162,12 +162,14 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let (span, labels) = self.shared.begin(&mut req);
+        // Before the inner `call`: the latency counts the work done there too (the layers
+        // inside that decide in `call`, a handler that blocks), as the stack's own service counts it.
+        let start = self.shared.timed(&span).then(Instant::now);
         let inner = {
             let _enter = span.enter();
             self.shared.log_headers(&req);
             self.inner.call(req)
         };
-        let start = self.shared.timed(&span).then(Instant::now);
         ResponseFuture {
             inner,
             span,
@@ -491,5 +493,78 @@ mod tests {
         for status in 100..=999u16 {
             assert_eq!(&*super::status_label(status), status.to_string());
         }
+    }
+}
+
+#[cfg(test)]
+mod latency_tests {
+    use std::{
+        convert::Infallible,
+        sync::{Arc, Mutex},
+        time::Duration,
+    };
+
+    use http::{Request, Response};
+    use tower::{Layer, Service, ServiceExt};
+
+    use super::ObserveLayer;
+    use crate::net::TrustedProxies;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Blocks for 30 ms in `call` (as a layer that decides there, or a handler that does its
+    /// work before returning its future), then answers at once.
+    #[derive(Clone, Copy)]
+    struct SlowCall;
+
+    impl Service<Request<()>> for SlowCall {
+        type Response = Response<()>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Response<()>, Infallible>>;
+
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Infallible>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: Request<()>) -> Self::Future {
+            std::thread::sleep(Duration::from_millis(30));
+            std::future::ready(Ok(Response::new(())))
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_latency_counts_the_inner_call() {
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let svc = ObserveLayer::new([], TrustedProxies::none(), false, false).layer(SlowCall);
+        svc.oneshot(Request::new(())).await.unwrap();
+        let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let latency: u64 = logs
+            .split("latency_us=")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no latency in {logs}"));
+        assert!(latency >= 30_000, "latency {latency} µs: the inner call not counted");
     }
 }
