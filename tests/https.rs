@@ -415,6 +415,7 @@ async fn the_files_stack_redirects_absolute_form_https_targets() {
     cfg.signing = None;
     cfg.api_key = None;
     cfg.rate_limit.redis = None;
+    cfg.redis = None;
     cfg.client.signing = None;
     let addr = serve::serve(Stack::from_config(&cfg).unwrap().wrap(app_router())).await;
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();

@@ -42,6 +42,7 @@ fn config() -> ServerConfig {
         key.secret = inline(if i == 0 { SECRET_HEX } else { &old });
     }
     cfg.rate_limit.redis = None;
+    cfg.redis = None;
     cfg.client.signing.as_mut().unwrap().secret = inline(SECRET_HEX);
     cfg
 }
