@@ -1,8 +1,9 @@
-//! The default server stack fuses its four outer parts (request id, span/metrics, panic → 500,
-//! security headers) into one service. These tests put the same requests through
-//! `ServerStack` (fused) and through the same layers composed one by one with
+//! The stack runs its default parts (request id, span/metrics, panic → 500, security headers,
+//! body limit, per-address rate limit, timeout) in one engine service. These tests put the
+//! same requests through `ServerStack` and through the same layers composed one by one with
 //! `ServiceBuilder`, and compare the answers: status, every header, body, typed causes, the
-//! id the handler saw, the log lines and (feature `metrics`) the metrics.
+//! id the handler saw, the log lines and (feature `metrics`) the metrics; with every part on,
+//! and with each subset of the seven on.
 
 #![cfg(feature = "axum")]
 
@@ -546,4 +547,103 @@ async fn the_fused_stack_records_the_same_metrics() {
         "{:#?}",
         seen[0]
     );
+}
+
+/// What any response says, with its request id (if any) replaced by `<id>`.
+async fn answer_any(res: Response<Body>) -> (StatusCode, Vec<(String, String)>, String, [bool; 5]) {
+    let id = res.extensions().get::<RequestId>().map(ToString::to_string);
+    let hide = |s: &str| match &id {
+        Some(id) => s.replace(id.as_str(), "<id>"),
+        None => s.to_owned(),
+    };
+    let ext = res.extensions();
+    let causes = [
+        ext.get::<Panicked>().is_some(),
+        ext.get::<PayloadTooLarge>().is_some(),
+        ext.get::<RateLimited>().is_some(),
+        ext.get::<TimedOut>().is_some(),
+        ext.get::<BodyTimedOut>().is_some(),
+    ];
+    let status = res.status();
+    let mut headers: Vec<(String, String)> = res
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), hide(v.to_str().unwrap())))
+        .collect();
+    headers.sort();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let body = hide(&String::from_utf8(body.to_vec()).unwrap());
+    (status, headers, body, causes)
+}
+
+/// The seven parts of the engine, each on or off (128 stacks), against the same parts that
+/// are on composed by hand with `ServiceBuilder` (the application's panics caught next to it
+/// as well, as `ServerStack` composes them): every answer the same.
+#[tokio::test(start_paused = true)]
+async fn every_subset_of_the_default_parts_answers_as_those_layers_composed_by_hand() {
+    let _serial = SERIAL.lock().await;
+    let parts = Parts::new();
+    for mask in 0u8..128 {
+        let on = |i: u8| mask & (1 << i) != 0;
+        let both = || {
+            let stack = ServerStack::new()
+                .request_id(on(0).then(|| parts.request_id.clone()))
+                .observe(on(1).then(|| parts.observe.clone()))
+                .catch_panic(on(2).then(CatchPanicLayer::new))
+                .security_headers(on(3).then(|| parts.security_headers.clone()))
+                .body_limit(on(4).then(|| parts.body_limit.clone()))
+                .timeout(on(6).then_some(parts.timeout));
+            let stack = if on(5) {
+                stack.rate_limit_ip(rate_limit())
+            } else {
+                stack.rate_limit_ip(None)
+            };
+            assert_eq!(stack.enabled().len(), mask.count_ones() as usize);
+            let engine: Svc = BoxCloneSyncService::new(router().layer(stack));
+            let composed = ServiceBuilder::new()
+                .option_layer(on(0).then(|| parts.request_id.clone()))
+                .option_layer(on(1).then(|| parts.observe.clone()))
+                .option_layer(on(2).then(CatchPanicLayer::new))
+                .option_layer(on(3).then(|| parts.security_headers.clone()))
+                .option_layer(on(4).then(|| parts.body_limit.clone()))
+                .option_layer(on(5).then(rate_limit))
+                .option_layer(on(6).then_some(parts.timeout))
+                .option_layer(on(2).then(CatchPanicLayer::new));
+            let composed: Svc = BoxCloneSyncService::new(router().layer(composed));
+            (engine, composed)
+        };
+        let mut requests: Vec<Box<dyn Fn() -> Request<Body>>> = vec![
+            Box::new(|| request("GET", "/own-headers", Body::empty())),
+            Box::new(|| request("POST", "/echo", Body::from(vec![b'x'; 100]))),
+            Box::new(|| request("POST", "/echo", Body::new(Chunked(10)))),
+            Box::new(|| request("POST", "/echo", Body::from("small"))),
+            Box::new(|| request("GET", "/slow", Body::empty())),
+        ];
+        if on(2) {
+            // Without a catcher the panic is the caller's, in both.
+            requests.push(Box::new(|| request("GET", "/panic", Body::empty())));
+        }
+        if on(6) {
+            // Without a timeout nothing ends the wait, in both.
+            requests.push(Box::new(|| {
+                let mut req = request("POST", "/echo", Body::new(Stalls(Some(()))));
+                req.headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from_static("40"));
+                req
+            }));
+        }
+        for make in &requests {
+            let (engine, composed) = both();
+            let a = answer_any(engine.oneshot(make()).await.unwrap()).await;
+            let b = answer_any(composed.oneshot(make()).await.unwrap()).await;
+            assert_eq!(a, b, "parts {mask:07b}");
+        }
+        // Past the burst of 3 (when the rate limit is on), on one pair.
+        let (engine, composed) = both();
+        for _ in 0..4 {
+            let a = answer_any(engine.clone().oneshot(requests[0]()).await.unwrap()).await;
+            let b = answer_any(composed.clone().oneshot(requests[0]()).await.unwrap()).await;
+            assert_eq!(a, b, "parts {mask:07b}");
+        }
+    }
 }

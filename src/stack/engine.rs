@@ -1,17 +1,21 @@
-//! The default parts of the server stack (request id, span/audit/metrics, panic → 500,
-//! security headers, body limit, per-address rate limit, timeout) as one service with one
-//! response future.
+//! The stack's engine: the default parts of the server stack (request id, span/audit/metrics,
+//! panic → 500, security headers, body limit, per-address rate limit, timeout), each of them
+//! optional, as one service with one response future.
 //!
-//! Composed as seven layers, each of them moves the request once more, nests the inner
+//! Composed as up to seven layers, each of them moves the request once more, nests the inner
 //! future in its own (which the caller then moves again), polls it through one more frame;
 //! the rate limit puts its headers into the handler's header map (allocating it when the
 //! handler set none), then the security headers copy that map into theirs, and the timeout
-//! reads the clock once more. Fused, the request is moved once, the future is one frame
-//! around the handler's, the clock is read once, and the response gets its headers in one
-//! pass. The behaviour is that of the seven layers in that order (with the application's
-//! panics caught next to it as well, as [`ServerStack`](super::ServerStack) composes them: a
-//! panic's 500 gets the rate-limit and security headers), which `tests/stack_fused.rs` checks
-//! response by response against the composition.
+//! reads the clock once more. Here the request is moved once, the future is one frame around
+//! the handler's, the clock is read once, and the response gets its headers in one pass. Each
+//! step calls the same functions the standalone layer calls (`Config::resolve`,
+//! `observe::Shared::begin`/`finish`, `Plan::apply`, `body_limit::admit`,
+//! `rate_limit::check`/`decide`, `timed_out`); a part that is off is a `None` the engine
+//! skips, so every subset of the seven runs at the cost of one service and one future. The
+//! behaviour is that of the layers that are on, in that order (with the application's panics
+//! caught next to it as well, as [`ServerStack`](super::ServerStack) composes them: a panic's
+//! 500 gets the rate-limit and security headers), which `tests/stack_fused.rs` checks response
+//! by response against the standalone layers composed by hand.
 
 use std::{
     fmt,
@@ -33,7 +37,7 @@ use tracing::Span;
 
 use super::{
     observe::{self, Labels, ObserveLayer},
-    panic::{Panicked, log_panic},
+    panic::{CatchPanicLayer, Panicked, log_panic},
     store::StackStore,
     timeout::{RequestTimeoutLayer, body_timed_out, timed_out},
 };
@@ -54,74 +58,84 @@ type IdConfig = request_id::Config<DefaultMakeRequestId, DefaultValidateRequestI
 
 type RateShared = rate_limit::Shared<StackStore, DefaultRejection>;
 
+/// The parts that are on (`None`: off).
 struct Parts {
-    request_id: IdConfig,
-    observe: Arc<observe::Shared>,
-    plan: Arc<Plan>,
-    body_limit: u64,
-    body_ceiling: u64,
-    rate_limit: Arc<RateShared>,
-    timeout: Duration,
+    request_id: Option<IdConfig>,
+    observe: Option<Arc<observe::Shared>>,
+    catch_panic: bool,
+    plan: Option<Arc<Plan>>,
+    // The limit and the ceiling.
+    body_limit: Option<(u64, u64)>,
+    rate_limit: Option<Arc<RateShared>>,
+    timeout: Option<Duration>,
 }
 
-/// [`SetRequestIdLayer`], [`ObserveLayer`], [`CatchPanicLayer`](super::CatchPanicLayer),
-/// [`SecurityHeadersLayer`], [`BodyLimitLayer`], [`RateLimitLayer`] and
-/// [`RequestTimeoutLayer`], in that order (outermost first), as one layer: see the module
-/// docs. Made by [`ServerStack`](super::ServerStack) when all seven are on.
+impl Parts {
+    /// How long a refusal may wait for a small body still coming: the drain's own bound,
+    /// capped by the request timeout.
+    fn drain_within(&self) -> Duration {
+        self.timeout.unwrap_or(drain::WITHIN)
+    }
+}
+
+/// [`SetRequestIdLayer`], [`ObserveLayer`], [`CatchPanicLayer`], [`SecurityHeadersLayer`],
+/// [`BodyLimitLayer`], [`RateLimitLayer`] and [`RequestTimeoutLayer`], in that order
+/// (outermost first), each optional, as one layer: see the module docs. Made by
+/// [`ServerStack`](super::ServerStack) when no other part is on.
 #[derive(Clone)]
-#[doc(hidden)]
-pub struct FusedLayer {
+pub(super) struct EngineLayer {
     parts: Arc<Parts>,
 }
 
-impl FusedLayer {
+impl EngineLayer {
     pub(super) fn new(
-        request_id: &SetRequestIdLayer,
-        observe: &ObserveLayer,
-        security_headers: &SecurityHeadersLayer,
-        body_limit: &BodyLimitLayer,
-        rate_limit: &RateLimitLayer<StackStore>,
-        timeout: RequestTimeoutLayer,
+        request_id: Option<&SetRequestIdLayer>,
+        observe: Option<&ObserveLayer>,
+        catch_panic: Option<CatchPanicLayer>,
+        security_headers: Option<&SecurityHeadersLayer>,
+        body_limit: Option<&BodyLimitLayer>,
+        rate_limit: Option<&RateLimitLayer<StackStore>>,
+        timeout: Option<RequestTimeoutLayer>,
     ) -> Self {
         Self {
             parts: Arc::new(Parts {
-                request_id: request_id.config.clone(),
-                observe: observe.shared.clone(),
-                plan: security_headers.plan.clone(),
-                body_limit: body_limit.limit,
-                body_ceiling: body_limit.ceiling,
-                rate_limit: rate_limit.shared().clone(),
-                timeout: timeout.timeout(),
+                request_id: request_id.map(|l| l.config.clone()),
+                observe: observe.map(|l| l.shared.clone()),
+                catch_panic: catch_panic.is_some(),
+                plan: security_headers.map(|l| l.plan.clone()),
+                body_limit: body_limit.map(|l| (l.limit, l.ceiling)),
+                rate_limit: rate_limit.map(|l| l.shared().clone()),
+                timeout: timeout.map(|t| t.timeout()),
             }),
         }
     }
 }
 
-impl fmt::Debug for FusedLayer {
+impl fmt::Debug for EngineLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FusedLayer").finish_non_exhaustive()
+        f.debug_struct("EngineLayer").finish_non_exhaustive()
     }
 }
 
-impl<S> Layer<S> for FusedLayer {
-    type Service = Fused<S>;
+impl<S> Layer<S> for EngineLayer {
+    type Service = Engine<S>;
 
-    fn layer(&self, inner: S) -> Fused<S> {
-        Fused {
+    fn layer(&self, inner: S) -> Engine<S> {
+        Engine {
             inner,
             parts: self.parts.clone(),
         }
     }
 }
 
-/// The service of [`FusedLayer`].
+/// The service of the stack's engine.
 #[doc(hidden)]
-pub struct Fused<S> {
+pub struct Engine<S> {
     inner: S,
     parts: Arc<Parts>,
 }
 
-impl<S: Clone> Clone for Fused<S> {
+impl<S: Clone> Clone for Engine<S> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -130,15 +144,15 @@ impl<S: Clone> Clone for Fused<S> {
     }
 }
 
-impl<S: fmt::Debug> fmt::Debug for Fused<S> {
+impl<S: fmt::Debug> fmt::Debug for Engine<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Fused")
+        f.debug_struct("Engine")
             .field("inner", &self.inner)
             .finish_non_exhaustive()
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Fused<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Engine<S>
 where
     S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>> + Clone,
     ReqBody: Body,
@@ -146,7 +160,7 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = FusedFuture<S, ReqBody>;
+    type Future = EngineFuture<S, ReqBody>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -158,26 +172,45 @@ where
         let now = Instant::now();
         let parts = &*self.parts;
         // Request id: resolved, in the request's header and extensions.
-        let id = parts.request_id.resolve(&mut req);
-        req.extensions_mut().insert(id.clone());
-        let id_span = request_id::request_span(&id);
+        let (id, id_span) = match &parts.request_id {
+            Some(config) => {
+                let id = config.resolve(&mut req);
+                req.extensions_mut().insert(id.clone());
+                let span = request_id::request_span(&id);
+                (Some(id), span)
+            }
+            None => (None, Span::none()),
+        };
         let entered = id_span.enter();
         // Span, redaction, metric labels.
-        let (span, labels) = parts.observe.begin(&mut req);
-        let entered_inner = span.enter();
-        parts.observe.log_headers(&req);
-        let start = parts.observe.timed(&span).then(|| now.into_std());
-        // Security headers: the scheme for HSTS, the CSP nonce.
-        let plan = &*parts.plan;
-        let https = plan.needs_scheme() && is_https(&req, plan);
-        let nonce = if plan.nonce {
-            let nonce = CspNonce::generate();
-            req.extensions_mut().insert(nonce);
-            Some(nonce)
-        } else {
-            None
+        let (span, labels, start) = match &parts.observe {
+            Some(observe) => {
+                let (span, labels) = observe.begin(&mut req);
+                let start = observe.timed(&span).then(|| now.into_std());
+                (span, labels, start)
+            }
+            None => (Span::none(), None, None),
         };
-        let mut future = FusedFuture {
+        let entered_inner = span.enter();
+        if let Some(observe) = &parts.observe {
+            observe.log_headers(&req);
+        }
+        // Security headers: the scheme for HSTS, the CSP nonce.
+        let (https, nonce) = match parts.plan.as_deref() {
+            Some(plan) => {
+                let https = plan.needs_scheme() && is_https(&req, plan);
+                let nonce = if plan.nonce {
+                    let nonce = CspNonce::generate();
+                    req.extensions_mut().insert(nonce);
+                    Some(nonce)
+                } else {
+                    None
+                };
+                (https, nonce)
+            }
+            None => (false, None),
+        };
+        let mut future = EngineFuture {
             state: State::Panicked,
             after: After {
                 headers: None,
@@ -185,7 +218,7 @@ where
                 watch: None,
             },
             http1: req.version() <= Version::HTTP_11,
-            id: Some(id),
+            id,
             spans: if id_span.is_none() && span.is_none() {
                 None
             } else {
@@ -200,10 +233,14 @@ where
         // Everything inside the panic catcher is written straight into the returned future
         // (no move of the inner future in and out of `catch_unwind`'s result).
         let (inner, state, after) = (&mut self.inner, &mut future.state, &mut future.after);
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| {
+        if parts.catch_panic {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| {
+                *state = admit(parts, inner, req, now, after);
+            })) {
+                log_panic(&*payload);
+            }
+        } else {
             *state = admit(parts, inner, req, now, after);
-        })) {
-            log_panic(&*payload);
         }
         drop(entered_inner);
         drop(entered);
@@ -227,32 +264,35 @@ where
     B: Body,
     ResBody: From<Bytes>,
 {
-    let (req, watch) =
-        match body_limit::admit(parts.body_limit, parts.body_ceiling, &DefaultRejection, req) {
+    let (req, watch) = match parts.body_limit {
+        Some((limit, ceiling)) => match body_limit::admit(limit, ceiling, &DefaultRejection, req) {
             Admitted::Pass(req, watch) => (req, watch),
             Admitted::Reject(cause, request_id, body) => {
                 let res = body_limit::reject(&DefaultRejection, cause, request_id);
-                return refused(res, body, parts.timeout);
+                return refused(res, body, parts.drain_within());
             }
-        };
-    match rate_limit::check(&parts.rate_limit, &req) {
+        },
+        // No limit: the one body type all the same.
+        None => (req.map(RequestBody::unlimited), None),
+    };
+    let Some(rate) = &parts.rate_limit else {
+        after.watch = watch;
+        return running(inner.call(req), now, parts.timeout);
+    };
+    match rate_limit::check(rate, &req) {
         Checked::Now(Outcome::Pass { headers, adjust }) => {
             *after = After {
                 headers,
                 adjust,
                 watch,
             };
-            State::Running {
-                future: inner.call(req),
-                sleep: None,
-                deadline: now + parts.timeout,
-            }
+            running(inner.call(req), now, parts.timeout)
         }
         // Nothing has read the body: the body limit has nothing to watch.
         Checked::Now(Outcome::Reject(res)) => {
             let (head, body) = req.into_parts();
             let body = drain::read_first(&head.headers, body.into_inner());
-            refused(res, body, parts.timeout)
+            refused(res, body, parts.drain_within())
         }
         Checked::Pending(decision, batch) => {
             let clone = inner.clone();
@@ -264,20 +304,34 @@ where
                     req,
                     batch,
                     watch,
+                    rate: rate.clone(),
                 })),
             }
         }
     }
 }
 
+/// The inner future, under the deadline when there is a timeout.
+#[inline]
+fn running<S, B>(future: S::Future, now: Instant, timeout: Option<Duration>) -> State<S, B>
+where
+    S: Service<Request<RequestBody<B>>>,
+{
+    State::Running {
+        future,
+        sleep: None,
+        deadline: timeout.map(|t| now + t),
+    }
+}
+
 /// A refusal before anything read the body: answered at once, or once a small body still
 /// coming is read (`crate::drain`; within the request timeout if it is shorter).
-fn refused<S, B>(res: S::Response, body: Option<B>, timeout: Duration) -> State<S, B>
+fn refused<S, B>(res: S::Response, body: Option<B>, within: Duration) -> State<S, B>
 where
     S: Service<Request<RequestBody<B>>>,
     B: Body,
 {
-    match drain::refuse_with(body, res, timeout) {
+    match drain::refuse_with(body, res, within) {
         Refused::Now(res) => State::Answered { res: Some(res) },
         Refused::Drain(refusal) => State::Draining { refusal },
     }
@@ -289,12 +343,13 @@ struct Waiting<S, B> {
     req: Request<RequestBody<B>>,
     batch: Batch,
     watch: Option<Watch<DefaultRejection>>,
+    rate: Arc<RateShared>,
 }
 
 pin_project! {
     /// The response future of [`Fused`].
     #[doc(hidden)]
-    pub struct FusedFuture<S, B>
+    pub struct EngineFuture<S, B>
     where
         S: Service<Request<RequestBody<B>>>,
     {
@@ -329,7 +384,8 @@ pin_project! {
             future: S::Future,
             // Boxed: made only when the answer is not there at once.
             sleep: Option<Pin<Box<Sleep>>>,
-            deadline: Instant,
+            // `None`: no timeout.
+            deadline: Option<Instant>,
         },
         // A rate-limit store doing I/O is deciding (boxed: only such stores get here).
         Deciding {
@@ -346,12 +402,12 @@ pin_project! {
     }
 }
 
-impl<S, B> fmt::Debug for FusedFuture<S, B>
+impl<S, B> fmt::Debug for EngineFuture<S, B>
 where
     S: Service<Request<RequestBody<B>>>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FusedFuture")
+        f.debug_struct("EngineFuture")
             .field("id", &self.id)
             .field("https", &self.https)
             .finish_non_exhaustive()
@@ -385,7 +441,7 @@ impl After {
     }
 }
 
-impl<S, B, ResBody> Future for FusedFuture<S, B>
+impl<S, B, ResBody> Future for EngineFuture<S, B>
 where
     S: Service<Request<RequestBody<B>>, Response = Response<ResBody>>,
     B: Body,
@@ -408,9 +464,14 @@ where
             let _scope = Enter::new(this.id);
             let mut state = this.state.as_mut();
             loop {
-                match catch_unwind(AssertUnwindSafe(|| {
-                    step(parts, state.as_mut(), &mut *after, http1, cx)
-                })) {
+                let stepped = if parts.catch_panic {
+                    catch_unwind(AssertUnwindSafe(|| {
+                        step(parts, state.as_mut(), &mut *after, http1, cx)
+                    }))
+                } else {
+                    Ok(step(parts, state.as_mut(), &mut *after, http1, cx))
+                };
+                match stepped {
                     Ok(Step::Pending) => return Poll::Pending,
                     Ok(Step::Again) => {}
                     Ok(Step::Ready(out)) => break Ok(out),
@@ -438,9 +499,9 @@ where
         let mut out = match polled {
             Ok(mut res) => {
                 // The security headers, on every answer (a panic's 500 included).
-                parts
-                    .plan
-                    .apply(res.headers_mut(), *this.https, this.nonce.as_ref());
+                if let Some(plan) = &parts.plan {
+                    plan.apply(res.headers_mut(), *this.https, this.nonce.as_ref());
+                }
                 Ok(res)
             }
             Err(e) => Err(e),
@@ -449,10 +510,11 @@ where
             observe::finish(start, this.labels.as_ref(), &out);
         }
         if let Ok(res) = &mut out
+            && let Some(config) = &parts.request_id
             && let Some(id) = this.id.take()
         {
             res.headers_mut()
-                .insert(parts.request_id.header.clone(), id.header_value().clone());
+                .insert(config.header.clone(), id.header_value().clone());
             res.extensions_mut().insert(id);
         }
         Poll::Ready(out)
@@ -494,17 +556,20 @@ where
                     return Step::Ready(Err(e));
                 }
                 Poll::Pending => {
+                    let (Some(deadline), Some(timeout)) = (*deadline, parts.timeout) else {
+                        return Step::Pending;
+                    };
                     // The timer is armed only when the answer is not there at once.
                     let sleep =
-                        sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(*deadline)));
+                        sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
                     if sleep.as_mut().poll(cx).is_pending() {
                         return Step::Pending;
                     }
                     // The client's fault when the body is what the handler waits for.
                     if after.watch.as_ref().is_some_and(|w| w.shared.waiting()) {
-                        body_timed_out(&DefaultRejection, parts.timeout, http1)
+                        body_timed_out(&DefaultRejection, timeout, http1)
                     } else {
-                        timed_out(&DefaultRejection, parts.timeout)
+                        timed_out(&DefaultRejection, timeout)
                     }
                 }
             };
@@ -524,26 +589,23 @@ where
                 req,
                 batch,
                 watch,
+                rate,
             } = *waiting;
-            let next = match rate_limit::decide(&parts.rate_limit, &req, batch, result) {
+            let next = match rate_limit::decide(&rate, &req, batch, result) {
                 Outcome::Pass { headers, adjust } => {
                     *after = After {
                         headers,
                         adjust,
                         watch,
                     };
-                    State::Running {
-                        future: svc.call(req),
-                        sleep: None,
-                        // The deadline counts from the decision, as the timeout inside the
-                        // rate limit does.
-                        deadline: Instant::now() + parts.timeout,
-                    }
+                    // The deadline counts from the decision, as the timeout inside the rate
+                    // limit does.
+                    running(svc.call(req), Instant::now(), parts.timeout)
                 }
                 Outcome::Reject(res) => {
                     let (head, body) = req.into_parts();
                     let body = drain::read_first(&head.headers, body.into_inner());
-                    refused(res, body, parts.timeout)
+                    refused(res, body, parts.drain_within())
                 }
             };
             state.set(next);
@@ -585,7 +647,6 @@ mod tests {
         net::TrustedProxies,
         rate_limit::{ClientIp, Limit},
         security_headers::SecurityHeaders,
-        stack::CatchPanicLayer,
     };
 
     /// Panics in `call`, before any future exists.
@@ -620,8 +681,16 @@ mod tests {
             let limit = Limit::new(ClientIp::new(TrustedProxies::none()), quota);
             Option::from(RateLimitLayer::new(limit)).unwrap()
         };
-        let fused =
-            FusedLayer::new(&id, &observe, &headers, &body, &rate(), timeout).layer(PanicInCall);
+        let fused = EngineLayer::new(
+            Some(&id),
+            Some(&observe),
+            Some(CatchPanicLayer::new()),
+            Some(&headers),
+            Some(&body),
+            Some(&rate()),
+            Some(timeout),
+        )
+        .layer(PanicInCall);
         let composed = ServiceBuilder::new()
             .layer(id)
             .layer(observe)

@@ -565,6 +565,9 @@ mod latency_tests {
             .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("no latency in {logs}"));
-        assert!(latency >= 30_000, "latency {latency} µs: the inner call not counted");
+        assert!(
+            latency >= 30_000,
+            "latency {latency} µs: the inner call not counted"
+        );
     }
 }
