@@ -42,8 +42,10 @@ use super::{
     timeout::{RequestTimeoutLayer, body_timed_out, timed_out},
 };
 use crate::{
+    auth::api_key::{self, ApiKeyLayer, ApiKeys},
     body_limit::{self, Admitted, BodyLimitLayer, RequestBody, Watch},
     drain::{self, Refusal, Refused},
+    https::{self, HttpsRedirectLayer},
     problem::{DefaultRejection, MakeRejection, Problem, ProblemType},
     rate_limit::{
         self, Adjust, Batch, Checked, HeaderSet, Outcome, RateLimitLayer, RateLimitStore,
@@ -53,6 +55,8 @@ use crate::{
     },
     security_headers::{CspNonce, Plan, SecurityHeadersLayer, is_https},
 };
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 type IdConfig = request_id::Config<DefaultMakeRequestId, DefaultValidateRequestId>;
 
@@ -67,6 +71,9 @@ struct Parts {
     // The limit and the ceiling.
     body_limit: Option<(u64, u64)>,
     rate_limit: Option<Arc<RateShared>>,
+    https: Option<Arc<https::Config>>,
+    api_key: Option<Arc<api_key::Shared<ApiKeys>>>,
+    rate_limit_principal: Option<Arc<RateShared>>,
     timeout: Option<Duration>,
 }
 
@@ -79,24 +86,44 @@ impl Parts {
 }
 
 /// [`SetRequestIdLayer`], [`ObserveLayer`], [`CatchPanicLayer`], [`SecurityHeadersLayer`],
-/// [`BodyLimitLayer`], [`RateLimitLayer`] and [`RequestTimeoutLayer`], in that order
-/// (outermost first), each optional, as one layer: see the module docs. Made by
+/// [`HttpsRedirectLayer`], [`BodyLimitLayer`], [`RateLimitLayer`] (per address),
+/// [`RequestTimeoutLayer`], [`ApiKeyLayer`] and [`RateLimitLayer`] (per principal), in that
+/// order (outermost first), each optional, as one layer: see the module docs. Made by
 /// [`ServerStack`](super::ServerStack) when no other part is on.
 #[derive(Clone)]
 pub(super) struct EngineLayer {
     parts: Arc<Parts>,
 }
 
+/// The parts [`EngineLayer`] runs, each optional.
+#[derive(Default)]
+pub(super) struct EngineParts<'a> {
+    pub(super) request_id: Option<&'a SetRequestIdLayer>,
+    pub(super) observe: Option<&'a ObserveLayer>,
+    pub(super) catch_panic: Option<CatchPanicLayer>,
+    pub(super) security_headers: Option<&'a SecurityHeadersLayer>,
+    pub(super) https: Option<&'a HttpsRedirectLayer>,
+    pub(super) body_limit: Option<&'a BodyLimitLayer>,
+    pub(super) rate_limit: Option<&'a RateLimitLayer<StackStore>>,
+    pub(super) timeout: Option<RequestTimeoutLayer>,
+    pub(super) api_key: Option<&'a ApiKeyLayer>,
+    pub(super) rate_limit_principal: Option<&'a RateLimitLayer<StackStore>>,
+}
+
 impl EngineLayer {
-    pub(super) fn new(
-        request_id: Option<&SetRequestIdLayer>,
-        observe: Option<&ObserveLayer>,
-        catch_panic: Option<CatchPanicLayer>,
-        security_headers: Option<&SecurityHeadersLayer>,
-        body_limit: Option<&BodyLimitLayer>,
-        rate_limit: Option<&RateLimitLayer<StackStore>>,
-        timeout: Option<RequestTimeoutLayer>,
-    ) -> Self {
+    pub(super) fn new(p: EngineParts<'_>) -> Self {
+        let EngineParts {
+            request_id,
+            observe,
+            catch_panic,
+            security_headers,
+            https,
+            body_limit,
+            rate_limit,
+            timeout,
+            api_key,
+            rate_limit_principal,
+        } = p;
         Self {
             parts: Arc::new(Parts {
                 request_id: request_id.map(|l| l.config.clone()),
@@ -105,6 +132,9 @@ impl EngineLayer {
                 plan: security_headers.map(|l| l.plan.clone()),
                 body_limit: body_limit.map(|l| (l.limit, l.ceiling)),
                 rate_limit: rate_limit.map(|l| l.shared().clone()),
+                https: https.map(|l| l.config.clone()),
+                api_key: api_key.map(|l| l.shared.clone()),
+                rate_limit_principal: rate_limit_principal.map(|l| l.shared().clone()),
                 timeout: timeout.map(|t| t.timeout()),
             }),
         }
@@ -156,7 +186,8 @@ impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Engine<S>
 where
     S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>> + Clone,
     ReqBody: Body,
-    ResBody: From<Bytes>,
+    ReqBody::Error: Into<BoxError>,
+    ResBody: From<Bytes> + Default,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -212,11 +243,7 @@ where
         };
         let mut future = EngineFuture {
             state: State::Panicked,
-            after: After {
-                headers: None,
-                adjust: None,
-                watch: None,
-            },
+            after: After::default(),
             http1: req.version() <= Version::HTTP_11,
             id,
             spans: if id_span.is_none() && span.is_none() {
@@ -248,9 +275,10 @@ where
     }
 }
 
-/// The body limit, the rate limit and (when both admit the request) the inner service. What
-/// the answer then gets is in `after` before the inner service is called: a panic in that
-/// call is answered with it too.
+/// The request steps inside the panic catcher: the HTTPS redirect, the body limit, the
+/// per-address rate limit, then (inside the timeout) [`authenticated`]. What the answer then
+/// gets is in `after` before the inner service is called: a panic in that call is answered
+/// with it too.
 #[inline]
 fn admit<S, B, ResBody>(
     parts: &Parts,
@@ -262,8 +290,14 @@ fn admit<S, B, ResBody>(
 where
     S: Service<Request<RequestBody<B>>, Response = Response<ResBody>> + Clone,
     B: Body,
-    ResBody: From<Bytes>,
+    B::Error: Into<BoxError>,
+    ResBody: From<Bytes> + Default,
 {
+    if let Some(config) = &parts.https
+        && let Some(res) = https::answer(config, &DefaultRejection, &req)
+    {
+        return State::Answered { res: Some(res) };
+    }
     let (req, watch) = match parts.body_limit {
         Some((limit, ceiling)) => match body_limit::admit(limit, ceiling, &DefaultRejection, req) {
             Admitted::Pass(req, watch) => (req, watch),
@@ -275,53 +309,83 @@ where
         // No limit: the one body type all the same.
         None => (req.map(RequestBody::unlimited), None),
     };
+    after.watch = watch;
     let Some(rate) = &parts.rate_limit else {
-        after.watch = watch;
-        return running(inner.call(req), now, parts.timeout);
+        return authenticated(parts, inner, req, now, after);
     };
     match rate_limit::check(rate, &req) {
         Checked::Now(Outcome::Pass { headers, adjust }) => {
-            *after = After {
-                headers,
-                adjust,
-                watch,
-            };
-            running(inner.call(req), now, parts.timeout)
+            after.headers = headers;
+            after.adjust = adjust;
+            authenticated(parts, inner, req, now, after)
         }
-        // Nothing has read the body: the body limit has nothing to watch.
-        Checked::Now(Outcome::Reject(res)) => {
-            let (head, body) = req.into_parts();
-            let body = drain::read_first(&head.headers, body.into_inner());
-            refused(res, body, parts.drain_within())
-        }
-        Checked::Pending(decision, batch) => {
-            let clone = inner.clone();
-            let svc = std::mem::replace(inner, clone);
-            State::Deciding {
-                decision,
-                waiting: Some(Box::new(Waiting {
-                    svc,
-                    req,
-                    batch,
-                    watch,
-                    rate: rate.clone(),
-                })),
-            }
-        }
+        Checked::Now(Outcome::Reject(res)) => refused_outside(parts, res, req, after),
+        Checked::Pending(decision, batch) => State::Deciding {
+            decision,
+            waiting: Some(Box::new(Waiting {
+                svc: take(inner),
+                req,
+                batch,
+                rate: rate.clone(),
+                limit: Limit::Ip,
+            })),
+        },
     }
 }
 
-/// The inner future, under the deadline when there is a timeout.
-#[inline]
-fn running<S, B>(future: S::Future, now: Instant, timeout: Option<Duration>) -> State<S, B>
+/// The steps inside the timeout (whose deadline counts from `now`): the API key (and the
+/// principal on the span), the per-principal rate limit, the inner service.
+fn authenticated<S, B, ResBody>(
+    parts: &Parts,
+    inner: &mut S,
+    mut req: Request<RequestBody<B>>,
+    now: Instant,
+    after: &mut After,
+) -> State<S, B>
 where
-    S: Service<Request<RequestBody<B>>>,
+    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>> + Clone,
+    B: Body,
+    B::Error: Into<BoxError>,
+    ResBody: From<Bytes>,
 {
-    State::Running {
-        future,
-        sleep: None,
-        deadline: timeout.map(|t| now + t),
+    after.deadline = parts.timeout.map(|t| now + t);
+    if let Some(keys) = &parts.api_key {
+        if let Some(res) = api_key::admit(keys, &DefaultRejection, &mut req) {
+            return refused_inside(res, req);
+        }
+        observe::record_principal(&req);
     }
+    let Some(rate) = &parts.rate_limit_principal else {
+        return State::Running {
+            future: inner.call(req),
+        };
+    };
+    match rate_limit::check(rate, &req) {
+        Checked::Now(Outcome::Pass { headers, adjust }) => {
+            after.principal_headers = headers;
+            after.principal_adjust = adjust;
+            State::Running {
+                future: inner.call(req),
+            }
+        }
+        Checked::Now(Outcome::Reject(res)) => refused_inside(res, req),
+        Checked::Pending(decision, batch) => State::Deciding {
+            decision,
+            waiting: Some(Box::new(Waiting {
+                svc: take(inner),
+                req,
+                batch,
+                rate: rate.clone(),
+                limit: Limit::Principal,
+            })),
+        },
+    }
+}
+
+/// The ready service, a clone left in its place (for a request that waits on a store).
+fn take<S: Clone>(inner: &mut S) -> S {
+    let clone = inner.clone();
+    std::mem::replace(inner, clone)
 }
 
 /// A refusal before anything read the body: answered at once, or once a small body still
@@ -330,6 +394,7 @@ fn refused<S, B>(res: S::Response, body: Option<B>, within: Duration) -> State<S
 where
     S: Service<Request<RequestBody<B>>>,
     B: Body,
+    B::Error: Into<BoxError>,
 {
     match drain::refuse_with(body, res, within) {
         Refused::Now(res) => State::Answered { res: Some(res) },
@@ -337,17 +402,58 @@ where
     }
 }
 
+/// The per-address limit's refusal: nothing has read the body, the body limit has nothing
+/// to watch.
+fn refused_outside<S, B>(
+    parts: &Parts,
+    res: S::Response,
+    req: Request<RequestBody<B>>,
+    after: &mut After,
+) -> State<S, B>
+where
+    S: Service<Request<RequestBody<B>>>,
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    after.watch = None;
+    let (head, body) = req.into_parts();
+    let body = drain::read_first(&head.headers, body.into_inner());
+    refused(res, body, parts.drain_within())
+}
+
+/// A refusal inside the timeout (API key, per-principal limit), as those layers answer it:
+/// after reading a small body still coming through the body limit, under the deadline.
+fn refused_inside<S, B>(res: S::Response, req: Request<RequestBody<B>>) -> State<S, B>
+where
+    S: Service<Request<RequestBody<B>>>,
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let (head, body) = req.into_parts();
+    match drain::refuse(&head.headers, body, res, drain::WITHIN) {
+        Refused::Now(res) => State::Answered { res: Some(res) },
+        Refused::Drain(refusal) => State::DrainingInside { refusal },
+    }
+}
+
+/// Which rate limit a store is deciding for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Limit {
+    Ip,
+    Principal,
+}
+
 /// What a request waiting for a rate-limit store doing I/O keeps.
 struct Waiting<S, B> {
     svc: S,
     req: Request<RequestBody<B>>,
     batch: Batch,
-    watch: Option<Watch<DefaultRejection>>,
     rate: Arc<RateShared>,
+    limit: Limit,
 }
 
 pin_project! {
-    /// The response future of [`Fused`].
+    /// The response future of [`Engine`].
     #[doc(hidden)]
     pub struct EngineFuture<S, B>
     where
@@ -378,14 +484,10 @@ pin_project! {
     where
         S: Service<Request<RequestBody<B>>>,
     {
-        // Admitted: the inner service runs, with a deadline (and the `After` of the future).
+        // Admitted: the inner service runs (under the deadline of `After`).
         Running {
             #[pin]
             future: S::Future,
-            // Boxed: made only when the answer is not there at once.
-            sleep: Option<Pin<Box<Sleep>>>,
-            // `None`: no timeout.
-            deadline: Option<Instant>,
         },
         // A rate-limit store doing I/O is deciding (boxed: only such stores get here).
         Deciding {
@@ -393,10 +495,13 @@ pin_project! {
             decision: <StackStore as RateLimitStore>::Future,
             waiting: Option<Box<Waiting<S, B>>>,
         },
-        // Refused by the body limit or the rate limit (before anything read the body).
+        // Refused (before anything read the body).
         Answered { res: Option<S::Response> },
         // The same, once a small body still coming is read (boxed: only such refusals).
         Draining { refusal: Pin<Box<Refusal<B, S::Response>>> },
+        // Refused inside the timeout, once a small body still coming is read through the
+        // body limit (under the deadline).
+        DrainingInside { refusal: Pin<Box<Refusal<RequestBody<B>, S::Response>>> },
         Panicked,
         Done,
     }
@@ -414,37 +519,79 @@ where
     }
 }
 
-/// What the parts inside the panic catcher do to the answer of an admitted request: the
-/// rate limit's headers and adjustment, the body limit's watch. Set before the inner
-/// service is called.
+/// What the parts inside the panic catcher do to the answer of an admitted request: the rate
+/// limits' headers and adjustments, the body limit's watch, the timeout's deadline. Set
+/// before the inner service is called.
+#[derive(Default)]
 struct After {
     headers: Option<HeaderSet>,
     adjust: Option<Box<Adjust<StackStore, DefaultRejection>>>,
+    principal_headers: Option<HeaderSet>,
+    principal_adjust: Option<Box<Adjust<StackStore, DefaultRejection>>>,
     watch: Option<Watch<DefaultRejection>>,
+    // `None`: no timeout, or not inside it yet.
+    deadline: Option<Instant>,
+    // Boxed: made only when the answer is not there at once.
+    sleep: Option<Pin<Box<Sleep>>>,
 }
 
 impl After {
-    /// What the parts inside the body limit do to a response from inside the rate limit (the
-    /// inner service's, the timeout's 503 or 408, a panic's 500): the rate-limit headers and
-    /// the charge's adjustment, then the body limit's 413 if the body went past the limit.
+    /// What the parts inside the body limit do to a response from inside them (the inner
+    /// service's, a refusal, the timeout's 503 or 408, a panic's 500): the per-principal
+    /// limit's headers and adjustment, then the per-address limit's, then the body limit's
+    /// 413 if the body went past the limit.
     fn apply<B: From<Bytes>>(&mut self, mut res: Response<B>) -> Response<B> {
-        if let Some(h) = self.headers.take() {
-            h.apply(res.headers_mut());
-        }
-        if let Some(adjust) = self.adjust.take() {
-            rate_limit::apply_adjustment(&adjust.0, &adjust.1, &res);
+        for (headers, adjust) in [
+            (self.principal_headers.take(), self.principal_adjust.take()),
+            (self.headers.take(), self.adjust.take()),
+        ] {
+            if let Some(h) = headers {
+                h.apply(res.headers_mut());
+            }
+            if let Some(adjust) = adjust {
+                rate_limit::apply_adjustment(&adjust.0, &adjust.1, &res);
+            }
         }
         match self.watch.take() {
             Some(watch) => watch.check(res),
             None => res,
         }
     }
+
+    /// The timeout's answer once the deadline has passed (what is inside it, the
+    /// per-principal limit included, is dropped), else pending.
+    fn expire<B: From<Bytes>>(
+        &mut self,
+        timeout: Option<Duration>,
+        http1: bool,
+        cx: &mut Context<'_>,
+    ) -> Poll<Response<B>> {
+        let (Some(deadline), Some(timeout)) = (self.deadline, timeout) else {
+            return Poll::Pending;
+        };
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        // The client's fault when the body is what the handler waits for.
+        let res = if self.watch.as_ref().is_some_and(|w| w.shared.waiting()) {
+            body_timed_out(&DefaultRejection, timeout, http1)
+        } else {
+            timed_out(&DefaultRejection, timeout)
+        };
+        self.principal_headers = None;
+        self.principal_adjust = None;
+        Poll::Ready(self.apply(res))
+    }
 }
 
 impl<S, B, ResBody> Future for EngineFuture<S, B>
 where
-    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>>,
+    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>> + Clone,
     B: Body,
+    B::Error: Into<BoxError>,
     ResBody: From<Bytes>,
 {
     type Output = Result<Response<ResBody>, S::Error>;
@@ -539,46 +686,30 @@ fn step<S, B, ResBody>(
     cx: &mut Context<'_>,
 ) -> Step<Result<Response<ResBody>, S::Error>>
 where
-    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>>,
+    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>> + Clone,
     B: Body,
+    B::Error: Into<BoxError>,
     ResBody: From<Bytes>,
 {
-    match state.as_mut().project() {
-        StateProj::Running {
-            future,
-            sleep,
-            deadline,
-        } => {
-            let res = match future.poll(cx) {
-                Poll::Ready(Ok(res)) => res,
-                Poll::Ready(Err(e)) => {
-                    state.set(State::Done);
-                    return Step::Ready(Err(e));
-                }
-                Poll::Pending => {
-                    let (Some(deadline), Some(timeout)) = (*deadline, parts.timeout) else {
-                        return Step::Pending;
-                    };
-                    // The timer is armed only when the answer is not there at once.
-                    let sleep =
-                        sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                    if sleep.as_mut().poll(cx).is_pending() {
-                        return Step::Pending;
-                    }
-                    // The client's fault when the body is what the handler waits for.
-                    if after.watch.as_ref().is_some_and(|w| w.shared.waiting()) {
-                        body_timed_out(&DefaultRejection, timeout, http1)
-                    } else {
-                        timed_out(&DefaultRejection, timeout)
-                    }
-                }
-            };
-            let res = after.apply(res);
-            state.set(State::Done);
-            Step::Ready(Ok(res))
-        }
+    let stepped = match state.as_mut().project() {
+        StateProj::Running { future } => match future.poll(cx) {
+            Poll::Ready(Ok(res)) => Step::Ready(Ok(after.apply(res))),
+            Poll::Ready(Err(e)) => Step::Ready(Err(e)),
+            Poll::Pending => expired(after.expire(parts.timeout, http1, cx)),
+        },
         StateProj::Deciding { decision, waiting } => {
             let Poll::Ready(result) = decision.poll(cx) else {
+                // A per-principal decision is inside the timeout.
+                if waiting
+                    .as_ref()
+                    .is_some_and(|w| w.limit == Limit::Principal)
+                {
+                    let Poll::Ready(res) = after.expire(parts.timeout, http1, cx) else {
+                        return Step::Pending;
+                    };
+                    state.set(State::Done);
+                    return Step::Ready(Ok(res));
+                }
                 return Step::Pending;
             };
             let Some(waiting) = waiting.take() else {
@@ -588,47 +719,61 @@ where
                 mut svc,
                 req,
                 batch,
-                watch,
                 rate,
+                limit,
             } = *waiting;
-            let next = match rate_limit::decide(&rate, &req, batch, result) {
-                Outcome::Pass { headers, adjust } => {
-                    *after = After {
-                        headers,
-                        adjust,
-                        watch,
-                    };
+            let next = match (rate_limit::decide(&rate, &req, batch, result), limit) {
+                (Outcome::Pass { headers, adjust }, Limit::Ip) => {
+                    after.headers = headers;
+                    after.adjust = adjust;
                     // The deadline counts from the decision, as the timeout inside the rate
                     // limit does.
-                    running(svc.call(req), Instant::now(), parts.timeout)
+                    authenticated(parts, &mut svc, req, Instant::now(), after)
                 }
-                Outcome::Reject(res) => {
-                    let (head, body) = req.into_parts();
-                    let body = drain::read_first(&head.headers, body.into_inner());
-                    refused(res, body, parts.drain_within())
+                (Outcome::Pass { headers, adjust }, Limit::Principal) => {
+                    after.principal_headers = headers;
+                    after.principal_adjust = adjust;
+                    State::Running {
+                        future: svc.call(req),
+                    }
                 }
+                (Outcome::Reject(res), Limit::Ip) => refused_outside(parts, res, req, after),
+                (Outcome::Reject(res), Limit::Principal) => refused_inside(res, req),
             };
             state.set(next);
-            Step::Again
+            return Step::Again;
         }
-        StateProj::Answered { res } => {
-            let Some(res) = res.take() else {
-                return Step::Pending;
-            };
-            state.set(State::Done);
-            Step::Ready(Ok(res))
-        }
-        StateProj::Draining { refusal } => {
-            let Poll::Ready(res) = refusal.as_mut().poll(cx) else {
-                return Step::Pending;
-            };
-            state.set(State::Done);
-            Step::Ready(Ok(res))
-        }
-        StateProj::Panicked => Step::Panicked,
+        StateProj::Answered { res } => match res.take() {
+            Some(res) => Step::Ready(Ok(after.apply(res))),
+            None => Step::Pending,
+        },
+        StateProj::Draining { refusal } => match refusal.as_mut().poll(cx) {
+            Poll::Ready(res) => Step::Ready(Ok(after.apply(res))),
+            Poll::Pending => Step::Pending,
+        },
+        StateProj::DrainingInside { refusal } => match refusal.as_mut().poll(cx) {
+            Poll::Ready(res) => Step::Ready(Ok(after.apply(res))),
+            Poll::Pending => expired(after.expire(parts.timeout, http1, cx)),
+        },
+        StateProj::Panicked => return Step::Panicked,
         // Polled after completion, which `Future` leaves unspecified: stay pending rather
         // than panic in the layer that exists to stop panics.
-        StateProj::Done => Step::Pending,
+        StateProj::Done => return Step::Pending,
+    };
+    match stepped {
+        Step::Ready(out) => {
+            state.set(State::Done);
+            Step::Ready(out)
+        }
+        other => other,
+    }
+}
+
+/// The timeout's answer, if the deadline passed.
+fn expired<B, E>(polled: Poll<Response<B>>) -> Step<Result<Response<B>, E>> {
+    match polled {
+        Poll::Ready(res) => Step::Ready(Ok(res)),
+        Poll::Pending => Step::Pending,
     }
 }
 
@@ -681,15 +826,17 @@ mod tests {
             let limit = Limit::new(ClientIp::new(TrustedProxies::none()), quota);
             Option::from(RateLimitLayer::new(limit)).unwrap()
         };
-        let fused = EngineLayer::new(
-            Some(&id),
-            Some(&observe),
-            Some(CatchPanicLayer::new()),
-            Some(&headers),
-            Some(&body),
-            Some(&rate()),
-            Some(timeout),
-        )
+        let rate_limit = rate();
+        let fused = EngineLayer::new(EngineParts {
+            request_id: Some(&id),
+            observe: Some(&observe),
+            catch_panic: Some(CatchPanicLayer::new()),
+            security_headers: Some(&headers),
+            body_limit: Some(&body),
+            rate_limit: Some(&rate_limit),
+            timeout: Some(timeout),
+            ..EngineParts::default()
+        })
         .layer(PanicInCall);
         let composed = ServiceBuilder::new()
             .layer(id)

@@ -479,10 +479,17 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> S::Future {
-        if let Some(p) = req.extensions().get::<Principal>() {
-            Span::current().record("principal", p.id().as_str());
-        }
+        record_principal(&req);
         self.inner.call(req)
+    }
+}
+
+/// The request's principal (if authenticated) on the current span: [`RecordPrincipal`]'s
+/// step, shared with the stack's engine.
+#[inline]
+pub(super) fn record_principal<B>(req: &Request<B>) {
+    if let Some(p) = req.extensions().get::<Principal>() {
+        Span::current().record("principal", p.id().as_str());
     }
 }
 

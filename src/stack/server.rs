@@ -21,7 +21,7 @@ use super::{
         BreakerSection, CorsConfig, Preset, QuotaConfig, RateLimitHeaders, ServerConfig,
         SigningSection, TrustIncoming,
     },
-    engine::{Engine, EngineLayer},
+    engine::{Engine, EngineLayer, EngineParts},
     observe::{ObserveLayer, RecordPrincipalLayer},
     panic::CatchPanicLayer,
     replay::StackReplayStore,
@@ -126,15 +126,16 @@ type Layers = Stack<
 ///   layer and carries the security and rate-limit headers like every other answer; the outer
 ///   catcher stays for a panic in a layer (a user's key extractor or rejection renderer).
 ///
-/// The default parts (request id, span, panics, security headers, body limit, per-address
-/// rate limit, timeout), any of them on or off, run in the stack's engine as one service
-/// with one response future: the behaviour of those layers in that order, for less work per
-/// request (the request moved once, one clock read, one pass over the response headers); a
-/// part that is off is skipped. The engine hands the application the body limit's
-/// [`RequestBody`](crate::body_limit::RequestBody) (without a limit when the body limit is
-/// off). With any other part on, the composition of every part, each an
-/// [`Identity`] branch of a [`tower::util::Either`] when off, boxes its response future (one
-/// allocation per request).
+/// Without CORS, signature verification and the breaker, the parts that are on (request
+/// id, span, panics, security headers, HTTPS redirect, body limit, per-address rate limit,
+/// timeout, API key, per-principal rate limit: the defaults, alone or with API keys) run in
+/// the stack's engine as one service with one response future: the behaviour of those
+/// layers in that order, for less work per request (the request moved once, one clock read,
+/// one pass over the response headers); a part that is off is skipped. The engine hands the
+/// application the body limit's [`RequestBody`](crate::body_limit::RequestBody) (without a
+/// limit when the body limit is off). With CORS, signatures or the breaker on, the
+/// composition of every part, each an [`Identity`] branch of a [`tower::util::Either`] when
+/// off, boxes its response future (one allocation per request).
 /// Cloning the stack or its service is a few `Arc` bumps.
 ///
 /// Build it from a [`ServerConfig`] ([`from_config`](Self::from_config)), or in code from
@@ -455,29 +456,27 @@ setters! {
 }
 
 impl ServerStack {
-    /// Whether every part outside the engine's (the seven of [`ServerStack::new`]) is off.
+    /// Whether every part outside the engine's is off (CORS, signatures, the breaker).
     fn is_lean(&self) -> bool {
-        self.https.is_none()
-            && self.cors.is_none()
-            && self.api_key.is_none()
-            && self.signing.is_none()
-            && self.rate_limit_principal.is_none()
-            && self.circuit_breaker.is_none()
+        self.cors.is_none() && self.signing.is_none() && self.circuit_breaker.is_none()
     }
 
     /// The default parts that are on, as the engine's one service ([`EngineLayer`]): one
     /// call, one response future around the application's, one clock read and one pass over
     /// the response headers, instead of up to seven nested layers.
     fn engine(&self) -> EngineLayer {
-        EngineLayer::new(
-            self.request_id.as_ref(),
-            self.observe.as_ref(),
-            self.catch_panic,
-            self.security_headers.as_ref(),
-            self.body_limit.as_ref(),
-            self.rate_limit_ip.as_ref(),
-            self.timeout,
-        )
+        EngineLayer::new(EngineParts {
+            request_id: self.request_id.as_ref(),
+            observe: self.observe.as_ref(),
+            catch_panic: self.catch_panic,
+            security_headers: self.security_headers.as_ref(),
+            https: self.https.as_ref(),
+            body_limit: self.body_limit.as_ref(),
+            rate_limit: self.rate_limit_ip.as_ref(),
+            timeout: self.timeout,
+            api_key: self.api_key.as_ref(),
+            rate_limit_principal: self.rate_limit_principal.as_ref(),
+        })
     }
 
     fn layers(&self) -> Layers {
@@ -598,10 +597,9 @@ where
 
 /// The service of a [`ServerStack`]: the composed layers around `S`.
 ///
-/// It is one of two compositions: the default parts that are on (the default
-/// configuration, or some of its parts off) in the stack's engine, one service with one
-/// response future; or every part, as layers, its response future boxed. The first has a
-/// smaller future and costs less per request.
+/// It is one of two compositions: the stack's engine (one service with one response
+/// future) when CORS, signatures and the breaker are off; or every part, as layers, its
+/// response future boxed. The first has a smaller future and costs less per request.
 ///
 /// Hidden from the rendered docs: its field is a tower `Stack` of `Either`s whose fully
 /// expanded type doubles at every optional layer, which sends rustdoc's auto-trait synthesis
