@@ -574,7 +574,7 @@ async fn answer_any(res: Response<Body>) -> (StatusCode, Vec<(String, String)>, 
         .collect();
     headers.sort();
     let body = res.into_body().collect().await.unwrap().to_bytes();
-    let body = hide(&String::from_utf8(body.to_vec()).unwrap());
+    let body = hide(std::str::from_utf8(&body).unwrap());
     (status, headers, body, causes)
 }
 

@@ -1,4 +1,5 @@
-//! Parsing `Signature-Input` and `Signature` (RFC 9421 §4) with the `sfv` structured-field parser.
+//! Parsing `Signature-Input` and `Signature` (RFC 9421 §4) with the crate's own strict
+//! structured-field parser (`super::sf`; `sfv` is the oracle of its tests).
 
 use std::{borrow::Cow, fmt};
 
