@@ -1,8 +1,9 @@
-//! The default server stack fuses its four outer parts (request id, span/metrics, panic → 500,
-//! security headers) into one service. These tests put the same requests through
-//! `ServerStack` (fused) and through the same layers composed one by one with
+//! The stack runs its default parts (request id, span/metrics, panic → 500, security headers,
+//! body limit, per-address rate limit, timeout) in one engine service. These tests put the
+//! same requests through `ServerStack` and through the same layers composed one by one with
 //! `ServiceBuilder`, and compare the answers: status, every header, body, typed causes, the
-//! id the handler saw, the log lines and (feature `metrics`) the metrics.
+//! id the handler saw, the log lines and (feature `metrics`) the metrics; with every part on,
+//! and with each subset of the seven on.
 
 #![cfg(feature = "axum")]
 
@@ -20,9 +21,11 @@ use axum::{
     routing::{get, post},
 };
 use battlement::{
+    auth::api_key::{ApiKeyLayer, ApiKeyRejection, ApiKeys, Principal, PrincipalId, hash_key},
     body_limit::{BodyLimitLayer, PayloadTooLarge},
+    https::HttpsRedirectLayer,
     net::TrustedProxies,
-    rate_limit::{ClientIp, Limit, Quota, RateLimitLayer, RateLimited},
+    rate_limit::{ClientIp, ExtensionKey, Limit, Quota, RateLimitLayer, RateLimited},
     request_id::{RequestId, SetRequestIdLayer},
     security_headers::{ContentSecurityPolicy, CspNonce, Hsts, SecurityHeaders},
     stack::{
@@ -546,4 +549,258 @@ async fn the_fused_stack_records_the_same_metrics() {
         "{:#?}",
         seen[0]
     );
+}
+
+/// What any response says, with its request id (if any) replaced by `<id>`.
+async fn answer_any(res: Response<Body>) -> (StatusCode, Vec<(String, String)>, String, [bool; 5]) {
+    let id = res.extensions().get::<RequestId>().map(ToString::to_string);
+    let hide = |s: &str| match &id {
+        Some(id) => s.replace(id.as_str(), "<id>"),
+        None => s.to_owned(),
+    };
+    let ext = res.extensions();
+    let causes = [
+        ext.get::<Panicked>().is_some(),
+        ext.get::<PayloadTooLarge>().is_some(),
+        ext.get::<RateLimited>().is_some(),
+        ext.get::<TimedOut>().is_some(),
+        ext.get::<BodyTimedOut>().is_some(),
+    ];
+    let status = res.status();
+    let mut headers: Vec<(String, String)> = res
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), hide(v.to_str().unwrap())))
+        .collect();
+    headers.sort();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let body = hide(std::str::from_utf8(&body).unwrap());
+    (status, headers, body, causes)
+}
+
+/// The seven parts of the engine, each on or off (128 stacks), against the same parts that
+/// are on composed by hand with `ServiceBuilder` (the application's panics caught next to it
+/// as well, as `ServerStack` composes them): every answer the same.
+#[tokio::test(start_paused = true)]
+async fn every_subset_of_the_default_parts_answers_as_those_layers_composed_by_hand() {
+    let _serial = SERIAL.lock().await;
+    let parts = Parts::new();
+    for mask in 0u8..128 {
+        let on = |i: u8| mask & (1 << i) != 0;
+        let both = || {
+            let stack = ServerStack::new()
+                .request_id(on(0).then(|| parts.request_id.clone()))
+                .observe(on(1).then(|| parts.observe.clone()))
+                .catch_panic(on(2).then(CatchPanicLayer::new))
+                .security_headers(on(3).then(|| parts.security_headers.clone()))
+                .body_limit(on(4).then(|| parts.body_limit.clone()))
+                .timeout(on(6).then_some(parts.timeout));
+            let stack = if on(5) {
+                stack.rate_limit_ip(rate_limit())
+            } else {
+                stack.rate_limit_ip(None)
+            };
+            assert_eq!(stack.enabled().len(), mask.count_ones() as usize);
+            let engine: Svc = BoxCloneSyncService::new(router().layer(stack));
+            let composed = ServiceBuilder::new()
+                .option_layer(on(0).then(|| parts.request_id.clone()))
+                .option_layer(on(1).then(|| parts.observe.clone()))
+                .option_layer(on(2).then(CatchPanicLayer::new))
+                .option_layer(on(3).then(|| parts.security_headers.clone()))
+                .option_layer(on(4).then(|| parts.body_limit.clone()))
+                .option_layer(on(5).then(rate_limit))
+                .option_layer(on(6).then_some(parts.timeout))
+                .option_layer(on(2).then(CatchPanicLayer::new));
+            let composed: Svc = BoxCloneSyncService::new(router().layer(composed));
+            (engine, composed)
+        };
+        let mut requests: Vec<Box<dyn Fn() -> Request<Body>>> = vec![
+            Box::new(|| request("GET", "/own-headers", Body::empty())),
+            Box::new(|| request("POST", "/echo", Body::from(vec![b'x'; 100]))),
+            Box::new(|| request("POST", "/echo", Body::new(Chunked(10)))),
+            Box::new(|| request("POST", "/echo", Body::from("small"))),
+            Box::new(|| request("GET", "/slow", Body::empty())),
+        ];
+        if on(2) {
+            // Without a catcher the panic is the caller's, in both.
+            requests.push(Box::new(|| request("GET", "/panic", Body::empty())));
+        }
+        if on(6) {
+            // Without a timeout nothing ends the wait, in both.
+            requests.push(Box::new(|| {
+                let mut req = request("POST", "/echo", Body::new(Stalls(Some(()))));
+                req.headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from_static("40"));
+                req
+            }));
+        }
+        for make in &requests {
+            let (engine, composed) = both();
+            let a = answer_any(engine.oneshot(make()).await.unwrap()).await;
+            let b = answer_any(composed.oneshot(make()).await.unwrap()).await;
+            assert_eq!(a, b, "parts {mask:07b}");
+        }
+        // Past the burst of 3 (when the rate limit is on), on one pair.
+        let (engine, composed) = both();
+        for _ in 0..4 {
+            let a = answer_any(engine.clone().oneshot(requests[0]()).await.unwrap()).await;
+            let b = answer_any(composed.clone().oneshot(requests[0]()).await.unwrap()).await;
+            assert_eq!(a, b, "parts {mask:07b}");
+        }
+    }
+}
+
+/// A store of one key, for principal `p-1`.
+fn keys() -> ApiKeyLayer {
+    let p = Principal::new(PrincipalId::new("p-1").unwrap());
+    ApiKeyLayer::new(
+        ApiKeys::builder()
+            .key(hash_key("key-0123456789abcdef"), &p)
+            .build()
+            .unwrap(),
+    )
+}
+
+/// A per-principal limit of 60 a minute, burst 2, with a store of its own.
+fn per_principal() -> RateLimitLayer {
+    RateLimitLayer::new(Limit::new(
+        ExtensionKey::<Principal>::new(),
+        Quota::per_minute(std::num::NonZeroU32::new(60).unwrap())
+            .with_burst(std::num::NonZeroU32::new(2).unwrap()),
+    ))
+}
+
+/// The HTTPS redirect, the API key and the per-principal limit (each on or off) with the
+/// default parts (all on, all off, and two mixes): the engine answers as the layers
+/// composed by hand in the stack's order, the refusals of the API key included.
+#[tokio::test(start_paused = true)]
+async fn the_redirect_and_authentication_run_in_the_engine_as_composed_by_hand() {
+    let _serial = SERIAL.lock().await;
+    let mut parts = Parts::new();
+    // Shorter than the drain's own bound (1 s): a refusal's drain ends at the deadline.
+    parts.timeout = RequestTimeoutLayer::new(Duration::from_millis(500));
+    for defaults in [0b111_1111u8, 0, 0b101_0101, 0b011_0110] {
+        for extra in 0u8..8 {
+            let mask = u16::from(defaults) | (u16::from(extra) << 7);
+            let on = |i: u8| mask & (1 << i) != 0;
+            let https = || HttpsRedirectLayer::new(["api.example"]).unwrap();
+            let both = || {
+                let stack = ServerStack::new()
+                    .request_id(on(0).then(|| parts.request_id.clone()))
+                    .observe(on(1).then(|| parts.observe.clone()))
+                    .catch_panic(on(2).then(CatchPanicLayer::new))
+                    .security_headers(on(3).then(|| parts.security_headers.clone()))
+                    .https(on(7).then(https))
+                    .body_limit(on(4).then(|| parts.body_limit.clone()))
+                    .timeout(on(6).then_some(parts.timeout))
+                    .api_key(on(8).then(keys));
+                let stack = if on(5) {
+                    stack.rate_limit_ip(rate_limit())
+                } else {
+                    stack.rate_limit_ip(None)
+                };
+                let stack = if on(9) {
+                    stack.rate_limit_principal(per_principal())
+                } else {
+                    stack.rate_limit_principal(None)
+                };
+                assert_eq!(stack.enabled().len(), mask.count_ones() as usize);
+                let engine: Svc = BoxCloneSyncService::new(router().layer(stack));
+                let composed = ServiceBuilder::new()
+                    .option_layer(on(0).then(|| parts.request_id.clone()))
+                    .option_layer(on(1).then(|| parts.observe.clone()))
+                    .option_layer(on(2).then(CatchPanicLayer::new))
+                    .option_layer(on(3).then(|| parts.security_headers.clone()))
+                    .option_layer(on(7).then(https))
+                    .option_layer(on(4).then(|| parts.body_limit.clone()))
+                    .option_layer(on(5).then(rate_limit))
+                    .option_layer(on(6).then_some(parts.timeout))
+                    .option_layer(on(8).then(keys))
+                    .option_layer(on(9).then(per_principal))
+                    .option_layer(on(2).then(CatchPanicLayer::new));
+                let composed: Svc = BoxCloneSyncService::new(router().layer(composed));
+                (engine, composed)
+            };
+            let keyed = |mut req: Request<Body>, key: &'static str| {
+                req.headers_mut().insert(
+                    header::AUTHORIZATION,
+                    HeaderValue::from_str(&format!("Bearer {key}")).unwrap(),
+                );
+                req
+            };
+            // Over TLS (the listener's extension), so that the redirect lets them through.
+            let tls = |mut req: Request<Body>| {
+                req.extensions_mut().insert(battlement::net::Scheme::Https);
+                req
+            };
+            let good = "key-0123456789abcdef";
+            let mut requests: Vec<Box<dyn Fn() -> Request<Body>>> = vec![
+                Box::new(|| request("GET", "http://api.example/own-headers", Body::empty())),
+                Box::new(|| request("POST", "http://evil.example/echo", Body::from("x"))),
+                Box::new(move || tls(keyed(request("GET", "/own-headers", Body::empty()), good))),
+                Box::new(|| tls(request("GET", "/own-headers", Body::empty()))),
+                Box::new(|| tls(keyed(request("GET", "/own-headers", Body::empty()), "nope"))),
+                Box::new(|| tls(request("POST", "/echo", Body::new(Chunked(10))))),
+                Box::new(move || {
+                    tls(keyed(
+                        request("POST", "/echo", Body::new(Chunked(10))),
+                        good,
+                    ))
+                }),
+                Box::new(move || tls(keyed(request("POST", "/echo", Body::from("hi")), good))),
+                Box::new(move || tls(keyed(request("GET", "/slow", Body::empty()), good))),
+            ];
+            if on(2) {
+                requests.push(Box::new(move || {
+                    tls(keyed(request("GET", "/panic", Body::empty()), good))
+                }));
+            }
+            if on(6) {
+                requests.push(Box::new(move || {
+                    let mut req = tls(keyed(
+                        request("POST", "/echo", Body::new(Stalls(Some(())))),
+                        good,
+                    ));
+                    req.headers_mut()
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("40"));
+                    req
+                }));
+                // Refused by the key while the body stalls: the drain is under the deadline.
+                requests.push(Box::new(|| {
+                    let mut req = tls(request("POST", "/echo", Body::new(Stalls(Some(())))));
+                    req.headers_mut()
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("40"));
+                    req
+                }));
+            }
+            for (i, make) in requests.iter().enumerate() {
+                let (engine, composed) = both();
+                let a = answer_any(engine.oneshot(make()).await.unwrap()).await;
+                let b = answer_any(composed.oneshot(make()).await.unwrap()).await;
+                assert_eq!(a, b, "parts {mask:010b}, request {i}");
+                if i == 11 && on(4) && on(8) {
+                    // The stalled body refused by the key: the timeout's 408 at the deadline.
+                    assert_eq!(a.0, StatusCode::REQUEST_TIMEOUT, "parts {mask:010b}");
+                }
+            }
+            // Past both bursts (3 per address, 2 per principal), on one pair; the key's
+            // cause in the extensions.
+            let (engine, composed) = both();
+            for _ in 0..4 {
+                for make in &requests[2..4] {
+                    let a = engine.clone().oneshot(make()).await.unwrap();
+                    let b = composed.clone().oneshot(make()).await.unwrap();
+                    assert_eq!(
+                        a.extensions().get::<ApiKeyRejection>().is_some(),
+                        b.extensions().get::<ApiKeyRejection>().is_some()
+                    );
+                    assert_eq!(
+                        answer_any(a).await,
+                        answer_any(b).await,
+                        "parts {mask:010b}"
+                    );
+                }
+            }
+        }
+    }
 }

@@ -109,6 +109,7 @@ mod service;
 pub use future::ResponseFuture;
 pub use layer::HttpsRedirectLayer;
 pub use service::HttpsRedirect;
+pub(crate) use {layer::Config, service::answer};
 
 use http::StatusCode;
 

@@ -62,6 +62,44 @@ impl<S: fmt::Debug, R> fmt::Debug for HttpsRedirect<S, R> {
     }
 }
 
+/// The redirect's request step, shared by [`HttpsRedirect`] and the stack's engine: `None`
+/// to pass `req` on, else the redirect (or the 421 for a host not allowed).
+#[inline]
+pub(crate) fn answer<R, B, ResBody>(
+    config: &Config,
+    rejection: &R,
+    req: &Request<B>,
+) -> Option<Response<ResBody>>
+where
+    R: MakeRejection<ResBody>,
+    ResBody: Default,
+{
+    match config.decide(req) {
+        Decision::Pass => None,
+        Decision::Redirect(location) => {
+            let status = if matches!(*req.method(), Method::GET | Method::HEAD) {
+                StatusCode::MOVED_PERMANENTLY
+            } else {
+                StatusCode::PERMANENT_REDIRECT
+            };
+            let mut res = Response::new(ResBody::default());
+            *res.status_mut() = status;
+            res.headers_mut().insert(header::LOCATION, location);
+            res.extensions_mut().insert(Redirected { status });
+            Some(res)
+        }
+        Decision::Misdirected { malformed } => {
+            tracing::debug!(malformed, "https redirect: host not allowed");
+            let problem = Problem::new(ProblemType::MISDIRECTED_REQUEST)
+                .with_detail("This server does not answer for the requested host.")
+                .with_request_id_from(req.extensions());
+            let mut res = crate::problem::refuse(rejection, problem);
+            res.extensions_mut().insert(HostNotAllowed { malformed });
+            Some(res)
+        }
+    }
+}
+
 /// What to do with a plain-HTTP request.
 enum Decision {
     Pass,
@@ -160,29 +198,9 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        match self.config.decide(&req) {
-            Decision::Pass => ResponseFuture::inner(self.inner.call(req)),
-            Decision::Redirect(location) => {
-                let status = if matches!(*req.method(), Method::GET | Method::HEAD) {
-                    StatusCode::MOVED_PERMANENTLY
-                } else {
-                    StatusCode::PERMANENT_REDIRECT
-                };
-                let mut res = Response::new(ResBody::default());
-                *res.status_mut() = status;
-                res.headers_mut().insert(header::LOCATION, location);
-                res.extensions_mut().insert(Redirected { status });
-                ResponseFuture::ready(res)
-            }
-            Decision::Misdirected { malformed } => {
-                tracing::debug!(malformed, "https redirect: host not allowed");
-                let problem = Problem::new(ProblemType::MISDIRECTED_REQUEST)
-                    .with_detail("This server does not answer for the requested host.")
-                    .with_request_id_from(req.extensions());
-                let mut res = crate::problem::refuse(&self.rejection, problem);
-                res.extensions_mut().insert(HostNotAllowed { malformed });
-                ResponseFuture::ready(res)
-            }
+        match answer(&self.config, &self.rejection, &req) {
+            None => ResponseFuture::inner(self.inner.call(req)),
+            Some(res) => ResponseFuture::ready(res),
         }
     }
 }

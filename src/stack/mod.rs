@@ -138,7 +138,7 @@
 mod audit;
 mod client;
 mod config;
-mod fused;
+mod engine;
 pub mod observe;
 pub mod panic;
 pub mod replay;

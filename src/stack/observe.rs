@@ -479,10 +479,17 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> S::Future {
-        if let Some(p) = req.extensions().get::<Principal>() {
-            Span::current().record("principal", p.id().as_str());
-        }
+        record_principal(&req);
         self.inner.call(req)
+    }
+}
+
+/// The request's principal (if authenticated) on the current span: [`RecordPrincipal`]'s
+/// step, shared with the stack's engine.
+#[inline]
+pub(super) fn record_principal<B>(req: &Request<B>) {
+    if let Some(p) = req.extensions().get::<Principal>() {
+        Span::current().record("principal", p.id().as_str());
     }
 }
 
@@ -565,6 +572,9 @@ mod latency_tests {
             .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("no latency in {logs}"));
-        assert!(latency >= 30_000, "latency {latency} µs: the inner call not counted");
+        assert!(
+            latency >= 30_000,
+            "latency {latency} µs: the inner call not counted"
+        );
     }
 }

@@ -21,7 +21,7 @@ use super::{
         BreakerSection, CorsConfig, Preset, QuotaConfig, RateLimitHeaders, ServerConfig,
         SigningSection, TrustIncoming,
     },
-    fused::FusedLayer,
+    engine::{Engine, EngineLayer, EngineParts},
     observe::{ObserveLayer, RecordPrincipalLayer},
     panic::CatchPanicLayer,
     replay::StackReplayStore,
@@ -94,34 +94,6 @@ type Layers = Stack<
     >,
 >;
 
-/// The layers [`ServerStack::new`] turns on, each still optional: request id, span, panics,
-/// security headers, body limit, per-address rate limit, timeout, and panics again around the
-/// application (same order as [`Layers`]).
-///
-/// A stack that uses nothing else is built from this shorter composition: its response
-/// future is about half the size (the signature, CORS, breaker and per-principal futures are
-/// not in it), and each layer moves its inner future once, so the smaller type is cheaper
-/// on every request.
-type LeanLayers = Stack<
-    Opt<CatchPanicLayer>,
-    Stack<
-        Opt<RequestTimeoutLayer>,
-        Stack<
-            Opt<RateLimitLayer<StackStore>>,
-            Stack<
-                Opt<BodyLimitLayer>,
-                Stack<
-                    Opt<SecurityHeadersLayer>,
-                    Stack<
-                        Opt<CatchPanicLayer>,
-                        Stack<Opt<ObserveLayer>, Stack<Opt<SetRequestIdLayer>, Identity>>,
-                    >,
-                >,
-            >,
-        >,
-    >,
->;
-
 /// Every server layer of the crate, each optional, composed in the order of DESIGN.md §3
 /// (outermost first):
 ///
@@ -154,13 +126,16 @@ type LeanLayers = Stack<
 ///   layer and carries the security and rate-limit headers like every other answer; the outer
 ///   catcher stays for a panic in a layer (a user's key extractor or rejection renderer).
 ///
-/// The default parts (request id, span, panics, security headers, body limit, per-address
-/// rate limit, timeout), all on, which is the default configuration, run fused as one
-/// service with one response future: the behaviour of those layers in that order, for less
-/// work per request (the request moved once, one clock read, one pass over the response
-/// headers). With some of them off, a piece that is off is an [`Identity`] branch of a
-/// [`tower::util::Either`]: no boxing, no allocation. With any other part on, the
-/// composition of every part boxes its response future (one allocation per request).
+/// Without CORS, signature verification and the breaker, the parts that are on (request
+/// id, span, panics, security headers, HTTPS redirect, body limit, per-address rate limit,
+/// timeout, API key, per-principal rate limit: the defaults, alone or with API keys) run in
+/// the stack's engine as one service with one response future: the behaviour of those
+/// layers in that order, for less work per request (the request moved once, one clock read,
+/// one pass over the response headers); a part that is off is skipped. The engine hands the
+/// application the body limit's [`RequestBody`](crate::body_limit::RequestBody) (without a
+/// limit when the body limit is off). With CORS, signatures or the breaker on, the
+/// composition of every part, each an [`Identity`] branch of a [`tower::util::Either`] when
+/// off, boxes its response future (one allocation per request).
 /// Cloning the stack or its service is a few `Arc` bumps.
 ///
 /// Build it from a [`ServerConfig`] ([`from_config`](Self::from_config)), or in code from
@@ -481,45 +456,27 @@ setters! {
 }
 
 impl ServerStack {
-    /// Whether every part outside [`LeanLayers`] is off.
+    /// Whether every part outside the engine's is off (CORS, signatures, the breaker).
     fn is_lean(&self) -> bool {
-        self.https.is_none()
-            && self.cors.is_none()
-            && self.api_key.is_none()
-            && self.signing.is_none()
-            && self.rate_limit_principal.is_none()
-            && self.circuit_breaker.is_none()
+        self.cors.is_none() && self.signing.is_none() && self.circuit_breaker.is_none()
     }
 
-    /// The default parts, every one of them on (the default configuration), as one service
-    /// ([`FusedLayer`]): one call, one response future around the application's, one clock
-    /// read and one pass over the response headers, instead of seven nested layers.
-    fn dense_layers(&self) -> Option<FusedLayer> {
-        if !self.is_lean() {
-            return None;
-        }
-        self.catch_panic?;
-        Some(FusedLayer::new(
-            self.request_id.as_ref()?,
-            self.observe.as_ref()?,
-            self.security_headers.as_ref()?,
-            self.body_limit.as_ref()?,
-            self.rate_limit_ip.as_ref()?,
-            self.timeout?,
-        ))
-    }
-
-    fn lean_layers(&self) -> LeanLayers {
-        ServiceBuilder::new()
-            .option_layer(self.request_id.clone())
-            .option_layer(self.observe.clone())
-            .option_layer(self.catch_panic)
-            .option_layer(self.security_headers.clone())
-            .option_layer(self.body_limit.clone())
-            .option_layer(self.rate_limit_ip.clone())
-            .option_layer(self.timeout)
-            .option_layer(self.catch_panic)
-            .into_inner()
+    /// The default parts that are on, as the engine's one service ([`EngineLayer`]): one
+    /// call, one response future around the application's, one clock read and one pass over
+    /// the response headers, instead of up to seven nested layers.
+    fn engine(&self) -> EngineLayer {
+        EngineLayer::new(EngineParts {
+            request_id: self.request_id.as_ref(),
+            observe: self.observe.as_ref(),
+            catch_panic: self.catch_panic,
+            security_headers: self.security_headers.as_ref(),
+            https: self.https.as_ref(),
+            body_limit: self.body_limit.as_ref(),
+            rate_limit: self.rate_limit_ip.as_ref(),
+            timeout: self.timeout,
+            api_key: self.api_key.as_ref(),
+            rate_limit_principal: self.rate_limit_principal.as_ref(),
+        })
     }
 
     fn layers(&self) -> Layers {
@@ -595,10 +552,8 @@ impl<S> Layer<S> for ServerStack {
     type Service = ServerService<S>;
 
     fn layer(&self, inner: S) -> ServerService<S> {
-        let inner = if let Some(dense) = self.dense_layers() {
-            Either::Left(Either::Left(dense.layer(inner)))
-        } else if self.is_lean() {
-            Either::Left(Either::Right(self.lean_layers().layer(inner)))
+        let inner = if self.is_lean() {
+            Either::Left(self.engine().layer(inner))
         } else {
             Either::Right(Boxed(self.layers().layer(inner)))
         };
@@ -606,10 +561,7 @@ impl<S> Layer<S> for ServerStack {
     }
 }
 
-type Inner<S> = Either<
-    Either<<FusedLayer as Layer<S>>::Service, <LeanLayers as Layer<S>>::Service>,
-    Boxed<<Layers as Layer<S>>::Service>,
->;
+type Inner<S> = Either<Engine<S>, Boxed<<Layers as Layer<S>>::Service>>;
 
 /// Boxes the response future of `S`: the composition of every part has a future several
 /// times larger than the default parts', and the [`Either`] that holds both would otherwise
@@ -645,10 +597,9 @@ where
 
 /// The service of a [`ServerStack`]: the composed layers around `S`.
 ///
-/// It is one of three compositions: the default parts, every one on (the default
-/// configuration), fused into one service with one response future; the default parts,
-/// some off, as layers; or every part, its response future boxed. The first two have a
-/// smaller future and cost less per request, the first the least.
+/// It is one of two compositions: the stack's engine (one service with one response
+/// future) when CORS, signatures and the breaker are off; or every part, as layers, its
+/// response future boxed. The first has a smaller future and costs less per request.
 ///
 /// Hidden from the rendered docs: its field is a tower `Stack` of `Either`s whose fully
 /// expanded type doubles at every optional layer, which sends rustdoc's auto-trait synthesis
@@ -918,16 +869,11 @@ mod tests {
 
     #[test]
     fn the_default_parts_alone_make_a_smaller_future() {
-        let (dense, lean, full) = (
-            size_of::<Fut<FusedLayer>>(),
-            size_of::<Fut<LeanLayers>>(),
-            size_of::<Fut<Layers>>(),
-        );
-        eprintln!(
-            "response future: default parts {dense} bytes (all on), {lean} bytes (some off), every part {full} bytes"
-        );
-        assert!(lean * 3 < full * 2, "{lean} vs {full}");
+        let (engine, full) = (size_of::<Fut<EngineLayer>>(), size_of::<Fut<Layers>>());
+        eprintln!("response future: default parts {engine} bytes, every part {full} bytes");
+        assert!(engine * 3 < full * 2, "{engine} vs {full}");
         assert!(ServerStack::new().is_lean());
+        assert!(ServerStack::new().observe(None).timeout(None).is_lean());
         assert!(!ServerStack::new().cors(CorsLayer::new()).is_lean());
     }
 }

@@ -117,3 +117,4 @@ pub use store::{
     ApiKeyStore, ApiKeys, ApiKeysBuilder, ApiKeysConfig, Clock, ENV_API_KEY_HASHES, Expiry,
     KeyConfig, KeyEntry, MAX_KEYS, PrincipalConfig, SystemClock,
 };
+pub(crate) use {layer::Shared, service::admit};

@@ -47,17 +47,35 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        match authenticate(&self.shared, req.headers()) {
-            Ok(principal) => {
-                req.extensions_mut().insert(principal);
-                ResponseFuture::inner(self.inner.call(req))
-            }
-            Err(failure) => {
-                let res = reject(&self.shared, &self.rejection, &req, failure);
+        match admit(&self.shared, &self.rejection, &mut req) {
+            None => ResponseFuture::inner(self.inner.call(req)),
+            Some(res) => {
                 let (parts, body) = req.into_parts();
                 ResponseFuture::rejected(res, &parts.headers, body)
             }
         }
+    }
+}
+
+/// The request step of API-key authentication, shared by [`ApiKey`] and the stack's engine:
+/// `None` when the key is good (its [`Principal`] is then in the request's extensions), else
+/// the 401/403 (the caller answers it, after draining a small body still coming).
+#[inline]
+pub(crate) fn admit<K, R, B, ResBody>(
+    shared: &Shared<K>,
+    rejection: &R,
+    req: &mut Request<B>,
+) -> Option<Response<ResBody>>
+where
+    K: ApiKeyStore,
+    R: MakeRejection<ResBody>,
+{
+    match authenticate(shared, req.headers()) {
+        Ok(principal) => {
+            req.extensions_mut().insert(principal);
+            None
+        }
+        Err(failure) => Some(reject(shared, rejection, req, failure)),
     }
 }
 
