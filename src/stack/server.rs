@@ -396,7 +396,9 @@ impl ServerStack {
     /// Wraps an axum router in the stack (`Router::layer`).
     ///
     /// Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so that the rate
-    /// limit sees client addresses.
+    /// limit sees client addresses, and with a header-read and an idle timeout (`axum::serve`
+    /// sets neither, and the stack's timeout starts once a request head has been read): the
+    /// [module docs](crate::stack#serving) show how, with hyper-util's builder.
     #[cfg(feature = "axum")]
     pub fn wrap<St: Clone + Send + Sync + 'static>(
         &self,
