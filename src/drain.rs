@@ -19,10 +19,16 @@
 //! the stream then ends cleanly with no reset at all. A larger body is not read: the answer
 //! goes at once (and the client sees it before the reset). A request without a body (a GET)
 //! never gets here: the check is `is_end_stream()` first.
+//!
+//! The read does not change the answer: when a request timeout outside the refusal passes
+//! while it reads (the client stalls its upload), the refusal stops reading and its own
+//! answer goes out (the body's [`Shared`] cell tells the timeout so, and the timeout tells
+//! the refusal to stop), not the timeout's 408.
 
 use std::{
     future::Future,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
@@ -31,10 +37,13 @@ use bytes::Buf;
 use http::{
     HeaderMap,
     header::{CONTENT_LENGTH, EXPECT},
+    request,
 };
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
+
+use crate::body_limit::{Handle, Shared};
 
 /// The most bytes a refusal reads from the body before it answers.
 pub(crate) const CAP: u64 = 64 * 1024;
@@ -66,11 +75,17 @@ pin_project! {
         // Boxed and armed only when the body is not there at once.
         sleep: Option<Pin<Box<Sleep>>>,
         answer: Option<T>,
+        // The body limit's cell of this body, through which a request timeout outside tells
+        // the refusal to stop reading.
+        watched: Option<Arc<Shared>>,
     }
 }
 
 impl<B: Body, T> Refusal<B, T> {
-    fn new(body: B, answer: T, within: Duration) -> Self {
+    fn new(body: B, answer: T, within: Duration, watched: Option<Arc<Shared>>) -> Self {
+        if let Some(shared) = &watched {
+            shared.set_draining();
+        }
         Self {
             body: Some(body),
             read: 0,
@@ -78,7 +93,13 @@ impl<B: Body, T> Refusal<B, T> {
             within: within.min(WITHIN),
             sleep: None,
             answer: Some(answer),
+            watched,
         }
+    }
+
+    /// Stops reading: the answer is next (the request timeout passed).
+    pub(crate) fn abandon(self: Pin<&mut Self>) {
+        self.project().body.set(None);
     }
 }
 
@@ -87,6 +108,9 @@ impl<B: Body, T> Future for Refusal<B, T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
         let mut this = self.project();
+        if this.watched.as_ref().is_some_and(|w| w.abandoned()) {
+            this.body.set(None);
+        }
         while let Some(mut body) = this.body.as_mut().as_pin_mut() {
             if body.is_end_stream() || *this.frames >= MAX_FRAMES || *this.read > CAP {
                 this.body.set(None);
@@ -129,15 +153,42 @@ pub(crate) enum Refused<B, T> {
 }
 
 /// `answer`, after reading `body` if [`wanted`] (for at most `within`, capped at [`WITHIN`])
-/// and the client is not waiting for `100 Continue` (see [`read_first`]).
+/// and the client is not waiting for `100 Continue` (see [`read_first`]). A body limit's
+/// cell in `head`'s extensions lets a request timeout outside stop the read.
 #[inline]
 pub(crate) fn refuse<B: Body, T>(
-    headers: &HeaderMap,
+    head: &request::Parts,
     body: B,
     answer: T,
     within: Duration,
 ) -> Refused<B, T> {
-    refuse_with(read_first(headers, body), answer, within)
+    match read_first(&head.headers, body) {
+        Some(body) if wanted(&body) => {
+            let watched = head.extensions.get::<Handle>().map(|h| h.0.clone());
+            Refused::Drain(Box::pin(Refusal::new(body, answer, within, watched)))
+        }
+        _ => Refused::Now(answer),
+    }
+}
+
+/// [`refuse_with`], with `watched`, the cell of the body limit that wraps `body`, through
+/// which a request timeout outside stops the read.
+#[inline]
+pub(crate) fn refuse_watched<B: Body, T>(
+    body: Option<B>,
+    answer: T,
+    within: Duration,
+    watched: Option<&Arc<Shared>>,
+) -> Refused<B, T> {
+    match body {
+        Some(body) if wanted(&body) => Refused::Drain(Box::pin(Refusal::new(
+            body,
+            answer,
+            within,
+            watched.cloned(),
+        ))),
+        _ => Refused::Now(answer),
+    }
 }
 
 /// `body`, unless it is finished or the request carries `Expect: 100-continue` (that client sends no body until
@@ -170,10 +221,7 @@ pub(crate) fn refuse_with<B: Body, T>(
     answer: T,
     within: Duration,
 ) -> Refused<B, T> {
-    match body {
-        Some(body) if wanted(&body) => Refused::Drain(Box::pin(Refusal::new(body, answer, within))),
-        _ => Refused::Now(answer),
-    }
+    refuse_watched(body, answer, within, None)
 }
 
 #[cfg(test)]
@@ -190,6 +238,13 @@ mod tests {
     use http_body::{Frame, SizeHint};
 
     use super::*;
+
+    /// A request head with `headers`.
+    fn head(headers: HeaderMap) -> request::Parts {
+        let (mut head, ()) = http::Request::new(()).into_parts();
+        head.headers = headers;
+        head
+    }
 
     /// A body of `chunks`, then pending forever (unless `ends`); counts the bytes handed out.
     struct Chunks {
@@ -242,7 +297,7 @@ mod tests {
     #[tokio::test]
     async fn a_small_body_is_read_to_its_end_first() {
         let (body, given) = Chunks::new(4, 1000, true);
-        let Refused::Drain(refusal) = refuse(&HeaderMap::new(), body, 7, WITHIN) else {
+        let Refused::Drain(refusal) = refuse(&head(HeaderMap::new()), body, 7, WITHIN) else {
             panic!("an unfinished small body is drained");
         };
         assert_eq!(refusal.await, 7);
@@ -253,13 +308,13 @@ mod tests {
     async fn a_finished_or_large_body_is_not_read() {
         let (body, _) = Chunks::new(0, 0, true);
         assert!(matches!(
-            refuse(&HeaderMap::new(), body, 1, WITHIN),
+            refuse(&head(HeaderMap::new()), body, 1, WITHIN),
             Refused::Now(1)
         ));
         let (mut body, given) = Chunks::new(10, 1000, true);
         body.hint = SizeHint::with_exact(CAP + 1);
         assert!(matches!(
-            refuse(&HeaderMap::new(), body, 2, WITHIN),
+            refuse(&head(HeaderMap::new()), body, 2, WITHIN),
             Refused::Now(2)
         ));
         assert_eq!(given.load(Ordering::Relaxed), 0);
@@ -269,7 +324,7 @@ mod tests {
     async fn reading_stops_past_the_cap() {
         // 2 MB announced by nothing: read up to just past the cap, not further.
         let (body, given) = Chunks::new(128, 16 * 1024, true);
-        let Refused::Drain(refusal) = refuse(&HeaderMap::new(), body, (), WITHIN) else {
+        let Refused::Drain(refusal) = refuse(&head(HeaderMap::new()), body, (), WITHIN) else {
             panic!("no declared length: drained up to the cap");
         };
         refusal.await;
@@ -280,7 +335,7 @@ mod tests {
     #[tokio::test]
     async fn empty_frames_do_not_keep_it_busy() {
         let (body, given) = Chunks::new(100_000, 0, true);
-        let Refused::Drain(refusal) = refuse(&HeaderMap::new(), body, (), WITHIN) else {
+        let Refused::Drain(refusal) = refuse(&head(HeaderMap::new()), body, (), WITHIN) else {
             panic!("drained");
         };
         refusal.await;
@@ -291,9 +346,12 @@ mod tests {
     async fn a_stalled_body_is_waited_for_at_most_the_time_given() {
         let (body, _) = Chunks::new(1, 10, false);
         let start = tokio::time::Instant::now();
-        let Refused::Drain(refusal) =
-            refuse(&HeaderMap::new(), body, (), Duration::from_millis(300))
-        else {
+        let Refused::Drain(refusal) = refuse(
+            &head(HeaderMap::new()),
+            body,
+            (),
+            Duration::from_millis(300),
+        ) else {
             panic!("drained");
         };
         refusal.await;
@@ -302,7 +360,7 @@ mod tests {
         let (body, _) = Chunks::new(1, 10, false);
         let start = tokio::time::Instant::now();
         let Refused::Drain(refusal) =
-            refuse(&HeaderMap::new(), body, (), Duration::from_secs(3600))
+            refuse(&head(HeaderMap::new()), body, (), Duration::from_secs(3600))
         else {
             panic!("drained");
         };
@@ -315,7 +373,10 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(EXPECT, http::HeaderValue::from_static("100-Continue"));
         let (body, given) = Chunks::new(1, 10, false);
-        assert!(matches!(refuse(&headers, body, 4, WITHIN), Refused::Now(4)));
+        assert!(matches!(
+            refuse(&head(headers.clone()), body, 4, WITHIN),
+            Refused::Now(4)
+        ));
         assert_eq!(given.load(Ordering::Relaxed), 0);
     }
 
@@ -325,14 +386,17 @@ mod tests {
             let mut headers = HeaderMap::new();
             headers.insert(CONTENT_LENGTH, http::HeaderValue::from_static(declared));
             let (body, given) = Chunks::new(1, 10, false);
-            assert!(matches!(refuse(&headers, body, 5, WITHIN), Refused::Now(5)));
+            assert!(matches!(
+                refuse(&head(headers.clone()), body, 5, WITHIN),
+                Refused::Now(5)
+            ));
             assert_eq!(given.load(Ordering::Relaxed), 0);
         }
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_LENGTH, http::HeaderValue::from_static("65536"));
         let (body, _) = Chunks::new(1, 10, true);
         assert!(matches!(
-            refuse(&headers, body, 6, WITHIN),
+            refuse(&head(headers.clone()), body, 6, WITHIN),
             Refused::Drain(_)
         ));
     }
@@ -341,7 +405,7 @@ mod tests {
     fn without_a_runtime_it_answers_at_once() {
         let (body, given) = Chunks::new(1, 10, false);
         assert!(matches!(
-            refuse(&HeaderMap::new(), body, 3, WITHIN),
+            refuse(&head(HeaderMap::new()), body, 3, WITHIN),
             Refused::Now(3)
         ));
         assert_eq!(given.load(Ordering::Relaxed), 0);

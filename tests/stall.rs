@@ -498,3 +498,56 @@ async fn a_breaker_does_not_count_the_5xx_of_a_layer_inside_it() {
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE, "not open");
     assert!(res.headers().contains_key("retry-after"));
 }
+
+/// A refusal decided before the body came (401: no API key, no signature) reads a small body
+/// still coming only to end the stream cleanly. A client that stalls that body gets the 401
+/// when the request timeout passes, not a 408 (the timeout here, 300 ms, is shorter than the
+/// read's own bound of 1 s, so the two cannot tie): in the engine (API keys) and in the
+/// layers (signature verification, with the breaker on).
+#[tokio::test]
+async fn a_decided_refusal_whose_body_stalls_is_answered_at_the_deadline_not_timed_out() {
+    let secret = temp_file("key-decided", &"cd".repeat(32));
+    let hash = battlement::auth::api_key::hash_key("demo-key-1").to_hex();
+    for (what, config) in [
+        (
+            "engine (API keys)",
+            format!(
+                "[timeout]\nrequest = \"300ms\"\n[api_key]\nheader = \"x-api-key\"\n\
+                 [[api_key.principals]]\nid = \"alice\"\nkeys = [\"{hash}\"]"
+            ),
+        ),
+        (
+            "layers (signatures, breaker)",
+            format!(
+                "[timeout]\nrequest = \"300ms\"\n[circuit_breaker]\nconsecutive_failures = 3\n\
+                 [signing]\nrequired_components = [\"@method\", \"@path\"]\n\
+                 [[signing.keys]]\nid = \"k1\"\nsecret = {{ file = {:?} }}",
+                secret.display().to_string()
+            ),
+        ),
+    ] {
+        let addr = serve_with(&config).await;
+        for _ in 0..4 {
+            let a = exchange(addr, &post_head("/upload", ""), &[b'x'; 10]).await;
+            assert_eq!(a.status, 401, "{what}: {a:?}");
+            assert!(
+                a.elapsed >= Duration::from_millis(250) && a.elapsed < Duration::from_millis(950),
+                "{what}: answered after {:?}",
+                a.elapsed
+            );
+        }
+        // Not counted by the breaker (open, it would answer 503): a request with the key is
+        // served, an unsigned one is refused for its missing signature.
+        let (head, status) = if what.starts_with("engine") {
+            (
+                "GET / HTTP/1.1\r\nhost: localhost\r\nx-api-key: demo-key-1\r\n\r\n".to_owned(),
+                200,
+            )
+        } else {
+            (get_head("/"), 401)
+        };
+        let a = exchange(addr, &head, b"").await;
+        assert_eq!(a.status, status, "{what}: {a:?}");
+    }
+    let _ = std::fs::remove_file(secret);
+}

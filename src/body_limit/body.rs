@@ -35,6 +35,11 @@ pub(crate) struct Shared {
     // for the client. A request timeout passing then is the client's fault (408), not the
     // handler's (503).
     waiting: AtomicBool,
+    // A refusal reads the body only to end the stream cleanly (`crate::drain`): its answer is
+    // decided, and a request timeout passing meanwhile must not replace it.
+    draining: AtomicBool,
+    // The request timeout passed during that read: the refusal answers at once.
+    abandoned: AtomicBool,
     /// For the 413, should the body cross the limit: kept here rather than in the future,
     /// so that the common path's future stays small.
     pub(crate) declared: Option<u64>,
@@ -48,6 +53,8 @@ impl Shared {
             ceiling,
             exceeded: AtomicBool::new(false),
             waiting: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            abandoned: AtomicBool::new(false),
             declared: None,
             request_id: None,
         }
@@ -73,6 +80,26 @@ impl Shared {
     /// Whether the body is unfinished and its reader waits for the client to send more.
     pub(crate) fn waiting(&self) -> bool {
         self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Marks the body as read by a refusal whose answer is decided (`crate::drain`).
+    pub(crate) fn set_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a refusal whose answer is decided is reading the body.
+    pub(crate) fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Tells that refusal to stop reading and answer (the request timeout passed).
+    pub(crate) fn abandon(&self) {
+        self.abandoned.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the request timeout told the refusal to stop reading.
+    pub(crate) fn abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::Relaxed)
     }
 
     #[inline]

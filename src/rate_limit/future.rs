@@ -100,7 +100,7 @@ where
         ReqBody: Body,
     {
         let (parts, body) = req.into_parts();
-        match drain::refuse(&parts.headers, body, res, drain::WITHIN) {
+        match drain::refuse(&parts, body, res, drain::WITHIN) {
             Refused::Now(res) => Self::Rejected { res: Some(res) },
             Refused::Drain(refusal) => Self::Draining { refusal },
         }

@@ -641,13 +641,13 @@ where
             Ok(p) => p,
             Err(e) => {
                 let res = reject(&self.rejection, &parts.extensions, GateError::Webhook(e));
-                return ResponseFuture::rejected(res, &parts.headers, body);
+                return ResponseFuture::rejected(res, &parts, body);
             }
         };
         if usize::try_from(body.size_hint().lower()).map_or(true, |n| n > shared.body_limit) {
             let e = WebhookError::new(WebhookErrorKind::BodyTooLarge);
             let res = reject(&self.rejection, &parts.extensions, GateError::Webhook(e));
-            return ResponseFuture::rejected(res, &parts.headers, body);
+            return ResponseFuture::rejected(res, &parts, body);
         }
         let replay_key = format!("whk:{}", prepared.message.id);
         let prepared_ts = prepared.message.timestamp;

@@ -422,7 +422,8 @@ where
 }
 
 /// A refusal inside the timeout (API key, per-principal limit), as those layers answer it:
-/// after reading a small body still coming through the body limit, under the deadline.
+/// after reading a small body still coming through the body limit, under the deadline (when
+/// it passes, the reading stops and the refusal is answered: it is decided).
 fn refused_inside<S, B>(res: S::Response, req: Request<RequestBody<B>>) -> State<S, B>
 where
     S: Service<Request<RequestBody<B>>>,
@@ -430,7 +431,7 @@ where
     B::Error: Into<BoxError>,
 {
     let (head, body) = req.into_parts();
-    match drain::refuse(&head.headers, body, res, drain::WITHIN) {
+    match drain::refuse_with(drain::read_first(&head.headers, body), res, drain::WITHIN) {
         Refused::Now(res) => State::Answered { res: Some(res) },
         Refused::Drain(refusal) => State::DrainingInside { refusal },
     }
@@ -558,6 +559,17 @@ impl After {
         }
     }
 
+    /// Whether the deadline has passed (else the task is woken when it does).
+    fn passed(&mut self, timeout: Option<Duration>, cx: &mut Context<'_>) -> bool {
+        let (Some(deadline), Some(_)) = (self.deadline, timeout) else {
+            return false;
+        };
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        sleep.as_mut().poll(cx).is_ready()
+    }
+
     /// The timeout's answer once the deadline has passed (what is inside it, the
     /// per-principal limit included, is dropped), else pending.
     fn expire<B: From<Bytes>>(
@@ -566,13 +578,10 @@ impl After {
         http1: bool,
         cx: &mut Context<'_>,
     ) -> Poll<Response<B>> {
-        let (Some(deadline), Some(timeout)) = (self.deadline, timeout) else {
+        let Some(timeout) = timeout else {
             return Poll::Pending;
         };
-        let sleep = self
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if sleep.as_mut().poll(cx).is_pending() {
+        if !self.passed(Some(timeout), cx) {
             return Poll::Pending;
         }
         // The client's fault when the body is what the handler waits for.
@@ -753,7 +762,16 @@ where
         },
         StateProj::DrainingInside { refusal } => match refusal.as_mut().poll(cx) {
             Poll::Ready(res) => Step::Ready(Ok(after.apply(res))),
-            Poll::Pending => expired(after.expire(parts.timeout, http1, cx)),
+            // The refusal is decided: past the deadline it stops reading and is answered,
+            // rather than the timeout's 408 or 503.
+            Poll::Pending if after.passed(parts.timeout, cx) => {
+                refusal.as_mut().abandon();
+                match refusal.as_mut().poll(cx) {
+                    Poll::Ready(res) => Step::Ready(Ok(after.apply(res))),
+                    Poll::Pending => Step::Pending,
+                }
+            }
+            Poll::Pending => Step::Pending,
         },
         StateProj::Panicked => return Step::Panicked,
         // Polled after completion, which `Future` leaves unspecified: stay pending rather

@@ -220,8 +220,8 @@ where
     type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if let Poll::Ready(out) = this.inner.poll(cx) {
+        let mut this = self.project();
+        if let Poll::Ready(out) = this.inner.as_mut().poll(cx) {
             return Poll::Ready(out);
         }
         let sleep = this
@@ -233,6 +233,14 @@ where
         let Some(rejection) = this.rejection.take() else {
             return Poll::Pending;
         };
+        // A refusal inside reads the body only to end the stream cleanly: its answer is
+        // decided. Tell it to stop reading, and answer it.
+        if let Some(body) = this.body.as_ref().filter(|b| b.draining()) {
+            body.abandon();
+            if let Poll::Ready(out) = this.inner.poll(cx) {
+                return Poll::Ready(out);
+            }
+        }
         if this.body.as_ref().is_some_and(|b| b.waiting()) {
             return Poll::Ready(Ok(body_timed_out(&rejection, *this.after, *this.http1)));
         }

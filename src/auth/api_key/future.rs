@@ -7,7 +7,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use http::{HeaderMap, Response};
+use http::Response;
 use http_body::Body;
 use pin_project_lite::pin_project;
 
@@ -40,8 +40,12 @@ impl<F, B, ReqBody: Body> ResponseFuture<F, B, ReqBody> {
         }
     }
 
-    pub(crate) fn rejected(response: Response<B>, headers: &HeaderMap, body: ReqBody) -> Self {
-        let kind = match drain::refuse(headers, body, response, drain::WITHIN) {
+    pub(crate) fn rejected(
+        response: Response<B>,
+        head: &http::request::Parts,
+        body: ReqBody,
+    ) -> Self {
+        let kind = match drain::refuse(head, body, response, drain::WITHIN) {
             Refused::Now(response) => Kind::Rejected {
                 response: Some(response),
             },

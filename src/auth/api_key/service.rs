@@ -51,7 +51,7 @@ where
             None => ResponseFuture::inner(self.inner.call(req)),
             Some(res) => {
                 let (parts, body) = req.into_parts();
-                ResponseFuture::rejected(res, &parts.headers, body)
+                ResponseFuture::rejected(res, &parts, body)
             }
         }
     }

@@ -207,11 +207,11 @@ where
     St: ReplayStore,
 {
     /// Refused before anything read `body`.
-    pub(crate) fn rejected(response: S::Response, headers: &http::HeaderMap, body: B) -> Self
+    pub(crate) fn rejected(response: S::Response, head: &http::request::Parts, body: B) -> Self
     where
         B: Body,
     {
-        let kind = match drain::refuse(headers, body, response, drain::WITHIN) {
+        let kind = match drain::refuse(head, body, response, drain::WITHIN) {
             Refused::Now(response) => Kind::Done {
                 response: Some(response),
             },

@@ -82,7 +82,7 @@ where
             Ok(c) => c,
             Err(e) => {
                 let res = reject(&self.rejection, &parts.extensions, GateError::Signature(e));
-                return ResponseFuture::rejected(res, &parts.headers, body);
+                return ResponseFuture::rejected(res, &parts, body);
             }
         };
         let limit = shared.verifier.policy.body_limit;
@@ -90,7 +90,7 @@ where
         if usize::try_from(hint.lower()).map_or(true, |n| n > limit) {
             let e = SignatureError::new(SignatureErrorKind::BodyTooLarge).with_key_id(key_id);
             let res = reject(&self.rejection, &parts.extensions, GateError::Signature(e));
-            return ResponseFuture::rejected(res, &parts.headers, body);
+            return ResponseFuture::rejected(res, &parts, body);
         }
         let hasher = checked
             .digest
