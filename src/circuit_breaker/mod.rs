@@ -139,3 +139,4 @@ pub use future::ResponseFuture;
 pub use layer::{CircuitBreakerLayer, Client, Server};
 pub use registry::{BreakerRegistry, PerKey, SelectBreaker};
 pub use service::CircuitBreaker;
+pub(crate) use service::open_response;

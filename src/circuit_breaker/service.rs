@@ -107,22 +107,34 @@ where
             Ok(permit) => {
                 ResponseFuture::called(self.inner.call(req), permit, self.classifier.clone())
             }
-            Err(open) => {
-                let problem = Problem::new(ProblemType::SERVICE_UNAVAILABLE)
-                    .with_detail(
-                        "This endpoint is temporarily unavailable; retry after the delay in Retry-After.",
-                    )
-                    .with_request_id_from(req.extensions())
-                    .with_header(
-                        header::RETRY_AFTER,
-                        HeaderValue::from(open.retry_after_secs()),
-                    );
-                let mut res = crate::problem::refuse(&self.mode.rejection, problem);
-                res.extensions_mut().insert(open);
-                ResponseFuture::rejected(res)
-            }
+            Err(open) => ResponseFuture::rejected(open_response(
+                &self.mode.rejection,
+                open,
+                req.extensions(),
+            )),
         }
     }
+}
+
+/// The server-side breaker's answer while it is open: a `service-unavailable` problem (503)
+/// with `Retry-After`, the [`CircuitOpen`] in its extensions (shared with the stack's engine).
+pub(crate) fn open_response<B, R: MakeRejection<B>>(
+    rejection: &R,
+    open: CircuitOpen,
+    extensions: &http::Extensions,
+) -> Response<B> {
+    let problem = Problem::new(ProblemType::SERVICE_UNAVAILABLE)
+        .with_detail(
+            "This endpoint is temporarily unavailable; retry after the delay in Retry-After.",
+        )
+        .with_request_id_from(extensions)
+        .with_header(
+            header::RETRY_AFTER,
+            HeaderValue::from(open.retry_after_secs()),
+        );
+    let mut res = crate::problem::refuse(rejection, problem);
+    res.extensions_mut().insert(open);
+    res
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ use tower::{Layer, Service};
 use tracing::Span;
 
 use super::{
+    body::StackBody,
     observe::{self, Labels, ObserveLayer},
     panic::{CatchPanicLayer, Panicked, log_panic},
     store::StackStore,
@@ -44,6 +45,7 @@ use super::{
 use crate::{
     auth::api_key::{self, ApiKeyLayer, ApiKeys},
     body_limit::{self, Admitted, BodyLimitLayer, RequestBody, Watch},
+    circuit_breaker::{self, Breaker, ClassifyResponse, DefaultClassifier, Permit},
     drain::{self, Refusal, Refused},
     https::{self, HttpsRedirectLayer},
     problem::{DefaultRejection, MakeRejection, Problem, ProblemType},
@@ -75,6 +77,7 @@ struct Parts {
     api_key: Option<Arc<api_key::Shared<ApiKeys>>>,
     rate_limit_principal: Option<Arc<RateShared>>,
     timeout: Option<Duration>,
+    breaker: Option<Breaker>,
 }
 
 impl Parts {
@@ -106,6 +109,7 @@ pub(super) struct EngineParts<'a> {
     pub(super) body_limit: Option<&'a BodyLimitLayer>,
     pub(super) rate_limit: Option<&'a RateLimitLayer<StackStore>>,
     pub(super) timeout: Option<RequestTimeoutLayer>,
+    pub(super) breaker: Option<&'a super::ServerBreakerLayer>,
     pub(super) api_key: Option<&'a ApiKeyLayer>,
     pub(super) rate_limit_principal: Option<&'a RateLimitLayer<StackStore>>,
 }
@@ -121,6 +125,7 @@ impl EngineLayer {
             body_limit,
             rate_limit,
             timeout,
+            breaker,
             api_key,
             rate_limit_principal,
         } = p;
@@ -136,6 +141,7 @@ impl EngineLayer {
                 api_key: api_key.map(|l| l.shared.clone()),
                 rate_limit_principal: rate_limit_principal.map(|l| l.shared().clone()),
                 timeout: timeout.map(|t| t.timeout()),
+                breaker: breaker.map(|l| l.breakers().clone()),
             }),
         }
     }
@@ -184,7 +190,7 @@ impl<S: fmt::Debug> fmt::Debug for Engine<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Engine<S>
 where
-    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>> + Clone,
+    S: Service<Request<StackBody<ReqBody>>, Response = Response<ResBody>> + Clone,
     ReqBody: Body,
     ReqBody::Error: Into<BoxError>,
     ResBody: From<Bytes> + Default,
@@ -288,7 +294,7 @@ fn admit<S, B, ResBody>(
     after: &mut After,
 ) -> State<S, B>
 where
-    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>> + Clone,
+    S: Service<Request<StackBody<B>>, Response = Response<ResBody>> + Clone,
     B: Body,
     B::Error: Into<BoxError>,
     ResBody: From<Bytes> + Default,
@@ -343,11 +349,21 @@ fn authenticated<S, B, ResBody>(
     after: &mut After,
 ) -> State<S, B>
 where
-    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>> + Clone,
+    S: Service<Request<StackBody<B>>, Response = Response<ResBody>> + Clone,
     B: Body,
     B::Error: Into<BoxError>,
     ResBody: From<Bytes>,
 {
+    // The server-side breaker: outside the timeout, so that a handler slower than it counts.
+    if let Some(breaker) = &parts.breaker {
+        match breaker.try_acquire() {
+            Ok(permit) => after.permit = Some(permit),
+            Err(open) => {
+                let res = circuit_breaker::open_response(&DefaultRejection, open, req.extensions());
+                return refused_outside(parts, res, req, after);
+            }
+        }
+    }
     after.deadline = parts.timeout.map(|t| now + t);
     if let Some(keys) = &parts.api_key {
         if let Some(res) = api_key::admit(keys, &DefaultRejection, &mut req) {
@@ -357,7 +373,7 @@ where
     }
     let Some(rate) = &parts.rate_limit_principal else {
         return State::Running {
-            future: inner.call(req),
+            future: inner.call(req.map(StackBody::streamed)),
         };
     };
     match rate_limit::check(rate, &req) {
@@ -365,7 +381,7 @@ where
             after.principal_headers = headers;
             after.principal_adjust = adjust;
             State::Running {
-                future: inner.call(req),
+                future: inner.call(req.map(StackBody::streamed)),
             }
         }
         Checked::Now(Outcome::Reject(res)) => refused_inside(res, req),
@@ -392,7 +408,7 @@ fn take<S: Clone>(inner: &mut S) -> S {
 /// coming is read (`crate::drain`; within the request timeout if it is shorter).
 fn refused<S, B>(res: S::Response, body: Option<B>, within: Duration) -> State<S, B>
 where
-    S: Service<Request<RequestBody<B>>>,
+    S: Service<Request<StackBody<B>>>,
     B: Body,
     B::Error: Into<BoxError>,
 {
@@ -411,7 +427,7 @@ fn refused_outside<S, B>(
     after: &mut After,
 ) -> State<S, B>
 where
-    S: Service<Request<RequestBody<B>>>,
+    S: Service<Request<StackBody<B>>>,
     B: Body,
     B::Error: Into<BoxError>,
 {
@@ -426,7 +442,7 @@ where
 /// it passes, the reading stops and the refusal is answered: it is decided).
 fn refused_inside<S, B>(res: S::Response, req: Request<RequestBody<B>>) -> State<S, B>
 where
-    S: Service<Request<RequestBody<B>>>,
+    S: Service<Request<StackBody<B>>>,
     B: Body,
     B::Error: Into<BoxError>,
 {
@@ -458,7 +474,7 @@ pin_project! {
     #[doc(hidden)]
     pub struct EngineFuture<S, B>
     where
-        S: Service<Request<RequestBody<B>>>,
+        S: Service<Request<StackBody<B>>>,
     {
         #[pin]
         state: State<S, B>,
@@ -483,7 +499,7 @@ pin_project! {
     #[project = StateProj]
     enum State<S, B>
     where
-        S: Service<Request<RequestBody<B>>>,
+        S: Service<Request<StackBody<B>>>,
     {
         // Admitted: the inner service runs (under the deadline of `After`).
         Running {
@@ -510,7 +526,7 @@ pin_project! {
 
 impl<S, B> fmt::Debug for EngineFuture<S, B>
 where
-    S: Service<Request<RequestBody<B>>>,
+    S: Service<Request<StackBody<B>>>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EngineFuture")
@@ -530,6 +546,9 @@ struct After {
     principal_headers: Option<HeaderSet>,
     principal_adjust: Option<Box<Adjust<StackStore, DefaultRejection>>>,
     watch: Option<Watch<DefaultRejection>>,
+    // The breaker's permit, once it let the request in: the answer from inside it is
+    // recorded (a permit dropped unrecorded counts as ignored).
+    permit: Option<Permit>,
     // `None`: no timeout, or not inside it yet.
     deadline: Option<Instant>,
     // Boxed: made only when the answer is not there at once.
@@ -542,6 +561,12 @@ impl After {
     /// limit's headers and adjustment, then the per-address limit's, then the body limit's
     /// 413 if the body went past the limit.
     fn apply<B: From<Bytes>>(&mut self, mut res: Response<B>) -> Response<B> {
+        if let Some(permit) = self.permit.take() {
+            permit.record(ClassifyResponse::<B, ()>::classify(
+                &DefaultClassifier,
+                Ok(&res),
+            ));
+        }
         for (headers, adjust) in [
             (self.principal_headers.take(), self.principal_adjust.take()),
             (self.headers.take(), self.adjust.take()),
@@ -598,7 +623,7 @@ impl After {
 
 impl<S, B, ResBody> Future for EngineFuture<S, B>
 where
-    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>> + Clone,
+    S: Service<Request<StackBody<B>>, Response = Response<ResBody>> + Clone,
     B: Body,
     B::Error: Into<BoxError>,
     ResBody: From<Bytes>,
@@ -695,7 +720,7 @@ fn step<S, B, ResBody>(
     cx: &mut Context<'_>,
 ) -> Step<Result<Response<ResBody>, S::Error>>
 where
-    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>> + Clone,
+    S: Service<Request<StackBody<B>>, Response = Response<ResBody>> + Clone,
     B: Body,
     B::Error: Into<BoxError>,
     ResBody: From<Bytes>,
@@ -703,7 +728,13 @@ where
     let stepped = match state.as_mut().project() {
         StateProj::Running { future } => match future.poll(cx) {
             Poll::Ready(Ok(res)) => Step::Ready(Ok(after.apply(res))),
-            Poll::Ready(Err(e)) => Step::Ready(Err(e)),
+            Poll::Ready(Err(e)) => {
+                // The breaker counts the inner service's errors as failures.
+                if let Some(permit) = after.permit.take() {
+                    permit.record(circuit_breaker::Outcome::Failure);
+                }
+                Step::Ready(Err(e))
+            }
             Poll::Pending => expired(after.expire(parts.timeout, http1, cx)),
         },
         StateProj::Deciding { decision, waiting } => {
@@ -743,7 +774,7 @@ where
                     after.principal_headers = headers;
                     after.principal_adjust = adjust;
                     State::Running {
-                        future: svc.call(req),
+                        future: svc.call(req.map(StackBody::streamed)),
                     }
                 }
                 (Outcome::Reject(res), Limit::Ip) => refused_outside(parts, res, req, after),

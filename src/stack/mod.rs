@@ -136,6 +136,7 @@
 //! (Prometheus, StatsD) on a port that is not public.
 
 mod audit;
+mod body;
 mod client;
 mod config;
 mod engine;
@@ -147,6 +148,7 @@ pub mod store;
 pub mod timeout;
 
 pub use audit::{Audit, AuditItem, AuditStatus, audit};
+pub use body::StackBody;
 pub use client::{BoxErr, BoxErrFuture, BoxErrLayer, ClientService, ClientStack};
 pub use config::{
     BodyLimitConfig, BreakerSection, BudgetSection, ClientConfig, ClientSigningSection,

@@ -460,7 +460,7 @@ setters! {
 impl ServerStack {
     /// Whether every part outside the engine's is off (CORS, signatures, the breaker).
     fn is_lean(&self) -> bool {
-        self.cors.is_none() && self.signing.is_none() && self.circuit_breaker.is_none()
+        self.cors.is_none() && self.signing.is_none()
     }
 
     /// The default parts that are on, as the engine's one service ([`EngineLayer`]): one
@@ -476,6 +476,7 @@ impl ServerStack {
             body_limit: self.body_limit.as_ref(),
             rate_limit: self.rate_limit_ip.as_ref(),
             timeout: self.timeout,
+            breaker: self.circuit_breaker.as_ref(),
             api_key: self.api_key.as_ref(),
             rate_limit_principal: self.rate_limit_principal.as_ref(),
         })
