@@ -80,6 +80,14 @@ impl<B> StackBody<B> {
         }
     }
 
+    /// The incoming body, without the limit (`None` once read whole).
+    pub(crate) fn into_incoming(self) -> Option<B> {
+        match self.kind {
+            Kind::Streamed { body } => Some(body.into_inner()),
+            Kind::Buffered { .. } => None,
+        }
+    }
+
     /// The most bytes this body hands out from here: the limit, or the declared length if
     /// smaller (for a body read whole, its length).
     pub fn limit(&self) -> u64 {

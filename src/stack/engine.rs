@@ -306,14 +306,17 @@ where
     }
     let (req, watch) = match parts.body_limit {
         Some((limit, ceiling)) => match body_limit::admit(limit, ceiling, &DefaultRejection, req) {
-            Admitted::Pass(req, watch) => (req, watch),
+            Admitted::Pass(req, watch) => (req.map(StackBody::streamed), watch),
             Admitted::Reject(cause, request_id, body) => {
                 let res = body_limit::reject(&DefaultRejection, cause, request_id);
                 return refused(res, body, parts.drain_within());
             }
         },
         // No limit: the one body type all the same.
-        None => (req.map(RequestBody::unlimited), None),
+        None => (
+            req.map(|b| StackBody::streamed(RequestBody::unlimited(b))),
+            None,
+        ),
     };
     after.watch = watch;
     let Some(rate) = &parts.rate_limit else {
@@ -344,7 +347,7 @@ where
 fn authenticated<S, B, ResBody>(
     parts: &Parts,
     inner: &mut S,
-    mut req: Request<RequestBody<B>>,
+    mut req: Request<StackBody<B>>,
     now: Instant,
     after: &mut After,
 ) -> State<S, B>
@@ -373,7 +376,7 @@ where
     }
     let Some(rate) = &parts.rate_limit_principal else {
         return State::Running {
-            future: inner.call(req.map(StackBody::streamed)),
+            future: inner.call(req),
         };
     };
     match rate_limit::check(rate, &req) {
@@ -381,7 +384,7 @@ where
             after.principal_headers = headers;
             after.principal_adjust = adjust;
             State::Running {
-                future: inner.call(req.map(StackBody::streamed)),
+                future: inner.call(req),
             }
         }
         Checked::Now(Outcome::Reject(res)) => refused_inside(res, req),
@@ -423,7 +426,7 @@ where
 fn refused_outside<S, B>(
     parts: &Parts,
     res: S::Response,
-    req: Request<RequestBody<B>>,
+    req: Request<StackBody<B>>,
     after: &mut After,
 ) -> State<S, B>
 where
@@ -433,14 +436,16 @@ where
 {
     after.watch = None;
     let (head, body) = req.into_parts();
-    let body = drain::read_first(&head.headers, body.into_inner());
+    let body = body
+        .into_incoming()
+        .and_then(|body| drain::read_first(&head.headers, body));
     refused(res, body, parts.drain_within())
 }
 
 /// A refusal inside the timeout (API key, per-principal limit), as those layers answer it:
 /// after reading a small body still coming through the body limit, under the deadline (when
 /// it passes, the reading stops and the refusal is answered: it is decided).
-fn refused_inside<S, B>(res: S::Response, req: Request<RequestBody<B>>) -> State<S, B>
+fn refused_inside<S, B>(res: S::Response, req: Request<StackBody<B>>) -> State<S, B>
 where
     S: Service<Request<StackBody<B>>>,
     B: Body,
@@ -463,7 +468,7 @@ enum Limit {
 /// What a request waiting for a rate-limit store doing I/O keeps.
 struct Waiting<S, B> {
     svc: S,
-    req: Request<RequestBody<B>>,
+    req: Request<StackBody<B>>,
     batch: Batch,
     rate: Arc<RateShared>,
     limit: Limit,
@@ -518,7 +523,7 @@ pin_project! {
         Draining { refusal: Pin<Box<Refusal<B, S::Response>>> },
         // Refused inside the timeout, once a small body still coming is read through the
         // body limit (under the deadline).
-        DrainingInside { refusal: Pin<Box<Refusal<RequestBody<B>, S::Response>>> },
+        DrainingInside { refusal: Pin<Box<Refusal<StackBody<B>, S::Response>>> },
         Panicked,
         Done,
     }
@@ -774,7 +779,7 @@ where
                     after.principal_headers = headers;
                     after.principal_adjust = adjust;
                     State::Running {
-                        future: svc.call(req.map(StackBody::streamed)),
+                        future: svc.call(req),
                     }
                 }
                 (Outcome::Reject(res), Limit::Ip) => refused_outside(parts, res, req, after),
