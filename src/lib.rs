@@ -50,6 +50,7 @@ pub mod circuit_breaker;
 pub mod config;
 mod drain;
 pub mod error;
+mod future;
 mod header_buf;
 pub mod https;
 pub mod net;

@@ -75,8 +75,6 @@ impl<F, C, J> fmt::Debug for ResponseFuture<F, C, J> {
     }
 }
 
-const POLLED_AFTER_READY: &str = "circuit_breaker::ResponseFuture polled after completion";
-
 impl<F, C, ResBody, E> Future for ResponseFuture<F, C, CircuitOpen>
 where
     F: Future<Output = Result<Response<ResBody>, E>>,
@@ -98,11 +96,11 @@ where
                 }
                 Poll::Ready(res.map_err(Into::into))
             }
-            // Polling a future after it completed breaks the `Future` contract; like tower's
-            // futures we panic then.
-            KindProj::Rejected { rejection } => {
-                Poll::Ready(Err(Box::new(rejection.take().expect(POLLED_AFTER_READY))))
-            }
+            // Polled after completion: stays pending (`crate::future`'s policy).
+            KindProj::Rejected { rejection } => match rejection.take() {
+                Some(open) => Poll::Ready(Err(Box::new(open))),
+                None => Poll::Pending,
+            },
         }
     }
 }
@@ -127,10 +125,11 @@ where
                 }
                 Poll::Ready(res)
             }
-            // See above: polling after completion is a contract violation.
-            KindProj::Rejected { rejection } => {
-                Poll::Ready(Ok(rejection.take().expect(POLLED_AFTER_READY)))
-            }
+            // Polled after completion: stays pending (`crate::future`'s policy).
+            KindProj::Rejected { rejection } => match rejection.take() {
+                Some(res) => Poll::Ready(Ok(res)),
+                None => Poll::Pending,
+            },
         }
     }
 }

@@ -8,34 +8,27 @@ use std::{
 use http::Response;
 use pin_project_lite::pin_project;
 
-pin_project! {
-    /// The response future of [`HttpsRedirect`](super::HttpsRedirect).
-    pub struct ResponseFuture<F, B> {
-        #[pin]
-        kind: Kind<F, B>,
-    }
-}
+use crate::future::{Answer, NoBody};
 
 pin_project! {
-    #[project = KindProj]
-    enum Kind<F, B> {
-        Inner { #[pin] future: F },
-        Ready { response: Option<Response<B>> },
+    /// The response future of [`HttpsRedirect`](super::HttpsRedirect): the inner service's,
+    /// or the redirect (or refusal) at once.
+    pub struct ResponseFuture<F, B> {
+        #[pin]
+        answer: Answer<F, Response<B>, NoBody>,
     }
 }
 
 impl<F, B> ResponseFuture<F, B> {
     pub(crate) fn inner(future: F) -> Self {
         Self {
-            kind: Kind::Inner { future },
+            answer: Answer::inner(future),
         }
     }
 
     pub(crate) fn ready(response: Response<B>) -> Self {
         Self {
-            kind: Kind::Ready {
-                response: Some(response),
-            },
+            answer: Answer::ready(response),
         }
     }
 }
@@ -46,26 +39,16 @@ where
 {
     type Output = Result<Response<B>, E>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Inner { future } => future.poll(cx),
-            KindProj::Ready { response } => {
-                // Polling a future again after it completed breaks the `Future` contract.
-                let response = response.take().expect("polled after completion");
-                Poll::Ready(Ok(response))
-            }
-        }
+        self.project().answer.poll(cx)
     }
 }
 
 impl<F, B> fmt::Debug for ResponseFuture<F, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match &self.kind {
-            Kind::Inner { .. } => "inner",
-            Kind::Ready { .. } => "ready",
-        };
         f.debug_struct("ResponseFuture")
-            .field("state", &state)
+            .field("state", &self.answer.state())
             .finish()
     }
 }

@@ -165,19 +165,21 @@ where
                 KindProj::Pending { decision, waiting } => {
                     let result = ready!(decision.poll(cx));
                     // `waiting` is taken only here, and the state moves on at once: it is there
-                    // unless the future is polled after completion (a `Future` contract breach).
-                    let mut w = waiting
-                        .take()
-                        .expect("rate_limit::ResponseFuture polled after completion");
+                    // unless the future is polled after completion (`crate::future`'s policy:
+                    // stay pending).
+                    let Some(mut w) = waiting.take() else {
+                        return Poll::Pending;
+                    };
                     let next = decided(&w.shared, &mut w.svc, w.req, w.batch, result);
                     kind.set(next);
                 }
                 KindProj::Rejected { res } => {
-                    // Taken once, when the future completes: polling again breaks the contract.
-                    let res = res
-                        .take()
-                        .expect("rate_limit::ResponseFuture polled after completion");
-                    return Poll::Ready(Ok(res));
+                    // Taken once, when the future completes; polled again it stays pending
+                    // (`crate::future`'s policy).
+                    return match res.take() {
+                        Some(res) => Poll::Ready(Ok(res)),
+                        None => Poll::Pending,
+                    };
                 }
                 KindProj::Draining { refusal } => return refusal.as_mut().poll(cx).map(Ok),
             }
