@@ -325,6 +325,7 @@ proptest! {
         method in prop::sample::select(vec!["GET", "OPTIONS", "POST", "PUT", "x-m"]),
         mode in prop::sample::select(vec!["plain", "vary", "cors"]),
         acrh in prop::option::of("[a-z-]{1,12}(, [a-z-]{1,12}){0,2}"),
+        acrm in prop::option::of(prop::sample::select(vec!["PUT", "GET", "x-m"])),
     ) {
         let origins: Vec<&str> = if any_origin { vec!["*"] } else { allowed.iter().map(String::as_str).collect() };
         let c = cfg(&origins, credentials, &methods, &headers, &expose, max_age);
@@ -332,7 +333,7 @@ proptest! {
         let req = Req {
             method: Method::from_str(method).unwrap(),
             origins: sent.into_iter().map(String::into_bytes).collect(),
-            request_method: Some("PUT"),
+            request_method: acrm,
             request_headers: acrh,
             mode,
         };
