@@ -56,6 +56,8 @@ impl Cors {
     /// let err = Cors::new().allow_any_origin().allow_credentials(true).build().unwrap_err();
     /// assert_eq!(err.field(), "cors.allow_origins");
     /// ```
+    // A `Cors` is always validated: `new` starts the builder whose `build` validates.
+    #[allow(clippy::new_ret_no_self)]
     pub fn new() -> CorsBuilder {
         CorsBuilder {
             config: CorsConfig::default(),
