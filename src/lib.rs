@@ -14,6 +14,7 @@
 //!   CSP builder with per-request nonces, Permissions-Policy, HSTS only over HTTPS.
 //! * [`https`]: redirect plain HTTP to HTTPS on allow-listed hosts, trusting forwarded
 //!   headers only from configured proxies.
+//! * [`cors`]: CORS preflights and response headers from a precomputed allow-list.
 //! * [`body_limit`]: request body size limits, by `Content-Length` and on streamed bodies.
 //! * [`rate_limit`]: GCRA per key (client IP before authentication, principal after it, a
 //!   header, ...), several quotas at once, weighted costs, `RateLimit` headers and a bounded
@@ -48,6 +49,7 @@ pub mod auth;
 pub mod body_limit;
 pub mod circuit_breaker;
 pub mod config;
+pub mod cors;
 mod drain;
 pub mod error;
 mod future;
