@@ -495,3 +495,541 @@ impl<B, St: ReplayStore, R, Res> fmt::Debug for Gate<B, St, R, Res> {
         f.debug_struct("Gate").finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The layers and the gate driven directly (as the stack engine drives it) agree, request
+    //! by request: same status, same typed cause, same body handed on, same timing.
+
+    use std::{collections::VecDeque, convert::Infallible, time::Duration};
+
+    use base64::{Engine as _, engine::general_purpose::STANDARD};
+    use bytes::Bytes;
+    use http::{HeaderMap, StatusCode};
+    use http_body::Frame;
+    use http_body_util::{BodyExt, Full};
+    use tower::{Layer, ServiceExt, service_fn};
+
+    use super::*;
+    use crate::{
+        drain,
+        net::Scheme,
+        problem::DefaultRejection,
+        signing::{
+            DigestAlgorithm, Key, KeyRing, NonceRequirement, ReplayStoreError, VerifiedSignature,
+            VerifyPolicy, VerifySignatureLayer, content_digest, parse_signature_input,
+            signature_base,
+            webhooks::{VerifyWebhookLayer, Webhook, WebhookMessage, WebhookSecret},
+        },
+    };
+
+    const NOW: u64 = 1_700_000_000;
+    const LIMIT: usize = 64;
+
+    /// A body of the given frames (size unknown, like a chunked upload), that never ends
+    /// after them when `stall`.
+    struct Frames {
+        frames: VecDeque<Bytes>,
+        stall: bool,
+    }
+
+    impl Body for Frames {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            let this = self.get_mut();
+            match this.frames.pop_front() {
+                Some(f) => Poll::Ready(Some(Ok(Frame::data(f)))),
+                // Never woken: a client that stopped sending.
+                None if this.stall => Poll::Pending,
+                None => Poll::Ready(None),
+            }
+        }
+    }
+
+    /// The request body: in one piece with its length known, or in frames.
+    enum TestBody {
+        Full(Full<Bytes>),
+        Frames(Frames),
+    }
+
+    impl Body for TestBody {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            match self.get_mut() {
+                Self::Full(b) => Pin::new(b).poll_frame(cx),
+                Self::Frames(b) => Pin::new(b).poll_frame(cx),
+            }
+        }
+
+        fn is_end_stream(&self) -> bool {
+            match self {
+                Self::Full(b) => b.is_end_stream(),
+                Self::Frames(b) => b.is_end_stream(),
+            }
+        }
+
+        fn size_hint(&self) -> http_body::SizeHint {
+            match self {
+                Self::Full(b) => b.size_hint(),
+                Self::Frames(b) => b.size_hint(),
+            }
+        }
+    }
+
+    /// A store that cannot answer.
+    struct Down;
+
+    impl ReplayStore for Down {
+        type Future = std::future::Ready<Result<ReplayCheck, ReplayStoreError>>;
+
+        fn check_and_insert(&self, _key: &str, _ttl: Duration) -> Self::Future {
+            std::future::ready(Err(ReplayStoreError::new("down")))
+        }
+    }
+
+    /// What a client sees: status, content type, the typed cause, the body; or nothing yet.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Seen {
+        Answer {
+            status: StatusCode,
+            content_type: Option<String>,
+            cause: Option<String>,
+            body: Bytes,
+            // Paused time: when the answer came, since the request was sent.
+            after: Duration,
+        },
+        Pending,
+    }
+
+    async fn seen(res: Response<Full<Bytes>>, start: tokio::time::Instant) -> Seen {
+        let after = start.elapsed();
+        let cause = res
+            .extensions()
+            .get::<SignatureError>()
+            .map(|e| format!("{:?} {:?}", e.kind(), e.key_id()))
+            .or_else(|| {
+                res.extensions()
+                    .get::<WebhookError>()
+                    .map(|e| format!("{:?}", e.kind()))
+            });
+        let content_type = res
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let status = res.status();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        Seen::Answer {
+            status,
+            content_type,
+            cause,
+            body,
+            after,
+        }
+    }
+
+    /// The application: says which key or webhook id it saw, and the bytes it got.
+    async fn app(req: Request<BufferedBody>) -> Result<Response<Full<Bytes>>, Infallible> {
+        let who = match (
+            req.extensions().get::<VerifiedSignature>(),
+            req.extensions().get::<WebhookMessage>(),
+        ) {
+            (Some(sig), None) => format!("key {}", sig.key_id()),
+            (None, Some(m)) => format!("webhook {} {}", m.id(), m.timestamp()),
+            _ => "nothing verified".to_owned(),
+        };
+        let bytes = req.into_body().into_bytes();
+        let mut out = who.into_bytes();
+        out.push(b':');
+        out.extend_from_slice(&bytes);
+        Ok(Response::new(Full::new(Bytes::from(out))))
+    }
+
+    /// `req` through the gate as a caller other than the layer drives it: an early refusal
+    /// drains as the layer does (`drain::refuse`), a gate's `Ok` goes to `app`.
+    async fn through_gate<St: ReplayStore>(
+        begun: Begin<TestBody, St, DefaultRejection, Response<Full<Bytes>>>,
+    ) -> Response<Full<Bytes>> {
+        match begun {
+            Begin::Refuse(res, parts, body) => {
+                match drain::refuse(&parts, body, res, drain::WITHIN) {
+                    drain::Refused::Now(res) => res,
+                    drain::Refused::Drain(refusal) => refusal.await,
+                }
+            }
+            Begin::Collect(gate) => match gate.await {
+                Ok(req) => app(req).await.unwrap(),
+                Err(res) => res,
+            },
+        }
+    }
+
+    /// Both answers, each bounded at 5 s of paused time (a stalled body: `Pending`).
+    async fn bounded(fut: impl Future<Output = Response<Full<Bytes>>>) -> Seen {
+        let start = tokio::time::Instant::now();
+        match tokio::time::timeout(Duration::from_secs(5), fut).await {
+            Ok(res) => seen(res, start).await,
+            Err(_) => Seen::Pending,
+        }
+    }
+
+    fn key() -> Key {
+        Key::hmac_sha256("client-1", &[7u8; 32]).unwrap()
+    }
+
+    /// A signed `POST`; `digest_of` is what `Content-Digest` is computed over.
+    fn signed_head(nonce: &str, digest_of: &[u8]) -> (http::request::Parts, Bytes) {
+        let mut req = Request::post("http://api.example.com/orders?id=42")
+            .header(
+                "content-digest",
+                content_digest(DigestAlgorithm::Sha256, digest_of),
+            )
+            .body(())
+            .unwrap();
+        let input = format!(
+            r#"sig1=("@method" "@authority" "@target-uri" "content-digest");created={NOW};nonce="{nonce}";keyid="client-1";alg="hmac-sha256""#
+        );
+        let parsed = parse_signature_input(input.as_bytes()).unwrap();
+        let base = signature_base(&req, &parsed[0], Scheme::Http).unwrap();
+        let sig = STANDARD.encode(key().sign(&base));
+        req.headers_mut()
+            .insert("signature-input", input.parse().unwrap());
+        req.headers_mut()
+            .insert("signature", format!("sig1=:{sig}:").parse().unwrap());
+        let (parts, ()) = req.into_parts();
+        (parts, Bytes::new())
+    }
+
+    /// One case of the matrix: a request made afresh for each path.
+    struct Case {
+        name: &'static str,
+        make: Box<dyn Fn() -> Request<TestBody>>,
+    }
+
+    fn full(parts: &http::request::Parts, body: &'static [u8]) -> Request<TestBody> {
+        let mut req = Request::new(TestBody::Full(Full::new(Bytes::from_static(body))));
+        *req.method_mut() = parts.method.clone();
+        *req.uri_mut() = parts.uri.clone();
+        *req.headers_mut() = parts.headers.clone();
+        req
+    }
+
+    fn frames(
+        parts: &http::request::Parts,
+        frames: &[&'static [u8]],
+        stall: bool,
+    ) -> Request<TestBody> {
+        let mut req = full(parts, b"");
+        *req.body_mut() = TestBody::Frames(Frames {
+            frames: frames.iter().map(|f| Bytes::from_static(f)).collect(),
+            stall,
+        });
+        req
+    }
+
+    fn rfc9421_cases() -> Vec<Case> {
+        const BODY: &[u8] = b"{\"qty\":1}";
+        let case = |name, make: Box<dyn Fn() -> Request<TestBody>>| Case { name, make };
+        vec![
+            case(
+                "valid",
+                Box::new(|| full(&signed_head("n-valid", BODY).0, BODY)),
+            ),
+            case(
+                "valid, in frames",
+                Box::new(|| frames(&signed_head("n-frames", BODY).0, &[b"{\"qty\"", b":1}"], false)),
+            ),
+            case(
+                "replayed nonce (the first of the two passes)",
+                Box::new(|| full(&signed_head("n-twice", BODY).0, BODY)),
+            ),
+            case(
+                "replayed nonce",
+                Box::new(|| full(&signed_head("n-twice", BODY).0, BODY)),
+            ),
+            case(
+                "bad signature",
+                Box::new(|| {
+                    let (mut parts, _) = signed_head("n-bad", BODY);
+                    parts.headers.insert(
+                        "signature",
+                        format!("sig1=:{}:", STANDARD.encode([0u8; 32])).parse().unwrap(),
+                    );
+                    full(&parts, BODY)
+                }),
+            ),
+            case(
+                "missing signature",
+                Box::new(|| {
+                    let (mut parts, _) = signed_head("n-missing", BODY);
+                    parts.headers.remove("signature");
+                    full(&parts, BODY)
+                }),
+            ),
+            case(
+                "missing signature, body stalled",
+                Box::new(|| {
+                    let (mut parts, _) = signed_head("n-missing-stalled", BODY);
+                    parts.headers.remove("signature");
+                    frames(&parts, &[b"{\"qty\""], true)
+                }),
+            ),
+            case(
+                "bad digest",
+                Box::new(|| full(&signed_head("n-digest", b"something else").0, BODY)),
+            ),
+            case(
+                "too large, declared",
+                Box::new(|| full(&signed_head("n-large", &[b'a'; 100]).0, &[b'a'; 100])),
+            ),
+            case(
+                "too large, streamed",
+                Box::new(|| {
+                    let (parts, _) = signed_head("n-large-streamed", &[b'a'; 100]);
+                    frames(&parts, &[&[b'a'; 50], &[b'a'; 50]], false)
+                }),
+            ),
+            case(
+                "valid head, body stalled",
+                Box::new(|| frames(&signed_head("n-stalled", BODY).0, &[b"{\"qty\""], true)),
+            ),
+        ]
+    }
+
+    fn verify_layer<St: ReplayStore>(store: St) -> VerifySignatureLayer<DefaultRejection, St> {
+        VerifySignatureLayer::with_policy(
+            KeyRing::new(key()),
+            VerifyPolicy::new()
+                .nonce(NonceRequirement::Required)
+                .body_limit(LIMIT),
+        )
+        .with_clock(|| NOW + 1)
+        .with_replay_store(store)
+    }
+
+    async fn rfc9421_matrix<St: ReplayStore>(store: impl Fn() -> St) -> Vec<(&'static str, Seen)> {
+        // One layer (and store) per path, the same cases in the same order through each.
+        let layer = verify_layer(store());
+        let service = layer.layer(service_fn(app));
+        let direct = verify_layer(store());
+        let mut out = Vec::new();
+        for case in rfc9421_cases() {
+            let by_layer = bounded(async {
+                service.clone().oneshot((case.make)()).await.unwrap()
+            })
+            .await;
+            let by_gate = bounded(through_gate(begin(
+                direct.gate(),
+                direct.rejection(),
+                (case.make)(),
+            )))
+            .await;
+            assert_eq!(by_layer, by_gate, "{}: the layer and the gate disagree", case.name);
+            out.push((case.name, by_gate));
+        }
+        out
+    }
+
+    fn status(s: &Seen) -> Option<(StatusCode, Option<&str>)> {
+        match s {
+            Seen::Answer { status, cause, .. } => Some((*status, cause.as_deref())),
+            Seen::Pending => None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_verify_layer_and_the_gate_agree_request_by_request() {
+        let seen = rfc9421_matrix(crate::signing::MemoryReplayStore::new).await;
+        let cause = |k: &str, id: Option<&str>| format!("{k} {id:?}");
+        let expect: Vec<(&str, Option<(StatusCode, Option<String>)>)> = vec![
+            ("valid", Some((StatusCode::OK, None))),
+            ("valid, in frames", Some((StatusCode::OK, None))),
+            ("replayed nonce (the first of the two passes)", Some((StatusCode::OK, None))),
+            (
+                "replayed nonce",
+                Some((StatusCode::UNAUTHORIZED, Some(cause("Replayed", Some("client-1"))))),
+            ),
+            (
+                "bad signature",
+                Some((StatusCode::UNAUTHORIZED, Some(cause("InvalidSignature", Some("client-1"))))),
+            ),
+            (
+                "missing signature",
+                Some((StatusCode::UNAUTHORIZED, Some(cause("MissingSignature", None)))),
+            ),
+            (
+                "missing signature, body stalled",
+                Some((StatusCode::UNAUTHORIZED, Some(cause("MissingSignature", None)))),
+            ),
+            (
+                "bad digest",
+                Some((StatusCode::UNAUTHORIZED, Some(cause("DigestMismatch", Some("client-1"))))),
+            ),
+            (
+                "too large, declared",
+                Some((StatusCode::PAYLOAD_TOO_LARGE, Some(cause("BodyTooLarge", Some("client-1"))))),
+            ),
+            (
+                "too large, streamed",
+                Some((StatusCode::PAYLOAD_TOO_LARGE, Some(cause("BodyTooLarge", Some("client-1"))))),
+            ),
+            ("valid head, body stalled", None),
+        ];
+        assert_eq!(seen.len(), expect.len());
+        for ((name, got), (want_name, want)) in seen.iter().zip(&expect) {
+            assert_eq!(name, want_name);
+            let got = status(got).map(|(s, c)| (s, c.map(str::to_owned)));
+            assert_eq!(&got, want, "{name}");
+        }
+        // What the application got: the key and the exact bytes, whole or in frames.
+        let body = |i: usize| match &seen[i].1 {
+            Seen::Answer { body, .. } => body.clone(),
+            Seen::Pending => panic!("{} pending", seen[i].0),
+        };
+        assert_eq!(&body(0)[..], b"key client-1:{\"qty\":1}");
+        assert_eq!(&body(1)[..], b"key client-1:{\"qty\":1}");
+        // Rejections are problem+json; a decided refusal whose body stalls is answered when
+        // the drain gives up (1 s), the others at once.
+        for (name, s) in &seen[3..10] {
+            let Seen::Answer {
+                content_type,
+                after,
+                ..
+            } = s
+            else {
+                panic!("{name} pending")
+            };
+            assert_eq!(content_type.as_deref(), Some("application/problem+json"), "{name}");
+            let want = if *name == "missing signature, body stalled" {
+                drain::WITHIN
+            } else {
+                Duration::ZERO
+            };
+            assert_eq!(after, &want, "{name}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_the_store_down_both_answer_503() {
+        let seen = rfc9421_matrix(|| Down).await;
+        assert_eq!(
+            status(&seen[0].1),
+            Some((
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some("ReplayStoreUnavailable Some(\"client-1\")")
+            ))
+        );
+        // A refusal from the head never asks the store.
+        assert_eq!(
+            status(&seen[5].1),
+            Some((StatusCode::UNAUTHORIZED, Some("MissingSignature None")))
+        );
+    }
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    fn webhook_request(id: &str, signed: &[u8], body: TestBody) -> Request<TestBody> {
+        let hook = Webhook::new(WebhookSecret::from_whsec(SECRET).unwrap());
+        let mut req = Request::post("/hooks").body(body).unwrap();
+        let h: HeaderMap = hook.headers(id, NOW, signed).unwrap();
+        req.headers_mut().extend(h);
+        req
+    }
+
+    fn webhook_cases() -> Vec<Case> {
+        const BODY: &[u8] = b"{\"type\":\"invoice.paid\"}";
+        let full = |b: &'static [u8]| TestBody::Full(Full::new(Bytes::from_static(b)));
+        let case = |name, make: Box<dyn Fn() -> Request<TestBody>>| Case { name, make };
+        vec![
+            case("valid", Box::new(move || webhook_request("msg_1", BODY, full(BODY)))),
+            case("replayed id", Box::new(move || webhook_request("msg_1", BODY, full(BODY)))),
+            case(
+                "bad signature",
+                Box::new(move || webhook_request("msg_2", b"other", full(BODY))),
+            ),
+            case(
+                "missing signature",
+                Box::new(move || {
+                    let mut req = webhook_request("msg_3", BODY, full(BODY));
+                    req.headers_mut().remove("webhook-signature");
+                    req
+                }),
+            ),
+            case(
+                "too large, streamed",
+                Box::new(move || {
+                    webhook_request(
+                        "msg_4",
+                        &[b'a'; 100],
+                        TestBody::Frames(Frames {
+                            frames: [Bytes::from_static(&[b'a'; 50]), Bytes::from_static(&[b'a'; 50])]
+                                .into(),
+                            stall: false,
+                        }),
+                    )
+                }),
+            ),
+            case(
+                "body stalled",
+                Box::new(move || {
+                    webhook_request(
+                        "msg_5",
+                        BODY,
+                        TestBody::Frames(Frames {
+                            frames: [Bytes::from_static(&BODY[..4])].into(),
+                            stall: true,
+                        }),
+                    )
+                }),
+            ),
+        ]
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_webhook_layer_and_the_gate_agree_request_by_request() {
+        let hook = || Webhook::new(WebhookSecret::from_whsec(SECRET).unwrap());
+        let layer = || {
+            VerifyWebhookLayer::new(hook())
+                .with_clock(|| NOW + 1)
+                .with_body_limit(LIMIT)
+        };
+        let service = layer().layer(service_fn(app));
+        let direct = layer();
+        let mut seen = Vec::new();
+        for case in webhook_cases() {
+            let by_layer = bounded(async {
+                service.clone().oneshot((case.make)()).await.unwrap()
+            })
+            .await;
+            let by_gate = bounded(through_gate(begin_webhook(
+                direct.gate(),
+                direct.rejection(),
+                (case.make)(),
+            )))
+            .await;
+            assert_eq!(by_layer, by_gate, "{}: the layer and the gate disagree", case.name);
+            seen.push(status(&by_gate).map(|(s, c)| (s, c.map(str::to_owned))));
+        }
+        let c = |k: &str| Some(k.to_owned());
+        assert_eq!(
+            seen,
+            vec![
+                Some((StatusCode::OK, None)),
+                Some((StatusCode::UNAUTHORIZED, c("Replayed"))),
+                Some((StatusCode::UNAUTHORIZED, c("InvalidSignature"))),
+                Some((StatusCode::UNAUTHORIZED, c("MissingHeader"))),
+                Some((StatusCode::PAYLOAD_TOO_LARGE, c("BodyTooLarge"))),
+                None,
+            ]
+        );
+    }
+}
