@@ -1018,6 +1018,15 @@ mod tests {
             .await;
             assert_eq!(by_layer, by_gate, "{}: the layer and the gate disagree", case.name);
             seen.push(status(&by_gate).map(|(s, c)| (s, c.map(str::to_owned))));
+            if case.name == "valid" {
+                let Seen::Answer { body, .. } = &by_gate else {
+                    panic!("valid: pending")
+                };
+                assert_eq!(
+                    &body[..],
+                    format!("webhook msg_1 {NOW}:{{\"type\":\"invoice.paid\"}}").as_bytes()
+                );
+            }
         }
         let c = |k: &str| Some(k.to_owned());
         assert_eq!(
