@@ -62,6 +62,11 @@ use crate::{
 use crate::signing::{VerifiedSignature, webhooks::WebhookMessage};
 
 /// How a request starts through the gate.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "returned once and moved into the caller's future; boxing the gate would cost an \
+              allocation per request"
+)]
 pub(crate) enum Begin<B, St: ReplayStore, R, Res> {
     /// Refused from the head alone (missing or invalid signature headers, a declared length
     /// over the limit): the rejection, the request head and the body nobody read.
@@ -746,7 +751,13 @@ mod tests {
             ),
             case(
                 "valid, in frames",
-                Box::new(|| frames(&signed_head("n-frames", BODY).0, &[b"{\"qty\"", b":1}"], false)),
+                Box::new(|| {
+                    frames(
+                        &signed_head("n-frames", BODY).0,
+                        &[b"{\"qty\"", b":1}"],
+                        false,
+                    )
+                }),
             ),
             case(
                 "replayed nonce (the first of the two passes)",
@@ -762,7 +773,9 @@ mod tests {
                     let (mut parts, _) = signed_head("n-bad", BODY);
                     parts.headers.insert(
                         "signature",
-                        format!("sig1=:{}:", STANDARD.encode([0u8; 32])).parse().unwrap(),
+                        format!("sig1=:{}:", STANDARD.encode([0u8; 32]))
+                            .parse()
+                            .unwrap(),
                     );
                     full(&parts, BODY)
                 }),
@@ -823,17 +836,19 @@ mod tests {
         let direct = verify_layer(store());
         let mut out = Vec::new();
         for case in rfc9421_cases() {
-            let by_layer = bounded(async {
-                service.clone().oneshot((case.make)()).await.unwrap()
-            })
-            .await;
+            let by_layer =
+                bounded(async { service.clone().oneshot((case.make)()).await.unwrap() }).await;
             let by_gate = bounded(through_gate(begin(
                 direct.gate(),
                 direct.rejection(),
                 (case.make)(),
             )))
             .await;
-            assert_eq!(by_layer, by_gate, "{}: the layer and the gate disagree", case.name);
+            assert_eq!(
+                by_layer, by_gate,
+                "{}: the layer and the gate disagree",
+                case.name
+            );
             out.push((case.name, by_gate));
         }
         out
@@ -850,37 +865,62 @@ mod tests {
     async fn the_verify_layer_and_the_gate_agree_request_by_request() {
         let seen = rfc9421_matrix(crate::signing::MemoryReplayStore::new).await;
         let cause = |k: &str, id: Option<&str>| format!("{k} {id:?}");
-        let expect: Vec<(&str, Option<(StatusCode, Option<String>)>)> = vec![
+        type Outcome = Option<(StatusCode, Option<String>)>;
+        let expect: Vec<(&str, Outcome)> = vec![
             ("valid", Some((StatusCode::OK, None))),
             ("valid, in frames", Some((StatusCode::OK, None))),
-            ("replayed nonce (the first of the two passes)", Some((StatusCode::OK, None))),
+            (
+                "replayed nonce (the first of the two passes)",
+                Some((StatusCode::OK, None)),
+            ),
             (
                 "replayed nonce",
-                Some((StatusCode::UNAUTHORIZED, Some(cause("Replayed", Some("client-1"))))),
+                Some((
+                    StatusCode::UNAUTHORIZED,
+                    Some(cause("Replayed", Some("client-1"))),
+                )),
             ),
             (
                 "bad signature",
-                Some((StatusCode::UNAUTHORIZED, Some(cause("InvalidSignature", Some("client-1"))))),
+                Some((
+                    StatusCode::UNAUTHORIZED,
+                    Some(cause("InvalidSignature", Some("client-1"))),
+                )),
             ),
             (
                 "missing signature",
-                Some((StatusCode::UNAUTHORIZED, Some(cause("MissingSignature", None)))),
+                Some((
+                    StatusCode::UNAUTHORIZED,
+                    Some(cause("MissingSignature", None)),
+                )),
             ),
             (
                 "missing signature, body stalled",
-                Some((StatusCode::UNAUTHORIZED, Some(cause("MissingSignature", None)))),
+                Some((
+                    StatusCode::UNAUTHORIZED,
+                    Some(cause("MissingSignature", None)),
+                )),
             ),
             (
                 "bad digest",
-                Some((StatusCode::UNAUTHORIZED, Some(cause("DigestMismatch", Some("client-1"))))),
+                Some((
+                    StatusCode::UNAUTHORIZED,
+                    Some(cause("DigestMismatch", Some("client-1"))),
+                )),
             ),
             (
                 "too large, declared",
-                Some((StatusCode::PAYLOAD_TOO_LARGE, Some(cause("BodyTooLarge", Some("client-1"))))),
+                Some((
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    Some(cause("BodyTooLarge", Some("client-1"))),
+                )),
             ),
             (
                 "too large, streamed",
-                Some((StatusCode::PAYLOAD_TOO_LARGE, Some(cause("BodyTooLarge", Some("client-1"))))),
+                Some((
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    Some(cause("BodyTooLarge", Some("client-1"))),
+                )),
             ),
             ("valid head, body stalled", None),
         ];
@@ -908,7 +948,11 @@ mod tests {
             else {
                 panic!("{name} pending")
             };
-            assert_eq!(content_type.as_deref(), Some("application/problem+json"), "{name}");
+            assert_eq!(
+                content_type.as_deref(),
+                Some("application/problem+json"),
+                "{name}"
+            );
             let want = if *name == "missing signature, body stalled" {
                 drain::WITHIN
             } else {
@@ -950,8 +994,14 @@ mod tests {
         let full = |b: &'static [u8]| TestBody::Full(Full::new(Bytes::from_static(b)));
         let case = |name, make: Box<dyn Fn() -> Request<TestBody>>| Case { name, make };
         vec![
-            case("valid", Box::new(move || webhook_request("msg_1", BODY, full(BODY)))),
-            case("replayed id", Box::new(move || webhook_request("msg_1", BODY, full(BODY)))),
+            case(
+                "valid",
+                Box::new(move || webhook_request("msg_1", BODY, full(BODY))),
+            ),
+            case(
+                "replayed id",
+                Box::new(move || webhook_request("msg_1", BODY, full(BODY))),
+            ),
             case(
                 "bad signature",
                 Box::new(move || webhook_request("msg_2", b"other", full(BODY))),
@@ -971,8 +1021,11 @@ mod tests {
                         "msg_4",
                         &[b'a'; 100],
                         TestBody::Frames(Frames {
-                            frames: [Bytes::from_static(&[b'a'; 50]), Bytes::from_static(&[b'a'; 50])]
-                                .into(),
+                            frames: [
+                                Bytes::from_static(&[b'a'; 50]),
+                                Bytes::from_static(&[b'a'; 50]),
+                            ]
+                            .into(),
                             stall: false,
                         }),
                     )
@@ -1006,17 +1059,19 @@ mod tests {
         let direct = layer();
         let mut seen = Vec::new();
         for case in webhook_cases() {
-            let by_layer = bounded(async {
-                service.clone().oneshot((case.make)()).await.unwrap()
-            })
-            .await;
+            let by_layer =
+                bounded(async { service.clone().oneshot((case.make)()).await.unwrap() }).await;
             let by_gate = bounded(through_gate(begin_webhook(
                 direct.gate(),
                 direct.rejection(),
                 (case.make)(),
             )))
             .await;
-            assert_eq!(by_layer, by_gate, "{}: the layer and the gate disagree", case.name);
+            assert_eq!(
+                by_layer, by_gate,
+                "{}: the layer and the gate disagree",
+                case.name
+            );
             seen.push(status(&by_gate).map(|(s, c)| (s, c.map(str::to_owned))));
             if case.name == "valid" {
                 let Seen::Answer { body, .. } = &by_gate else {

@@ -54,9 +54,9 @@ use zeroize::Zeroizing;
 use super::{
     body::BufferedBody,
     clock::{Clock, SharedClock},
+    gate,
     key::HmacSha256,
     replay::{MemoryReplayStore, ReplayStore},
-    gate,
     verify::DEFAULT_BODY_LIMIT,
 };
 use crate::{
@@ -269,11 +269,7 @@ impl Prepared {
 }
 
 impl WebhookCore {
-    pub(crate) fn prepare(
-        &self,
-        headers: &HeaderMap,
-        now: u64,
-    ) -> Result<Prepared, WebhookError> {
+    pub(crate) fn prepare(&self, headers: &HeaderMap, now: u64) -> Result<Prepared, WebhookError> {
         let err = WebhookError::new;
         let one = |name: HeaderName, twice: WebhookErrorKind| {
             let mut all = headers.get_all(name).iter();
