@@ -101,6 +101,7 @@ mod clock;
 mod config;
 mod digest;
 mod error;
+pub(crate) mod gate;
 pub(crate) mod key;
 mod parse;
 mod replay;

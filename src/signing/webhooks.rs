@@ -52,11 +52,12 @@ use tower::{Layer, Service};
 use zeroize::Zeroizing;
 
 use super::{
-    body::{BufferedBody, Collect},
+    body::BufferedBody,
     clock::{Clock, SharedClock},
+    gate,
     key::HmacSha256,
     replay::{MemoryReplayStore, ReplayStore},
-    verify::{DEFAULT_BODY_LIMIT, Finish, GateError, Pending, reject},
+    verify::DEFAULT_BODY_LIMIT,
 };
 use crate::{
     error::ConfigError,
@@ -255,13 +256,20 @@ pub(crate) struct WebhookCore {
 
 /// Headers checked, body not yet.
 pub(crate) struct Prepared {
-    message: WebhookMessage,
+    pub(crate) message: WebhookMessage,
     timestamp: String,
     signatures: Vec<[u8; 32]>,
 }
 
+impl Prepared {
+    /// The message, once the body checked out.
+    pub(crate) fn into_message(self) -> WebhookMessage {
+        self.message
+    }
+}
+
 impl WebhookCore {
-    fn prepare(&self, headers: &HeaderMap, now: u64) -> Result<Prepared, WebhookError> {
+    pub(crate) fn prepare(&self, headers: &HeaderMap, now: u64) -> Result<Prepared, WebhookError> {
         let err = WebhookError::new;
         let one = |name: HeaderName, twice: WebhookErrorKind| {
             let mut all = headers.get_all(name).iter();
@@ -338,7 +346,7 @@ impl WebhookCore {
     /// whose clock is up to that much behind this one's still accepts the message (a shared
     /// store); for a message stamped now it is what was kept before (`2 × tolerance`, one
     /// second more).
-    fn id_ttl(&self, ts: u64, now: u64) -> Duration {
+    pub(crate) fn id_ttl(&self, ts: u64, now: u64) -> Duration {
         let closes = ts.saturating_add(self.tolerance).saturating_add(1);
         let secs = closes.saturating_sub(now).saturating_add(self.tolerance);
         Duration::from_secs(secs.max(1))
@@ -478,11 +486,14 @@ impl fmt::Debug for Webhook {
     }
 }
 
-struct LayerShared<St> {
-    core: Arc<WebhookCore>,
-    store: Arc<St>,
-    clock: SharedClock,
-    body_limit: usize,
+/// What every clone of the layer and its services shares: the Standard Webhooks core the
+/// [gate](crate::signing::gate::begin_webhook) runs (secrets and tolerance, replay store,
+/// clock, body limit).
+pub(crate) struct WebhookShared<St> {
+    pub(crate) core: Arc<WebhookCore>,
+    pub(crate) store: Arc<St>,
+    pub(crate) clock: SharedClock,
+    pub(crate) body_limit: usize,
 }
 
 /// Verifies Standard Webhooks signatures before the inner service sees the request.
@@ -493,7 +504,7 @@ struct LayerShared<St> {
 /// [`BodyLimitLayer`](crate::body_limit::BodyLimitLayer), so that a body the client stops
 /// sending is answered (408) at the deadline instead of holding the connection.
 pub struct VerifyWebhookLayer<R = DefaultRejection, St = MemoryReplayStore> {
-    shared: Arc<LayerShared<St>>,
+    shared: Arc<WebhookShared<St>>,
     rejection: R,
 }
 
@@ -501,7 +512,7 @@ impl VerifyWebhookLayer {
     /// Verifies with `webhook`'s secrets, an in-memory replay store and the system clock.
     pub fn new(webhook: Webhook) -> Self {
         Self {
-            shared: Arc::new(LayerShared {
+            shared: Arc::new(WebhookShared {
                 core: webhook.core,
                 store: Arc::new(MemoryReplayStore::new()),
                 clock: SharedClock::default(),
@@ -520,7 +531,7 @@ impl<R, St> VerifyWebhookLayer<R, St> {
         body_limit: usize,
     ) -> VerifyWebhookLayer<R, St2> {
         VerifyWebhookLayer {
-            shared: Arc::new(LayerShared {
+            shared: Arc::new(WebhookShared {
                 core: self.shared.core.clone(),
                 store,
                 clock,
@@ -549,6 +560,18 @@ impl<R, St> VerifyWebhookLayer<R, St> {
     pub fn with_body_limit(self, limit: usize) -> Self {
         let (store, clock) = (self.shared.store.clone(), self.shared.clock.clone());
         self.rebuild(store, clock, limit)
+    }
+
+    /// The core [`gate::begin_webhook`] runs (for the stack engine).
+    #[allow(dead_code, reason = "the stack engine (issue 14) calls it")]
+    pub(crate) fn gate(&self) -> &Arc<WebhookShared<St>> {
+        &self.shared
+    }
+
+    /// What answers the rejections (for the stack engine).
+    #[allow(dead_code, reason = "the stack engine (issue 14) calls it")]
+    pub(crate) fn rejection(&self) -> &R {
+        &self.rejection
     }
 
     /// Answers rejections with `rejection` instead of problem+json.
@@ -595,7 +618,7 @@ impl<S, R: Clone, St> Layer<S> for VerifyWebhookLayer<R, St> {
 /// The service made by [`VerifyWebhookLayer`].
 pub struct VerifyWebhook<S, R, St> {
     inner: S,
-    shared: Arc<LayerShared<St>>,
+    shared: Arc<WebhookShared<St>>,
     rejection: R,
 }
 
@@ -634,38 +657,9 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let (mut parts, body) = req.into_parts();
-        let shared = &*self.shared;
-        let now = shared.clock.now();
-        let prepared = match shared.core.prepare(&parts.headers, now) {
-            Ok(p) => p,
-            Err(e) => {
-                let res = reject(&self.rejection, &parts.extensions, GateError::Webhook(e));
-                return ResponseFuture::rejected(res, &parts, body);
-            }
-        };
-        if usize::try_from(body.size_hint().lower()).map_or(true, |n| n > shared.body_limit) {
-            let e = WebhookError::new(WebhookErrorKind::BodyTooLarge);
-            let res = reject(&self.rejection, &parts.extensions, GateError::Webhook(e));
-            return ResponseFuture::rejected(res, &parts, body);
-        }
-        let replay_key = format!("whk:{}", prepared.message.id);
-        let prepared_ts = prepared.message.timestamp;
-        parts.extensions.insert(prepared.message.clone());
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::collect(
-            body,
-            Collect::new(shared.body_limit, None),
-            Pending {
-                inner,
-                parts,
-                rejection: self.rejection.clone(),
-                finish: Finish::Webhook(shared.core.clone(), prepared),
-                replay: Some((replay_key, shared.core.id_ttl(prepared_ts, now))),
-                store: shared.store.clone(),
-                key_id: None,
-            },
+        ResponseFuture::new(
+            gate::begin_webhook(&self.shared, &self.rejection, req),
+            &mut self.inner,
         )
     }
 }

@@ -17,7 +17,9 @@ use crate::{
     },
 };
 
-pub(crate) struct Shared<St> {
+/// What every clone of the layer and its services shares: the RFC 9421 core the
+/// [gate](crate::signing::gate::begin) runs (key ring and policy, replay store, clock).
+pub(crate) struct VerifyShared<St> {
     pub(crate) verifier: Verifier,
     pub(crate) store: Arc<St>,
     pub(crate) clock: SharedClock,
@@ -46,7 +48,7 @@ pub(crate) struct Shared<St> {
 /// `Expect: 100-continue` is answered at once. The wait needs a tokio runtime (without one,
 /// the answer goes at once).
 pub struct VerifySignatureLayer<R = DefaultRejection, St = MemoryReplayStore> {
-    pub(crate) shared: Arc<Shared<St>>,
+    pub(crate) shared: Arc<VerifyShared<St>>,
     pub(crate) rejection: R,
 }
 
@@ -60,7 +62,7 @@ impl VerifySignatureLayer {
     /// Verifies with the keys of `ring` and `policy`.
     pub fn with_policy(ring: KeyRing, policy: VerifyPolicy) -> Self {
         Self {
-            shared: Arc::new(Shared {
+            shared: Arc::new(VerifyShared {
                 verifier: Verifier { ring, policy },
                 store: Arc::new(MemoryReplayStore::new()),
                 clock: SharedClock::default(),
@@ -77,7 +79,7 @@ impl<R, St> VerifySignatureLayer<R, St> {
             self.shared.verifier.policy.clone(),
         );
         VerifySignatureLayer {
-            shared: Arc::new(Shared {
+            shared: Arc::new(VerifyShared {
                 verifier: Verifier { ring, policy },
                 store,
                 clock,
@@ -117,6 +119,18 @@ impl<R, St> VerifySignatureLayer<R, St> {
     /// The replay store the nonces go to.
     pub fn replay_store(&self) -> &St {
         &self.shared.store
+    }
+
+    /// The core [`gate::begin`](crate::signing::gate::begin) runs (for the stack engine).
+    #[allow(dead_code, reason = "the stack engine (issue 14) calls it")]
+    pub(crate) fn gate(&self) -> &Arc<VerifyShared<St>> {
+        &self.shared
+    }
+
+    /// What answers the rejections (for the stack engine).
+    #[allow(dead_code, reason = "the stack engine (issue 14) calls it")]
+    pub(crate) fn rejection(&self) -> &R {
+        &self.rejection
     }
 
     /// The same layer with its replay store made from the current one.

@@ -6,7 +6,7 @@ mod policy;
 mod service;
 
 pub use future::ResponseFuture;
-pub(crate) use future::{Finish, GateError, Pending, reject};
+pub(crate) use layer::VerifyShared;
 pub use layer::VerifySignatureLayer;
 pub use policy::{DEFAULT_BODY_LIMIT, NonceRequirement, VerifiedSignature, VerifyPolicy};
 pub use service::VerifySignature;

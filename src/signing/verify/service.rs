@@ -10,24 +10,16 @@ use http::{Request, Response};
 use http_body::Body;
 use tower::Service;
 
-use super::{
-    future::{Finish, GateError, Pending, ResponseFuture, reject},
-    layer::Shared,
-};
+use super::{future::ResponseFuture, layer::VerifyShared};
 use crate::{
     problem::MakeRejection,
-    signing::{
-        body::{BufferedBody, Collect},
-        digest::Hasher,
-        error::{SignatureError, SignatureErrorKind},
-        replay::ReplayStore,
-    },
+    signing::{body::BufferedBody, gate, replay::ReplayStore},
 };
 
 /// The service made by [`VerifySignatureLayer`](super::VerifySignatureLayer).
 pub struct VerifySignature<S, R, St> {
     pub(crate) inner: S,
-    pub(crate) shared: Arc<Shared<St>>,
+    pub(crate) shared: Arc<VerifyShared<St>>,
     pub(crate) rejection: R,
 }
 
@@ -67,50 +59,9 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let (mut parts, body) = req.into_parts();
-        let shared = &*self.shared;
-        let now = shared.clock.now();
-        let hint = body.size_hint();
-        let has_body = !body.is_end_stream() && hint.upper() != Some(0);
-        let checked = match shared.verifier.check(
-            &parts.method,
-            crate::net::original_uri_of(&parts.uri, &parts.extensions),
-            &parts.headers,
-            has_body,
-            now,
-        ) {
-            Ok(c) => c,
-            Err(e) => {
-                let res = reject(&self.rejection, &parts.extensions, GateError::Signature(e));
-                return ResponseFuture::rejected(res, &parts, body);
-            }
-        };
-        let limit = shared.verifier.policy.body_limit;
-        let key_id = checked.verified_key_id();
-        if usize::try_from(hint.lower()).map_or(true, |n| n > limit) {
-            let e = SignatureError::new(SignatureErrorKind::BodyTooLarge).with_key_id(key_id);
-            let res = reject(&self.rejection, &parts.extensions, GateError::Signature(e));
-            return ResponseFuture::rejected(res, &parts, body);
-        }
-        let hasher = checked
-            .digest
-            .as_ref()
-            .map(|d| Hasher::new(d.primary().alg));
-        parts.extensions.insert(checked.verified);
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::collect(
-            body,
-            Collect::new(limit, hasher),
-            Pending {
-                inner,
-                parts,
-                rejection: self.rejection.clone(),
-                finish: Finish::Digest(checked.digest),
-                replay: checked.replay,
-                store: shared.store.clone(),
-                key_id: Some(key_id),
-            },
+        ResponseFuture::new(
+            gate::begin(&self.shared, &self.rejection, req),
+            &mut self.inner,
         )
     }
 }
