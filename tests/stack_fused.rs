@@ -805,3 +805,213 @@ async fn the_redirect_and_authentication_run_in_the_engine_as_composed_by_hand()
         }
     }
 }
+
+/// The signing key of [`signed`].
+fn key_ring() -> battlement::signing::KeyRing {
+    battlement::signing::KeyRing::new(
+        battlement::signing::Key::hmac_sha256("k1", &[0x5a; 32]).unwrap(),
+    )
+}
+
+/// The signature headers of a request of `method` to `path` with `body`, as the crate's
+/// signer makes them (`@method`, `@path`, and `content-digest` for a body).
+async fn signed(method: &str, path: &str, body: &'static [u8]) -> http::HeaderMap {
+    use battlement::signing::{BufferedBody, SignRequestLayer};
+    let signer = SignRequestLayer::new(key_ring())
+        .with_components(["@method", "@path"])
+        .unwrap();
+    let req = Request::builder()
+        .method(method)
+        .uri(format!("http://api.example{path}"))
+        .body(Body::from(body))
+        .unwrap();
+    let signed = ServiceBuilder::new()
+        .layer(signer)
+        .service(tower::service_fn(|r: Request<BufferedBody>| async move {
+            Ok::<_, Infallible>(r)
+        }))
+        .oneshot(req)
+        .await
+        .unwrap();
+    signed.headers().clone()
+}
+
+/// CORS, the breaker and signature verification (each on or off) with the default parts
+/// (all on, all off, two mixes): the engine answers as the standalone layers composed by
+/// hand in the stack's order (CORS after the redirect, the breaker then the timeout after
+/// the per-address limit, verification after the API key), preflights, refused origins,
+/// signed, unsigned and tampered requests, a stalled signed body, and the breaker opening on
+/// slow answers included.
+#[tokio::test(start_paused = true)]
+async fn cors_the_breaker_and_signatures_run_in_the_engine_as_composed_by_hand() {
+    use battlement::{
+        circuit_breaker::{BreakerConfig, CircuitBreakerLayer},
+        cors::{Cors, CorsLayer},
+        signing::VerifySignatureLayer,
+        stack::StackReplayStore,
+    };
+    let _serial = SERIAL.lock().await;
+    let mut parts = Parts::new();
+    parts.timeout = RequestTimeoutLayer::new(Duration::from_millis(500));
+    let cors = || {
+        Cors::new()
+            .allow_origins(["https://app.example"])
+            .build()
+            .unwrap()
+    };
+    let breaker = || {
+        CircuitBreakerLayer::from_config(BreakerConfig::consecutive_failures(2))
+            .unwrap()
+            .server()
+    };
+    let verify = || {
+        let policy = battlement::signing::VerifyPolicy::new()
+            .required_components(["@method", "@path"])
+            .unwrap();
+        VerifySignatureLayer::with_policy(key_ring(), policy)
+            .with_replay_store(StackReplayStore::default())
+    };
+    for defaults in [0b111_1111u8, 0, 0b101_0101, 0b011_0110] {
+        for extra in 0u8..8 {
+            // Signed now: paused time moves on (the slow answers), and a signature is
+            // good for 300 s.
+            let hello = signed("POST", "/echo", b"hello").await;
+            let own = signed("GET", "/own-headers", b"").await;
+            // One signature a round (each has its own nonce: a second use is a replay).
+            let mut slow = Vec::new();
+            for _ in 0..4 {
+                slow.push(signed("GET", "/slow", b"").await);
+            }
+            let stalled = signed("POST", "/echo", b"0123456789abcdef").await;
+            let mask = u16::from(defaults) | (u16::from(extra) << 7);
+            let on = |i: u8| mask & (1 << i) != 0;
+            let both = || {
+                let stack = ServerStack::new()
+                    .request_id(on(0).then(|| parts.request_id.clone()))
+                    .observe(on(1).then(|| parts.observe.clone()))
+                    .catch_panic(on(2).then(CatchPanicLayer::new))
+                    .security_headers(on(3).then(|| parts.security_headers.clone()))
+                    .cors(on(7).then(cors))
+                    .body_limit(on(4).then(|| parts.body_limit.clone()))
+                    .circuit_breaker(on(8).then(breaker))
+                    .timeout(on(6).then_some(parts.timeout))
+                    .signing(on(9).then(verify));
+                let stack = if on(5) {
+                    stack.rate_limit_ip(rate_limit())
+                } else {
+                    stack.rate_limit_ip(None)
+                };
+                assert_eq!(stack.enabled().len(), mask.count_ones() as usize);
+                let engine: Svc = BoxCloneSyncService::new(router().layer(stack));
+                let composed = ServiceBuilder::new()
+                    .option_layer(on(0).then(|| parts.request_id.clone()))
+                    .option_layer(on(1).then(|| parts.observe.clone()))
+                    .option_layer(on(2).then(CatchPanicLayer::new))
+                    .option_layer(on(3).then(|| parts.security_headers.clone()))
+                    .option_layer(on(7).then(|| CorsLayer::new(cors())))
+                    .option_layer(on(4).then(|| parts.body_limit.clone()))
+                    .option_layer(on(5).then(rate_limit))
+                    .option_layer(on(8).then(breaker))
+                    .option_layer(on(6).then_some(parts.timeout))
+                    .option_layer(on(9).then(verify))
+                    .option_layer(on(2).then(CatchPanicLayer::new));
+                let composed: Svc = BoxCloneSyncService::new(router().layer(composed));
+                (engine, composed)
+            };
+            let with = |mut req: Request<Body>, headers: &http::HeaderMap| {
+                for (name, value) in headers {
+                    req.headers_mut().insert(name, value.clone());
+                }
+                req
+            };
+            let origin = |mut req: Request<Body>, o: &'static str| {
+                req.headers_mut()
+                    .insert(header::ORIGIN, HeaderValue::from_static(o));
+                req
+            };
+            let requests: Vec<Box<dyn Fn() -> Request<Body>>> = vec![
+                Box::new(|| request("GET", "/own-headers", Body::empty())),
+                Box::new(|| {
+                    origin(
+                        request("GET", "/own-headers", Body::empty()),
+                        "https://app.example",
+                    )
+                }),
+                Box::new(|| {
+                    origin(
+                        request("GET", "/own-headers", Body::empty()),
+                        "https://evil.example",
+                    )
+                }),
+                Box::new(|| {
+                    let mut req = origin(
+                        request("OPTIONS", "/echo", Body::empty()),
+                        "https://app.example",
+                    );
+                    req.headers_mut().insert(
+                        header::ACCESS_CONTROL_REQUEST_METHOD,
+                        HeaderValue::from_static("POST"),
+                    );
+                    req
+                }),
+                Box::new(|| with(request("GET", "/own-headers", Body::empty()), &own)),
+                Box::new(|| {
+                    origin(
+                        with(request("POST", "/echo", Body::from("hello")), &hello),
+                        "https://app.example",
+                    )
+                }),
+                // The body is not the one signed: the digest does not match.
+                Box::new(|| with(request("POST", "/echo", Body::from("hellO")), &hello)),
+                Box::new(|| request("POST", "/echo", Body::from("unsigned"))),
+                Box::new(|| request("POST", "/echo", Body::new(Chunked(10)))),
+                // Signed, then the body stalls: the timeout's 408 in both (without a
+                // timeout nothing ends the wait, in both: only with one).
+                Box::new(|| {
+                    if !on(6) {
+                        return request("GET", "/own-headers", Body::empty());
+                    }
+                    let mut req = with(
+                        request("POST", "/echo", Body::new(Stalls(Some(())))),
+                        &stalled,
+                    );
+                    req.headers_mut()
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("16"));
+                    req
+                }),
+            ];
+            for (i, make) in requests.iter().enumerate() {
+                let (engine, composed) = both();
+                let a = answer_any(engine.oneshot(make()).await.unwrap()).await;
+                let b = answer_any(composed.oneshot(make()).await.unwrap()).await;
+                assert_eq!(a, b, "parts {mask:010b}, request {i}");
+                if i == 3 && on(7) {
+                    assert_eq!(a.0, StatusCode::OK, "the preflight, parts {mask:010b}");
+                }
+                if on(9) {
+                    // Signed and intact passes; tampered or unsigned does not.
+                    let want = match i {
+                        4 | 5 => StatusCode::OK,
+                        6 | 7 => StatusCode::UNAUTHORIZED,
+                        _ => a.0,
+                    };
+                    assert_eq!(a.0, want, "parts {mask:010b}, request {i}: {a:?}");
+                }
+            }
+            // Slow answers (the timeout's 503) open the breaker after two: on one pair.
+            let (engine, composed) = both();
+            for round in 0..4 {
+                let make = || with(request("GET", "/slow", Body::empty()), &slow[round]);
+                let a = answer_any(engine.clone().oneshot(make()).await.unwrap()).await;
+                let b = answer_any(composed.clone().oneshot(make()).await.unwrap()).await;
+                assert_eq!(a, b, "parts {mask:010b}, slow round {round}");
+                if round == 3 && on(8) && on(6) {
+                    assert!(
+                        a.1.iter().any(|(n, _)| n == "retry-after"),
+                        "the breaker is open: parts {mask:010b}: {a:?}"
+                    );
+                }
+            }
+        }
+    }
+}

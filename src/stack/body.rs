@@ -71,7 +71,6 @@ impl<B> StackBody<B> {
     }
 
     /// A body already read whole.
-    #[allow(dead_code)] // Until signature verification runs in the engine.
     pub(crate) fn buffered(data: Bytes) -> Self {
         Self {
             kind: Kind::Buffered {

@@ -1,21 +1,25 @@
-//! The stack's engine: the default parts of the server stack (request id, span/audit/metrics,
-//! panic → 500, security headers, body limit, per-address rate limit, timeout), each of them
-//! optional, as one service with one response future.
+//! The stack's engine: every part of the server stack (request id, span/audit/metrics, panic
+//! → 500, security headers, HTTPS redirect, CORS, body limit, per-address rate limit, the
+//! breaker, timeout, API key, signature verification, per-principal rate limit), each of
+//! them optional, as one service with one response future.
 //!
-//! Composed as up to seven layers, each of them moves the request once more, nests the inner
-//! future in its own (which the caller then moves again), polls it through one more frame;
-//! the rate limit puts its headers into the handler's header map (allocating it when the
-//! handler set none), then the security headers copy that map into theirs, and the timeout
-//! reads the clock once more. Here the request is moved once, the future is one frame around
-//! the handler's, the clock is read once, and the response gets its headers in one pass. Each
-//! step calls the same functions the standalone layer calls (`Config::resolve`,
-//! `observe::Shared::begin`/`finish`, `Plan::apply`, `body_limit::admit`,
-//! `rate_limit::check`/`decide`, `timed_out`); a part that is off is a `None` the engine
-//! skips, so every subset of the seven runs at the cost of one service and one future. The
-//! behaviour is that of the layers that are on, in that order (with the application's panics
-//! caught next to it as well, as [`ServerStack`](super::ServerStack) composes them: a panic's
-//! 500 gets the rate-limit and security headers), which `tests/stack_fused.rs` checks response
-//! by response against the standalone layers composed by hand.
+//! Composed as up to fourteen layers, each of them moves the request once more, nests the
+//! inner future in its own (which the caller then moves again), polls it through one more
+//! frame; the rate limit puts its headers into the handler's header map (allocating it when
+//! the handler set none), then the security headers copy that map into theirs, and the
+//! timeout reads the clock once more; and a stack whose type has an `Either` per optional
+//! layer makes every user's crate pay for its type. Here the request is moved once, the
+//! future is one frame around the handler's, the clock is read once, the response gets its
+//! headers in one pass, and the type is the same whatever is on. Each step calls the same
+//! crate-private core the standalone layer calls (`Config::resolve`,
+//! `observe::Shared::begin`/`finish`, `Plan::apply`, `https::answer`, `Cors::admit`,
+//! `body_limit::admit`, `rate_limit::check`/`decide`, `Breaker::try_acquire` and
+//! `open_response`, `timed_out`, `api_key::admit`, `signing::gate::begin`); a part that is
+//! off is a `None` the engine skips. The behaviour is that of the layers that are on, in
+//! that order (with the application's panics caught next to it as well, as
+//! [`ServerStack`](super::ServerStack) composes them: a panic's 500 gets the rate-limit and
+//! security headers), which `tests/stack_fused.rs` checks response by response against the
+//! standalone layers composed by hand.
 
 use std::{
     fmt,
@@ -39,6 +43,7 @@ use super::{
     body::StackBody,
     observe::{self, Labels, ObserveLayer},
     panic::{CatchPanicLayer, Panicked, log_panic},
+    replay::StackReplayStore,
     store::StackStore,
     timeout::{RequestTimeoutLayer, body_timed_out, timed_out},
 };
@@ -46,6 +51,7 @@ use crate::{
     auth::api_key::{self, ApiKeyLayer, ApiKeys},
     body_limit::{self, Admitted, BodyLimitLayer, RequestBody, Watch},
     circuit_breaker::{self, Breaker, ClassifyResponse, DefaultClassifier, Permit},
+    cors::{self, Cors},
     drain::{self, Refusal, Refused},
     https::{self, HttpsRedirectLayer},
     problem::{DefaultRejection, MakeRejection, Problem, ProblemType},
@@ -56,6 +62,11 @@ use crate::{
         self, DefaultMakeRequestId, DefaultValidateRequestId, Enter, RequestId, SetRequestIdLayer,
     },
     security_headers::{CspNonce, Plan, SecurityHeadersLayer, is_https},
+    signing::{
+        VerifySignatureLayer,
+        gate::{self, Begin, Gate},
+        verify::VerifyShared,
+    },
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -74,7 +85,9 @@ struct Parts {
     body_limit: Option<(u64, u64)>,
     rate_limit: Option<Arc<RateShared>>,
     https: Option<Arc<https::Config>>,
+    cors: Option<Cors>,
     api_key: Option<Arc<api_key::Shared<ApiKeys>>>,
+    signing: Option<Arc<VerifyShared<StackReplayStore>>>,
     rate_limit_principal: Option<Arc<RateShared>>,
     timeout: Option<Duration>,
     breaker: Option<Breaker>,
@@ -106,11 +119,13 @@ pub(super) struct EngineParts<'a> {
     pub(super) catch_panic: Option<CatchPanicLayer>,
     pub(super) security_headers: Option<&'a SecurityHeadersLayer>,
     pub(super) https: Option<&'a HttpsRedirectLayer>,
+    pub(super) cors: Option<&'a Cors>,
     pub(super) body_limit: Option<&'a BodyLimitLayer>,
     pub(super) rate_limit: Option<&'a RateLimitLayer<StackStore>>,
     pub(super) timeout: Option<RequestTimeoutLayer>,
     pub(super) breaker: Option<&'a super::ServerBreakerLayer>,
     pub(super) api_key: Option<&'a ApiKeyLayer>,
+    pub(super) signing: Option<&'a VerifySignatureLayer<DefaultRejection, StackReplayStore>>,
     pub(super) rate_limit_principal: Option<&'a RateLimitLayer<StackStore>>,
 }
 
@@ -122,11 +137,13 @@ impl EngineLayer {
             catch_panic,
             security_headers,
             https,
+            cors,
             body_limit,
             rate_limit,
             timeout,
             breaker,
             api_key,
+            signing,
             rate_limit_principal,
         } = p;
         Self {
@@ -138,7 +155,9 @@ impl EngineLayer {
                 body_limit: body_limit.map(|l| (l.limit, l.ceiling)),
                 rate_limit: rate_limit.map(|l| l.shared().clone()),
                 https: https.map(|l| l.config.clone()),
+                cors: cors.cloned(),
                 api_key: api_key.map(|l| l.shared.clone()),
+                signing: signing.map(|l| l.gate().clone()),
                 rate_limit_principal: rate_limit_principal.map(|l| l.shared().clone()),
                 timeout: timeout.map(|t| t.timeout()),
                 breaker: breaker.map(|l| l.breakers().clone()),
@@ -164,11 +183,17 @@ impl<S> Layer<S> for EngineLayer {
     }
 }
 
-/// The service of the stack's engine.
-#[doc(hidden)]
-pub struct Engine<S> {
+/// The service of the stack's engine (inside [`ServerService`](super::ServerService)).
+pub(crate) struct Engine<S> {
     inner: S,
     parts: Arc<Parts>,
+}
+
+impl<S> Engine<S> {
+    /// The application.
+    pub(crate) fn inner(&self) -> &S {
+        &self.inner
+    }
 }
 
 impl<S: Clone> Clone for Engine<S> {
@@ -197,7 +222,7 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = EngineFuture<S, ReqBody>;
+    type Future = ServerFuture<S, ReqBody>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -247,7 +272,7 @@ where
             }
             None => (false, None),
         };
-        let mut future = EngineFuture {
+        let mut future = ServerFuture {
             state: State::Panicked,
             after: After::default(),
             http1: req.version() <= Version::HTTP_11,
@@ -304,6 +329,17 @@ where
     {
         return State::Answered { res: Some(res) };
     }
+    // CORS: a preflight is answered here; any other answer from inside gets the headers.
+    if let Some(c) = &parts.cors {
+        match c.admit(req.method(), req.headers()) {
+            cors::Admit::Preflight(headers) => {
+                let mut res = Response::new(ResBody::default());
+                *res.headers_mut() = headers;
+                return State::Answered { res: Some(res) };
+            }
+            cors::Admit::Pass(apply) => after.cors = Some(apply),
+        }
+    }
     let (req, watch) = match parts.body_limit {
         Some((limit, ceiling)) => match body_limit::admit(limit, ceiling, &DefaultRejection, req) {
             Admitted::Pass(req, watch) => (req.map(StackBody::streamed), watch),
@@ -342,8 +378,8 @@ where
     }
 }
 
-/// The steps inside the timeout (whose deadline counts from `now`): the API key (and the
-/// principal on the span), the per-principal rate limit, the inner service.
+/// The breaker, then the steps inside the timeout (whose deadline counts from `now`): the
+/// API key (and the principal on the span), signature verification, then [`limited`].
 fn authenticated<S, B, ResBody>(
     parts: &Parts,
     inner: &mut S,
@@ -374,6 +410,31 @@ where
         }
         observe::record_principal(&req);
     }
+    if let Some(verify) = &parts.signing {
+        return match gate::begin(verify, &DefaultRejection, req) {
+            Begin::Refuse(res, head, body) => refused_inside(res, Request::from_parts(head, body)),
+            Begin::Collect(gate) => State::Verifying {
+                gate: Box::pin(gate),
+                svc: Some(take(inner)),
+            },
+        };
+    }
+    limited(parts, inner, req, after)
+}
+
+/// The steps after authentication: the per-principal rate limit, the inner service.
+fn limited<S, B, ResBody>(
+    parts: &Parts,
+    inner: &mut S,
+    req: Request<StackBody<B>>,
+    after: &mut After,
+) -> State<S, B>
+where
+    S: Service<Request<StackBody<B>>, Response = Response<ResBody>> + Clone,
+    B: Body,
+    B::Error: Into<BoxError>,
+    ResBody: From<Bytes>,
+{
     let Some(rate) = &parts.rate_limit_principal else {
         return State::Running {
             future: inner.call(req),
@@ -475,9 +536,15 @@ struct Waiting<S, B> {
 }
 
 pin_project! {
-    /// The response future of [`Engine`].
-    #[doc(hidden)]
-    pub struct EngineFuture<S, B>
+    /// The response future of [`ServerService`](super::ServerService): the application's
+    /// future `S::Future` (for a request body `B`) inside one frame that runs every part's
+    /// response step, or the stack's own answer.
+    ///
+    /// It holds the application's future inline; a request waiting on a rate-limit store
+    /// doing I/O, on signature verification reading the body, or a refusal reading a small
+    /// body before it answers, keeps that state boxed (one allocation for those requests
+    /// only). Polled again after it resolved, it stays pending.
+    pub struct ServerFuture<S, B>
     where
         S: Service<Request<StackBody<B>>>,
     {
@@ -517,6 +584,11 @@ pin_project! {
             decision: <StackStore as RateLimitStore>::Future,
             waiting: Option<Box<Waiting<S, B>>>,
         },
+        // Signature verification reads and checks the body (boxed: only signed requests).
+        Verifying {
+            gate: Pin<Box<Gate<StackBody<B>, StackReplayStore, DefaultRejection, S::Response>>>,
+            svc: Option<S>,
+        },
         // Refused (before anything read the body).
         Answered { res: Option<S::Response> },
         // The same, once a small body still coming is read (boxed: only such refusals).
@@ -529,12 +601,12 @@ pin_project! {
     }
 }
 
-impl<S, B> fmt::Debug for EngineFuture<S, B>
+impl<S, B> fmt::Debug for ServerFuture<S, B>
 where
     S: Service<Request<StackBody<B>>>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EngineFuture")
+        f.debug_struct("ServerFuture")
             .field("id", &self.id)
             .field("https", &self.https)
             .finish_non_exhaustive()
@@ -551,6 +623,8 @@ struct After {
     principal_headers: Option<HeaderSet>,
     principal_adjust: Option<Box<Adjust<StackStore, DefaultRejection>>>,
     watch: Option<Watch<DefaultRejection>>,
+    // The CORS headers of the answer (every answer from inside CORS).
+    cors: Option<cors::Apply>,
     // The breaker's permit, once it let the request in: the answer from inside it is
     // recorded (a permit dropped unrecorded counts as ignored).
     permit: Option<Permit>,
@@ -626,7 +700,7 @@ impl After {
     }
 }
 
-impl<S, B, ResBody> Future for EngineFuture<S, B>
+impl<S, B, ResBody> Future for ServerFuture<S, B>
 where
     S: Service<Request<StackBody<B>>, Response = Response<ResBody>> + Clone,
     B: Body,
@@ -684,6 +758,9 @@ where
         };
         let mut out = match polled {
             Ok(mut res) => {
+                if let Some(apply) = after.cors.take() {
+                    apply.apply(res.headers_mut());
+                }
                 // The security headers, on every answer (a panic's 500 included).
                 if let Some(plan) = &parts.plan {
                     plan.apply(res.headers_mut(), *this.https, this.nonce.as_ref());
@@ -788,6 +865,20 @@ where
             state.set(next);
             return Step::Again;
         }
+        StateProj::Verifying { gate, svc } => match gate.as_mut().poll(cx) {
+            Poll::Ready(Ok(req)) => {
+                let Some(mut svc) = svc.take() else {
+                    return Step::Pending;
+                };
+                let req = req.map(|body| StackBody::buffered(body.into_bytes()));
+                let next = limited(parts, &mut svc, req, after);
+                state.set(next);
+                return Step::Again;
+            }
+            Poll::Ready(Err(res)) => Step::Ready(Ok(after.apply(res))),
+            // The deadline: a 408 when the body is what it waits for.
+            Poll::Pending => expired(after.expire(parts.timeout, http1, cx)),
+        },
         StateProj::Answered { res } => match res.take() {
             Some(res) => Step::Ready(Ok(after.apply(res))),
             None => Step::Pending,

@@ -157,6 +157,7 @@ pub use config::{
     SecurityHeadersConfig, ServerConfig, SigningKeySection, SigningSection, TimeoutConfig, Toggle,
     TraceConfig, TrustIncoming,
 };
+pub use engine::ServerFuture;
 pub use observe::{
     Observe, ObserveLayer, RecordPrincipal, RecordPrincipalLayer, SENSITIVE_HEADERS,
     rejection_reason,

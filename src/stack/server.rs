@@ -2,27 +2,24 @@
 
 use std::{
     fmt,
-    pin::Pin,
     str::FromStr,
     task::{Context, Poll},
     time::Duration,
 };
 
-use http::{HeaderName, HeaderValue, Method};
-use tower::{
-    Layer, Service, ServiceBuilder,
-    layer::util::{Identity, Stack},
-    util::Either,
-};
-use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+use bytes::Bytes;
+use http::{HeaderName, Request, Response};
+use http_body::Body;
+use tower::{Layer, Service};
 
 use super::{
+    body::StackBody,
     config::{
-        BreakerSection, CorsConfig, Preset, QuotaConfig, RateLimitHeaders, ServerConfig,
-        SigningSection, TrustIncoming,
+        BreakerSection, Preset, QuotaConfig, RateLimitHeaders, ServerConfig, SigningSection,
+        TrustIncoming,
     },
-    engine::{Engine, EngineLayer, EngineParts},
-    observe::{ObserveLayer, RecordPrincipalLayer},
+    engine::{Engine, EngineLayer, EngineParts, ServerFuture},
+    observe::ObserveLayer,
     panic::CatchPanicLayer,
     replay::StackReplayStore,
     store::{self, StackStore},
@@ -32,7 +29,8 @@ use crate::{
     auth::api_key::{ApiKeyLayer, Principal},
     body_limit::BodyLimitLayer,
     circuit_breaker::{BreakerConfig, CircuitBreakerLayer, DefaultClassifier, Server},
-    error::{ConfigError, ConfigErrorKind},
+    cors::Cors,
+    error::ConfigError,
     https::HttpsRedirectLayer,
     net::TrustedProxies,
     problem::DefaultRejection,
@@ -42,57 +40,9 @@ use crate::{
     signing::{KeyConfig, SigningConfig, VerifySignatureLayer},
 };
 
-type Opt<L> = Either<L, Identity>;
-
 /// The server breaker layer as the stack builds it.
 pub type ServerBreakerLayer =
     CircuitBreakerLayer<crate::circuit_breaker::Breaker, DefaultClassifier, Server>;
-
-/// The layers of a [`ServerStack`], outermost last in this alias (tower's `Stack` nests the
-/// inner layer first).
-type Layers = Stack<
-    Opt<CatchPanicLayer>,
-    Stack<
-        Opt<RateLimitLayer<StackStore>>,
-        Stack<
-            Opt<RecordPrincipalLayer>,
-            Stack<
-                Opt<VerifySignatureLayer<DefaultRejection, StackReplayStore>>,
-                Stack<
-                    Opt<ApiKeyLayer>,
-                    Stack<
-                        Opt<RequestTimeoutLayer>,
-                        Stack<
-                            Opt<ServerBreakerLayer>,
-                            Stack<
-                                Opt<RateLimitLayer<StackStore>>,
-                                Stack<
-                                    Opt<BodyLimitLayer>,
-                                    Stack<
-                                        Opt<CorsLayer>,
-                                        Stack<
-                                            Opt<HttpsRedirectLayer>,
-                                            Stack<
-                                                Opt<SecurityHeadersLayer>,
-                                                Stack<
-                                                    Opt<CatchPanicLayer>,
-                                                    Stack<
-                                                        Opt<ObserveLayer>,
-                                                        Stack<Opt<SetRequestIdLayer>, Identity>,
-                                                    >,
-                                                >,
-                                            >,
-                                        >,
-                                    >,
-                                >,
-                            >,
-                        >,
-                    >,
-                >,
-            >,
-        >,
-    >,
->;
 
 /// Every server layer of the crate, each optional, composed in the order of DESIGN.md §3
 /// (outermost first):
@@ -126,16 +76,14 @@ type Layers = Stack<
 ///   layer and carries the security and rate-limit headers like every other answer; the outer
 ///   catcher stays for a panic in a layer (a user's key extractor or rejection renderer).
 ///
-/// Without CORS, signature verification and the breaker, the parts that are on (request
-/// id, span, panics, security headers, HTTPS redirect, body limit, per-address rate limit,
-/// timeout, API key, per-principal rate limit: the defaults, alone or with API keys) run in
-/// the stack's engine as one service with one response future: the behaviour of those
-/// layers in that order, for less work per request (the request moved once, one clock read,
-/// one pass over the response headers); a part that is off is skipped. The engine hands the
-/// application the body limit's [`RequestBody`](crate::body_limit::RequestBody) (without a
-/// limit when the body limit is off). With CORS, signatures or the breaker on, the
-/// composition of every part, each an [`Identity`] branch of a [`tower::util::Either`] when
-/// off, boxes its response future (one allocation per request).
+/// Whichever parts are on, the stack is one service, [`ServerService`], with one response
+/// future, [`ServerFuture`]: the stack's engine runs each part that is on, in that order,
+/// through the same crate-private core its standalone layer calls (a part that is off is a
+/// `None` it skips), so every configuration costs one service and one future, and the
+/// stack's type does not depend on which parts are on. Compared with the layers composed
+/// one by one, the request is moved once, the clock is read once, and the response gets its
+/// headers in one pass. The application sees one request body type, [`StackBody`]: the
+/// incoming body through the body limit, or the body signature verification read whole.
 /// Cloning the stack or its service is a few `Arc` bumps.
 ///
 /// Build it from a [`ServerConfig`] ([`from_config`](Self::from_config)), or in code from
@@ -148,7 +96,7 @@ pub struct ServerStack {
     catch_panic: Option<CatchPanicLayer>,
     security_headers: Option<SecurityHeadersLayer>,
     https: Option<HttpsRedirectLayer>,
-    cors: Option<CorsLayer>,
+    cors: Option<Cors>,
     body_limit: Option<BodyLimitLayer>,
     rate_limit_ip: Option<RateLimitLayer<StackStore>>,
     api_key: Option<ApiKeyLayer>,
@@ -289,7 +237,7 @@ impl ServerStack {
         };
 
         let cors = if cfg.cors.enabled {
-            Some(cors_layer(&cfg.cors)?)
+            Some(Cors::from_config(&cfg.cors)?)
         } else {
             None
         };
@@ -434,8 +382,8 @@ setters! {
     security_headers: SecurityHeadersLayer;
     /// Sets (or removes) the HTTPS redirect.
     https: HttpsRedirectLayer;
-    /// Sets (or removes) CORS.
-    cors: CorsLayer;
+    /// Sets (or removes) CORS (battlement's [`Cors`], with tower-http's behaviour).
+    cors: Cors;
     /// Sets (or removes) the body limit.
     body_limit: BodyLimitLayer;
     /// Sets (or removes) the rate limit before authentication (per client address): a
@@ -458,14 +406,9 @@ setters! {
 }
 
 impl ServerStack {
-    /// Whether every part outside the engine's is off (CORS, signatures, the breaker).
-    fn is_lean(&self) -> bool {
-        self.cors.is_none() && self.signing.is_none()
-    }
-
-    /// The default parts that are on, as the engine's one service ([`EngineLayer`]): one
-    /// call, one response future around the application's, one clock read and one pass over
-    /// the response headers, instead of up to seven nested layers.
+    /// The parts that are on, as the engine's one service ([`EngineLayer`]): one call, one
+    /// response future around the application's, one clock read and one pass over the
+    /// response headers, instead of up to fourteen nested layers.
     fn engine(&self) -> EngineLayer {
         EngineLayer::new(EngineParts {
             request_id: self.request_id.as_ref(),
@@ -473,34 +416,15 @@ impl ServerStack {
             catch_panic: self.catch_panic,
             security_headers: self.security_headers.as_ref(),
             https: self.https.as_ref(),
+            cors: self.cors.as_ref(),
             body_limit: self.body_limit.as_ref(),
             rate_limit: self.rate_limit_ip.as_ref(),
             timeout: self.timeout,
             breaker: self.circuit_breaker.as_ref(),
             api_key: self.api_key.as_ref(),
+            signing: self.signing.as_ref(),
             rate_limit_principal: self.rate_limit_principal.as_ref(),
         })
-    }
-
-    fn layers(&self) -> Layers {
-        let authenticated = self.api_key.is_some() || self.signing.is_some();
-        ServiceBuilder::new()
-            .option_layer(self.request_id.clone())
-            .option_layer(self.observe.clone())
-            .option_layer(self.catch_panic)
-            .option_layer(self.security_headers.clone())
-            .option_layer(self.https.clone())
-            .option_layer(self.cors.clone())
-            .option_layer(self.body_limit.clone())
-            .option_layer(self.rate_limit_ip.clone())
-            .option_layer(self.circuit_breaker.clone())
-            .option_layer(self.timeout)
-            .option_layer(self.api_key.clone())
-            .option_layer(self.signing.clone())
-            .option_layer(authenticated.then_some(RecordPrincipalLayer))
-            .option_layer(self.rate_limit_principal.clone())
-            .option_layer(self.catch_panic)
-            .into_inner()
     }
 
     /// The store of the rate limits (of the per-IP one, else of the per-principal one; from a
@@ -555,97 +479,81 @@ impl<S> Layer<S> for ServerStack {
     type Service = ServerService<S>;
 
     fn layer(&self, inner: S) -> ServerService<S> {
-        let inner = if self.is_lean() {
-            Either::Left(self.engine().layer(inner))
-        } else {
-            Either::Right(Boxed(self.layers().layer(inner)))
-        };
-        ServerService { inner }
-    }
-}
-
-type Inner<S> = Either<Engine<S>, Boxed<<Layers as Layer<S>>::Service>>;
-
-/// Boxes the response future of `S`: the composition of every part has a future several
-/// times larger than the default parts', and the [`Either`] that holds both would otherwise
-/// make the default stack's future (moved by every caller) that large too.
-#[derive(Clone)]
-#[doc(hidden)]
-pub struct Boxed<S>(S);
-
-impl<S> fmt::Debug for Boxed<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Boxed").finish_non_exhaustive()
-    }
-}
-
-impl<S, Req> Service<Req> for Boxed<S>
-where
-    S: Service<Req>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Pin<Box<S::Future>>;
-
-    #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx)
-    }
-
-    #[inline]
-    fn call(&mut self, req: Req) -> Self::Future {
-        Box::pin(self.0.call(req))
-    }
-}
-
-/// The service of a [`ServerStack`]: the composed layers around `S`.
-///
-/// It is one of two compositions: the stack's engine (one service with one response
-/// future) when CORS, signatures and the breaker are off; or every part, as layers, its
-/// response future boxed. The first has a smaller future and costs less per request.
-///
-/// Hidden from the rendered docs: its field is a tower `Stack` of `Either`s whose fully
-/// expanded type doubles at every optional layer, which sends rustdoc's auto-trait synthesis
-/// into exponential time. It is `Clone`, `Send` and `Sync` when `S` is, and a `Service` for
-/// every request type the layers accept.
-#[doc(hidden)]
-pub struct ServerService<S> {
-    inner: Inner<S>,
-}
-
-impl<S> Clone for ServerService<S>
-where
-    Inner<S>: Clone,
-{
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
+        ServerService {
+            engine: self.engine().layer(inner),
         }
     }
 }
 
-impl<S> fmt::Debug for ServerService<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServerService").finish_non_exhaustive()
+/// The service of a [`ServerStack`] around the application `S`: one type whatever parts are
+/// on (see [`ServerStack`]).
+///
+/// It is a `Service<Request<B>>` for any request body `B` (`B::Error: Into<BoxError>`),
+/// when `S` is a `Service<Request<StackBody<B>>>` that answers `Response<ResBody>` with
+/// `ResBody: From<Bytes> + Default` (the stack's own answers: problem+json, the preflight,
+/// the redirect); axum's `Router`, a `tower::service_fn` handler and tonic's server are.
+/// Its future is [`ServerFuture`]. `Clone`, `Send` and `Sync` when `S` is; cloning it
+/// clones `S` and bumps one `Arc`.
+///
+/// ```
+/// use std::convert::Infallible;
+///
+/// use battlement::stack::{ServerStack, StackBody};
+/// use bytes::Bytes;
+/// use http::{Request, Response, StatusCode};
+/// use http_body_util::Full;
+/// use tower::{Layer, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let app = service_fn(|_req: Request<StackBody<Full<Bytes>>>| async {
+///     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("hi"))))
+/// });
+/// let svc = ServerStack::new().layer(app);
+/// let res = svc.oneshot(Request::new(Full::new(Bytes::new()))).await.unwrap();
+/// assert_eq!(res.status(), StatusCode::OK);
+/// assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+/// # }
+/// ```
+pub struct ServerService<S> {
+    engine: Engine<S>,
+}
+
+impl<S: Clone> Clone for ServerService<S> {
+    fn clone(&self) -> Self {
+        Self {
+            engine: self.engine.clone(),
+        }
     }
 }
 
-impl<S, Req> Service<Req> for ServerService<S>
+impl<S: fmt::Debug> fmt::Debug for ServerService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerService")
+            .field("inner", self.engine.inner())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ServerService<S>
 where
-    Inner<S>: Service<Req>,
+    S: Service<Request<StackBody<ReqBody>>, Response = Response<ResBody>> + Clone,
+    ReqBody: Body,
+    ReqBody::Error: Into<tower::BoxError>,
+    ResBody: From<Bytes> + Default,
 {
-    type Response = <Inner<S> as Service<Req>>::Response;
-    type Error = <Inner<S> as Service<Req>>::Error;
-    type Future = <Inner<S> as Service<Req>>::Future;
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ServerFuture<S, ReqBody>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        self.engine.poll_ready(cx)
     }
 
     #[inline]
-    fn call(&mut self, req: Req) -> Self::Future {
-        self.inner.call(req)
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        self.engine.call(req)
     }
 }
 
@@ -698,90 +606,6 @@ fn quota(q: &QuotaConfig, path: &str) -> Result<Quota, ConfigError> {
         .map_err(|e| ConfigError::new(e.kind(), format!("{path}.per"), e.reason().to_owned()))?
         .try_with_burst(burst)
         .map_err(|e| ConfigError::new(e.kind(), format!("{path}.burst"), e.reason().to_owned()))
-}
-
-fn cors_layer(c: &CorsConfig) -> Result<CorsLayer, ConfigError> {
-    if c.allow_origins.is_empty() {
-        return Err(ConfigError::new(
-            ConfigErrorKind::Missing,
-            "cors.allow_origins",
-            "list the origins allowed to call this API (https://app.example.com)",
-        ));
-    }
-    let wildcard = c.allow_origins.iter().any(|o| o == "*");
-    if wildcard && c.allow_credentials {
-        return Err(ConfigError::unsafe_value(
-            "cors.allow_origins",
-            "`*` with allow_credentials = true would let any site make credentialed calls; list the origins",
-        ));
-    }
-    let mut layer = CorsLayer::new()
-        .allow_credentials(c.allow_credentials)
-        .max_age(c.max_age.get());
-    if wildcard {
-        if c.allow_origins.len() > 1 {
-            return Err(ConfigError::invalid(
-                "cors.allow_origins",
-                "`*` cannot be combined with other origins",
-            ));
-        }
-        layer = layer.allow_origin(AllowOrigin::any());
-    } else {
-        let mut origins = Vec::with_capacity(c.allow_origins.len());
-        for (i, o) in c.allow_origins.iter().enumerate() {
-            origins.push(parse_origin(o).ok_or_else(|| {
-                ConfigError::invalid(
-                    format!("cors.allow_origins[{i}]"),
-                    "expected an origin such as https://app.example.com (scheme, host, optional port, no path)",
-                )
-            })?);
-        }
-        layer = layer.allow_origin(AllowOrigin::list(origins));
-    }
-    let mut methods = Vec::new();
-    for (i, m) in c.allow_methods.iter().enumerate() {
-        methods.push(Method::from_str(m).map_err(|_| {
-            ConfigError::invalid(format!("cors.allow_methods[{i}]"), "not an HTTP method")
-        })?);
-    }
-    layer = layer.allow_methods(methods);
-    if c.allow_headers.iter().any(|h| h == "*") {
-        if c.allow_credentials {
-            return Err(ConfigError::unsafe_value(
-                "cors.allow_headers",
-                "`*` is not allowed with allow_credentials = true",
-            ));
-        }
-        layer = layer.allow_headers(AllowHeaders::any());
-    } else {
-        layer = layer.allow_headers(header_names(&c.allow_headers, "cors.allow_headers")?);
-    }
-    Ok(layer.expose_headers(header_names(&c.expose_headers, "cors.expose_headers")?))
-}
-
-fn header_names(list: &[String], path: &str) -> Result<Vec<HeaderName>, ConfigError> {
-    list.iter()
-        .enumerate()
-        .map(|(i, h)| {
-            HeaderName::from_str(h)
-                .map_err(|_| ConfigError::invalid(format!("{path}[{i}]"), "not a header name"))
-        })
-        .collect()
-}
-
-/// `scheme://host[:port]`, scheme http or https, nothing else.
-fn parse_origin(o: &str) -> Option<HeaderValue> {
-    let rest = o
-        .strip_prefix("https://")
-        .or_else(|| o.strip_prefix("http://"))?;
-    let ok = !rest.is_empty()
-        && rest
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
-    if !ok {
-        return None;
-    }
-    HeaderValue::from_str(o).ok()
 }
 
 pub(super) fn signing_config(s: &SigningSection) -> Result<SigningConfig, ConfigError> {
@@ -868,15 +692,20 @@ mod tests {
         }
     }
 
-    type Fut<L> = <<L as Layer<Handler>>::Service as Service<Request<Full<Bytes>>>>::Future;
+    type Fut = <ServerService<Handler> as Service<Request<Full<Bytes>>>>::Future;
 
+    /// One future for every configuration, a few words around the application's: every
+    /// state that is rare (a store doing I/O, verification reading the body, a refusal
+    /// reading a small body) is boxed.
     #[test]
-    fn the_default_parts_alone_make_a_smaller_future() {
-        let (engine, full) = (size_of::<Fut<EngineLayer>>(), size_of::<Fut<Layers>>());
-        eprintln!("response future: default parts {engine} bytes, every part {full} bytes");
-        assert!(engine * 3 < full * 2, "{engine} vs {full}");
-        assert!(ServerStack::new().is_lean());
-        assert!(ServerStack::new().observe(None).timeout(None).is_lean());
-        assert!(!ServerStack::new().cors(CorsLayer::new()).is_lean());
+    fn the_future_is_small_whatever_is_on() {
+        let (stack, app) = (
+            size_of::<Fut>(),
+            size_of::<Ready<Result<Response<Full<Bytes>>, Infallible>>>(),
+        );
+        eprintln!("response future: {stack} bytes, the application's {app}");
+        // 544 bytes on x86_64 today: the per-address and per-principal rate-limit headers
+        // (112 each), the CORS headers (88), the breaker's permit (40), the request id (40).
+        assert!(stack <= app + 600, "{stack} bytes around {app}");
     }
 }
