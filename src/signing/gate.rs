@@ -17,7 +17,7 @@
 //! body still coming ([`drain::refuse`](crate::drain::refuse) within
 //! [`drain::WITHIN`](crate::drain::WITHIN)) and answer after, the stack engine does its own.
 //!
-//! ```ignore
+//! ```text
 //! // What `VerifySignature::call` does (`ResponseFuture::new`), and what the engine does:
 //! match gate::begin(layer.gate(), layer.rejection(), req) {
 //!     Begin::Refuse(res, parts, body) => /* drain `body` (or not), answer `res` */,
@@ -421,27 +421,32 @@ where
                 StateProj::Collect { body, collect } => {
                     let outcome = ready!(collect.poll_body(body, cx));
                     let (bytes, hasher) = collect.finish();
-                    let mut check = resolve(this.state.as_mut(), this.check);
-                    let refused = match outcome {
-                        Err(CollectError::TooLarge) => Err(GateKind::TooLarge),
-                        Err(CollectError::Body(_)) => Err(GateKind::Body),
-                        Ok(()) => Ok(()),
+                    // The check stays in place unless the gate resolves here.
+                    let Some(check) = this.check.as_mut() else {
+                        unreachable!("the check is present until the gate resolves")
                     };
-                    if let Err(kind) = refused {
-                        return Poll::Ready(Err(check.reject(kind)));
-                    }
-                    if let Err(e) = check.check_body(hasher, &bytes) {
-                        let res = reject(&check.rejection, &check.parts.extensions, e);
+                    let refused = match outcome {
+                        Err(CollectError::TooLarge) => Some(check.reject(GateKind::TooLarge)),
+                        Err(CollectError::Body(_)) => Some(check.reject(GateKind::Body)),
+                        Ok(()) => match check.check_body(hasher, &bytes) {
+                            Err(e) => Some(reject(&check.rejection, &check.parts.extensions, e)),
+                            Ok(()) => None,
+                        },
+                    };
+                    if let Some(res) = refused {
+                        this.state.set(State::Done);
                         return Poll::Ready(Err(res));
                     }
                     match check.replay.take() {
-                        None => return Poll::Ready(Ok(check.pass(bytes))),
+                        None => {
+                            let check = resolve(this.state.as_mut(), this.check);
+                            return Poll::Ready(Ok(check.pass(bytes)));
+                        }
                         Some(r) => {
                             // The store's answer may be ready at once (the in-memory store
                             // always is): the loop polls it now.
                             let fut = r.store.check_and_insert(&r.key, r.ttl);
                             this.state.set(State::Replay { fut, bytes });
-                            *this.check = Some(check);
                         }
                     }
                 }
