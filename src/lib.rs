@@ -51,6 +51,7 @@ pub mod config;
 mod drain;
 pub mod error;
 mod header_buf;
+pub mod grpc;
 pub mod https;
 pub mod net;
 pub mod problem;

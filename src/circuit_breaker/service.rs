@@ -113,6 +113,7 @@ where
                         "This endpoint is temporarily unavailable; retry after the delay in Retry-After.",
                     )
                     .with_request_id_from(req.extensions())
+                    .for_request(req.headers())
                     .with_header(
                         header::RETRY_AFTER,
                         HeaderValue::from(open.retry_after_secs()),

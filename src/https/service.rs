@@ -92,7 +92,8 @@ where
             tracing::debug!(malformed, "https redirect: host not allowed");
             let problem = Problem::new(ProblemType::MISDIRECTED_REQUEST)
                 .with_detail("This server does not answer for the requested host.")
-                .with_request_id_from(req.extensions());
+                .with_request_id_from(req.extensions())
+                .for_request(req.headers());
             let mut res = crate::problem::refuse(rejection, problem);
             res.extensions_mut().insert(HostNotAllowed { malformed });
             Some(res)

@@ -640,13 +640,13 @@ where
         let prepared = match shared.core.prepare(&parts.headers, now) {
             Ok(p) => p,
             Err(e) => {
-                let res = reject(&self.rejection, &parts.extensions, GateError::Webhook(e));
+                let res = reject(&self.rejection, &parts, GateError::Webhook(e));
                 return ResponseFuture::rejected(res, &parts, body);
             }
         };
         if usize::try_from(body.size_hint().lower()).map_or(true, |n| n > shared.body_limit) {
             let e = WebhookError::new(WebhookErrorKind::BodyTooLarge);
-            let res = reject(&self.rejection, &parts.extensions, GateError::Webhook(e));
+            let res = reject(&self.rejection, &parts, GateError::Webhook(e));
             return ResponseFuture::rejected(res, &parts, body);
         }
         let replay_key = format!("whk:{}", prepared.message.id);

@@ -348,7 +348,10 @@ where
     B::Error: Into<BoxError>,
     ResBody: From<Bytes>,
 {
-    after.deadline = parts.timeout.map(|t| now + t);
+    // issue 17 (gRPC): the client's `grpc-timeout` when shorter; the gRPC flag for the
+    // timeout's and the panic's answers.
+    after.grpc = crate::grpc::is_grpc(req.headers());
+    after.deadline = parts.timeout.map(|t| now + super::timeout::deadline_for(req.headers(), t));
     if let Some(keys) = &parts.api_key {
         if let Some(res) = api_key::admit(keys, &DefaultRejection, &mut req) {
             return refused_inside(res, req);
@@ -534,6 +537,8 @@ struct After {
     deadline: Option<Instant>,
     // Boxed: made only when the answer is not there at once.
     sleep: Option<Pin<Box<Sleep>>>,
+    // issue 17: the request is gRPC (the timeout's and the panic's answers are gRPC's).
+    grpc: bool,
 }
 
 impl After {
@@ -586,9 +591,9 @@ impl After {
         }
         // The client's fault when the body is what the handler waits for.
         let res = if self.watch.as_ref().is_some_and(|w| w.shared.waiting()) {
-            body_timed_out(&DefaultRejection, timeout, http1)
+            body_timed_out(&DefaultRejection, timeout, http1, self.grpc)
         } else {
-            timed_out(&DefaultRejection, timeout)
+            timed_out(&DefaultRejection, timeout, self.grpc)
         };
         self.principal_headers = None;
         self.principal_adjust = None;
@@ -643,8 +648,9 @@ where
             Ok(out) => out,
             Err(()) => {
                 this.state.set(State::Done);
-                let problem =
-                    Problem::new(ProblemType::INTERNAL_ERROR).with_request_id(this.id.clone());
+                let problem = Problem::new(ProblemType::INTERNAL_ERROR)
+                    .with_request_id(this.id.clone())
+                    .with_grpc(after.grpc); // issue 17
                 let mut res: Response<ResBody> = DefaultRejection.make_rejection(problem);
                 res.extensions_mut().insert(Panicked);
                 // Like every answer from inside: the rate-limit headers (a panic in the

@@ -11,7 +11,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{Extensions, Request, Response, request::Parts};
+use http::{Request, Response, request::Parts};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tower::Service;
@@ -85,10 +85,15 @@ impl GateError {
 }
 
 /// Builds the rejection response, inserts the typed cause and writes the audit event.
-pub(crate) fn reject<R, B>(rejection: &R, extensions: &Extensions, err: GateError) -> Response<B>
+pub(crate) fn reject<R, B>(
+    rejection: &R,
+    parts: &http::request::Parts,
+    err: GateError,
+) -> Response<B>
 where
     R: MakeRejection<B>,
 {
+    let extensions = &parts.extensions;
     let peer = crate::net::peer_addr(extensions).map_or_else(|| "-".to_owned(), |p| p.to_string());
     let request_id = extensions.get::<RequestId>().map(RequestId::as_str);
     match &err {
@@ -131,7 +136,8 @@ where
     };
     let problem = Problem::new(kind)
         .with_detail(detail)
-        .with_request_id_from(extensions);
+        .with_request_id_from(extensions)
+        .for_request(&parts.headers);
     let mut res = crate::problem::refuse(rejection, problem);
     match err {
         GateError::Signature(e) => {
@@ -161,7 +167,7 @@ impl<S, R, St> Pending<S, R, St> {
         R: MakeRejection<B>,
     {
         let err = GateError::of(&self.finish, self.key_id.as_ref(), kind);
-        reject(&self.rejection, &self.parts.extensions, err)
+        reject(&self.rejection, &self.parts, err)
     }
 }
 
@@ -299,7 +305,7 @@ where
                             };
                             match checked {
                                 Err(e) => Kind::Done {
-                                    response: Some(reject(&p.rejection, &p.parts.extensions, e)),
+                                    response: Some(reject(&p.rejection, &p.parts, e)),
                                 },
                                 Ok(()) => match p.replay.take() {
                                     Some((key, ttl)) => Kind::Replay {

@@ -81,7 +81,7 @@ where
         ) {
             Ok(c) => c,
             Err(e) => {
-                let res = reject(&self.rejection, &parts.extensions, GateError::Signature(e));
+                let res = reject(&self.rejection, &parts, GateError::Signature(e));
                 return ResponseFuture::rejected(res, &parts, body);
             }
         };
@@ -89,7 +89,7 @@ where
         let key_id = checked.verified_key_id();
         if usize::try_from(hint.lower()).map_or(true, |n| n > limit) {
             let e = SignatureError::new(SignatureErrorKind::BodyTooLarge).with_key_id(key_id);
-            let res = reject(&self.rejection, &parts.extensions, GateError::Signature(e));
+            let res = reject(&self.rejection, &parts, GateError::Signature(e));
             return ResponseFuture::rejected(res, &parts, body);
         }
         let hasher = checked
