@@ -332,3 +332,102 @@ mod tests {
         assert!(is_server_failure(14) && !is_server_failure(3));
     }
 }
+
+/// Sends a gRPC call's per-attempt timeout to the server as `grpc-timeout` (kept when the
+/// caller set a shorter one), so the server's deadline is the client's: the
+/// [`ClientStack`](crate::stack::ClientStack) puts it around each attempt with its timeout.
+/// Requests that are not gRPC pass untouched (one header lookup).
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use battlement::grpc::SetGrpcTimeoutLayer;
+/// use http::{Request, Response};
+/// use tower::{Layer, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let svc = SetGrpcTimeoutLayer::new(Duration::from_millis(250)).layer(service_fn(
+///     |req: Request<()>| async move {
+///         let sent = req.headers().get("grpc-timeout").cloned();
+///         Ok::<_, std::convert::Infallible>(Response::new(sent))
+///     },
+/// ));
+/// let req = Request::post("/pkg.Svc/Call")
+///     .header("content-type", "application/grpc")
+///     .body(())
+///     .unwrap();
+/// let res = svc.oneshot(req).await.unwrap();
+/// assert_eq!(res.body().as_ref().unwrap(), "250m");
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct SetGrpcTimeoutLayer {
+    // `None`: no timeout to send (the client stack without a per-attempt timeout).
+    timeout: Option<(Duration, HeaderValue)>,
+}
+
+impl SetGrpcTimeoutLayer {
+    /// Sends `timeout` as `grpc-timeout` on gRPC requests.
+    pub fn new(timeout: Duration) -> Self {
+        Self::maybe(Some(timeout))
+    }
+
+    pub(crate) fn maybe(timeout: Option<Duration>) -> Self {
+        Self {
+            timeout: timeout.map(|t| (t, encode_timeout(t))),
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for SetGrpcTimeoutLayer {
+    type Service = SetGrpcTimeout<S>;
+
+    fn layer(&self, inner: S) -> SetGrpcTimeout<S> {
+        SetGrpcTimeout {
+            inner,
+            timeout: self.timeout.clone(),
+        }
+    }
+}
+
+/// The service of [`SetGrpcTimeoutLayer`].
+#[derive(Clone, Debug)]
+pub struct SetGrpcTimeout<S> {
+    inner: S,
+    timeout: Option<(Duration, HeaderValue)>,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for SetGrpcTimeout<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    #[inline]
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> S::Future {
+        if let Some((timeout, value)) = &self.timeout
+            && is_grpc(req.headers())
+        {
+            let shorter = req
+                .headers()
+                .get(&GRPC_TIMEOUT)
+                .and_then(parse_timeout)
+                .is_some_and(|t| t <= *timeout);
+            if !shorter {
+                // A clone of a shared value: no allocation.
+                req.headers_mut().insert(GRPC_TIMEOUT, value.clone());
+            }
+        }
+        self.inner.call(req)
+    }
+}
