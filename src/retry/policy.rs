@@ -210,7 +210,8 @@ impl RetryPolicy {
     /// `retry_request_if(|p| battlement::grpc::is_grpc(&p.headers))`.
     pub fn is_retryable_grpc(&self, status: StatusCode, headers: &HeaderMap) -> bool {
         status == StatusCode::OK
-            && crate::grpc::status_of(headers, None) == Some(crate::grpc::Code::Unavailable.as_u8().into())
+            && crate::grpc::status_of(headers, None)
+                == Some(crate::grpc::Code::Unavailable.as_u8().into())
     }
 
     /// The delay a retried answer asks for, uncapped, if the policy honours it: its gRPC

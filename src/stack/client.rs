@@ -249,9 +249,9 @@ type Layers<Sg> = Stack<
         Stack<
             SetGrpcTimeoutLayer,
             Stack<
-            Either<CircuitBreakerLayer, BoxErrLayer>,
-            Stack<RetryLayer, Stack<Either<ForwardRequestIdLayer, Identity>, Identity>>,
-        >,
+                Either<CircuitBreakerLayer, BoxErrLayer>,
+                Stack<RetryLayer, Stack<Either<ForwardRequestIdLayer, Identity>, Identity>>,
+            >,
         >,
     >,
 >;

@@ -351,7 +351,9 @@ where
     // issue 17 (gRPC): the client's `grpc-timeout` when shorter; the gRPC flag for the
     // timeout's and the panic's answers.
     after.grpc = crate::grpc::is_grpc(req.headers());
-    after.deadline = parts.timeout.map(|t| now + super::timeout::deadline_for(req.headers(), t));
+    after.deadline = parts
+        .timeout
+        .map(|t| now + super::timeout::deadline_for(req.headers(), t));
     if let Some(keys) = &parts.api_key {
         if let Some(res) = api_key::admit(keys, &DefaultRejection, &mut req) {
             return refused_inside(res, req);
