@@ -11,7 +11,7 @@ use std::{
 
 use axum::{Router, body::Body, routing::get};
 use battlement::stack::{ServerConfig, ServerStack};
-use http::{Request, Response};
+use http::Request;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::{Code, transport::Channel};
