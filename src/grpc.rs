@@ -202,8 +202,9 @@ pub fn parse_timeout(value: &HeaderValue) -> Option<Duration> {
     })
 }
 
-/// A `grpc-timeout` value for `d`: the finest unit whose count fits the spec's 8 digits,
-/// rounded up so the server never sees a shorter deadline than the client's.
+/// A `grpc-timeout` value for `d`: the coarsest unit that says it exactly within the spec's
+/// 8 digits, else the finest that fits, rounded up so the server never sees a shorter
+/// deadline than the client's.
 pub fn encode_timeout(d: Duration) -> HeaderValue {
     const MAX: u128 = 99_999_999;
     let nanos = d.as_nanos();
@@ -215,15 +216,19 @@ pub fn encode_timeout(d: Duration) -> HeaderValue {
         (60_000_000_000, 'M'),
         (3_600_000_000_000, 'H'),
     ];
-    for (per, unit) in units {
-        let n = nanos.div_ceil(per);
-        if n <= MAX {
-            return HeaderValue::from_str(&format!("{n}{unit}"))
-                // Digits and an ASCII letter: always a valid header value.
-                .unwrap_or(HeaderValue::from_static("99999999H"));
-        }
+    // The coarsest unit that says it exactly ("250m", not "250000u"), else the finest that
+    // fits, rounded up.
+    let exact = units
+        .iter()
+        .rev()
+        .find(|(per, _)| nanos % per == 0 && nanos / per <= MAX);
+    let fitting = units.iter().find(|(per, _)| nanos.div_ceil(*per) <= MAX);
+    match exact.or(fitting) {
+        Some(&(per, unit)) => HeaderValue::from_str(&format!("{}{unit}", nanos.div_ceil(per)))
+            // Digits and an ASCII letter: always a valid header value.
+            .unwrap_or(HeaderValue::from_static("99999999H")),
+        None => HeaderValue::from_static("99999999H"),
     }
-    HeaderValue::from_static("99999999H")
 }
 
 /// Percent-encodes a `grpc-message` as the spec says: bytes outside printable ASCII
@@ -306,6 +311,13 @@ mod tests {
         ] {
             assert_eq!(parse_timeout(&encode_timeout(d)), Some(d));
         }
+        assert_eq!(encode_timeout(Duration::from_millis(1500)), "1500m");
+        assert_eq!(encode_timeout(Duration::from_secs(120)), "2M");
+        // 1.234567891 s does not fit in nanoseconds' 8 digits: rounded up, never down.
+        assert_eq!(
+            encode_timeout(Duration::from_nanos(1_234_567_891)),
+            "1234568u"
+        );
         let long = encode_timeout(Duration::from_secs(86_400 * 365));
         assert!(parse_timeout(&long).unwrap() >= Duration::from_secs(86_400 * 365));
     }

@@ -11,7 +11,7 @@ use std::{
 
 use axum::{Router, body::Body, routing::get};
 use battlement::stack::{ServerConfig, ServerStack};
-use http::Request;
+use http::{Request, Response};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::{Code, transport::Channel};
@@ -416,4 +416,144 @@ secret = {{ file = "{}" }}
         "The request signature is missing or invalid.",
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---- The standalone layers, and the client side, in process ----
+
+fn grpc_post() -> Request<Body> {
+    Request::post("/pkg.Svc/Call")
+        .header("content-type", "application/grpc+proto")
+        .body(Body::empty())
+        .unwrap()
+}
+
+fn grpc_status(res: &Response<Body>) -> &str {
+    assert_eq!(res.status(), 200, "{res:?}");
+    assert_eq!(res.headers()["content-type"], "application/grpc");
+    res.headers()["grpc-status"].to_str().unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn standalone_timeout_honours_grpc_timeout_and_answers_deadline_exceeded() {
+    use battlement::stack::RequestTimeoutLayer;
+    use tower::{Layer, ServiceExt};
+    let svc = RequestTimeoutLayer::new(Duration::from_secs(30)).layer(tower::service_fn(
+        |_: Request<Body>| async {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            Ok::<_, Infallible>(Response::new(Body::empty()))
+        },
+    ));
+    let mut req = grpc_post();
+    req.headers_mut()
+        .insert("grpc-timeout", "100m".parse().unwrap());
+    let start = tokio::time::Instant::now();
+    let res = svc.clone().oneshot(req).await.unwrap();
+    assert_eq!(grpc_status(&res), "4");
+    assert_eq!(start.elapsed(), Duration::from_millis(100));
+    // Not gRPC: the 503 problem+json, after the configured 30 s... or the handler's 10 s.
+    let res = svc
+        .oneshot(Request::post("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn standalone_panic_and_body_limit_answer_grpc() {
+    use battlement::{body_limit::BodyLimitLayer, stack::CatchPanicLayer};
+    use tower::{Layer, ServiceExt};
+    let svc = CatchPanicLayer::new().layer(tower::service_fn(|_: Request<Body>| async {
+        if true {
+            panic!("secret internals");
+        }
+        Ok::<_, Infallible>(Response::new(Body::empty()))
+    }));
+    let res = svc.clone().oneshot(grpc_post()).await.unwrap();
+    assert_eq!(grpc_status(&res), "13");
+    assert!(!format!("{:?}", res.headers()).contains("secret"));
+    let res = svc
+        .oneshot(Request::post("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 500);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+
+    let svc = BodyLimitLayer::new(8).layer(tower::service_fn(|req: Request<_>| async move {
+        let _ = http_body_util::BodyExt::collect(req.into_body()).await;
+        Ok::<_, Infallible>(Response::new(Body::empty()))
+    }));
+    let mut req = grpc_post();
+    *req.body_mut() = Body::new(Chunks(2));
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(grpc_status(&res), "8");
+}
+
+/// Two 16-byte chunks, no declared length: the limit is crossed mid-stream.
+struct Chunks(u8);
+
+impl http_body::Body for Chunks {
+    type Data = bytes::Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Infallible>>> {
+        if self.0 == 0 {
+            return Poll::Ready(None);
+        }
+        self.0 -= 1;
+        Poll::Ready(Some(Ok(http_body::Frame::data(bytes::Bytes::from_static(
+            b"0123456789abcdef",
+        )))))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn client_stack_sends_grpc_timeout_and_retries_unavailable_after_pushback() {
+    use std::sync::{Arc, Mutex};
+
+    use battlement::{
+        retry::{RetryLayer, RetryPolicy},
+        stack::ClientStack,
+    };
+    use tower::{Layer, ServiceExt};
+    let seen: Arc<Mutex<Vec<(Option<String>, tokio::time::Instant)>>> = Arc::default();
+    let log = seen.clone();
+    let upstream = tower::service_fn(move |req: Request<battlement::retry::ReplayBody<Body>>| {
+        let log = log.clone();
+        async move {
+            let n = {
+                let mut log = log.lock().unwrap();
+                log.push((
+                    req.headers()
+                        .get("grpc-timeout")
+                        .map(|v| v.to_str().unwrap().to_owned()),
+                    tokio::time::Instant::now(),
+                ));
+                log.len()
+            };
+            let res = Response::builder()
+                .header("content-type", "application/grpc")
+                .header("grpc-status", if n == 1 { "14" } else { "0" })
+                .header("retry-pushback-ms", "700")
+                .body(Body::empty())
+                .unwrap();
+            Ok::<_, Infallible>(res)
+        }
+    });
+    let policy = RetryPolicy::default()
+        .retry_request_if(|p| battlement::grpc::is_grpc(&p.headers))
+        .with_seed(1);
+    let svc = ClientStack::new()
+        .retry(RetryLayer::new(policy))
+        .timeout(Duration::from_millis(1500))
+        .layer(upstream);
+    let res = svc.oneshot(grpc_post()).await.unwrap();
+    assert_eq!(res.headers()["grpc-status"], "0");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2, "UNAVAILABLE is retried once");
+    assert_eq!(seen[0].0.as_deref(), Some("1500m"));
+    assert_eq!(seen[1].0.as_deref(), Some("1500m"));
+    assert_eq!(seen[1].1 - seen[0].1, Duration::from_millis(700));
 }
