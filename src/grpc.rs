@@ -221,7 +221,7 @@ pub fn encode_timeout(d: Duration) -> HeaderValue {
     let exact = units
         .iter()
         .rev()
-        .find(|(per, _)| nanos % per == 0 && nanos / per <= MAX);
+        .find(|(per, _)| nanos.is_multiple_of(*per) && nanos / per <= MAX);
     let fitting = units.iter().find(|(per, _)| nanos.div_ceil(*per) <= MAX);
     match exact.or(fitting) {
         Some(&(per, unit)) => HeaderValue::from_str(&format!("{}{unit}", nanos.div_ceil(per)))
