@@ -518,7 +518,9 @@ async fn client_stack_sends_grpc_timeout_and_retries_unavailable_after_pushback(
         stack::ClientStack,
     };
     use tower::{Layer, ServiceExt};
-    let seen: Arc<Mutex<Vec<(Option<String>, tokio::time::Instant)>>> = Arc::default();
+    // Each attempt: the `grpc-timeout` it carried, and when it came.
+    type Seen = Vec<(Option<String>, tokio::time::Instant)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
     let log = seen.clone();
     let upstream = tower::service_fn(move |req: Request<battlement::retry::ReplayBody<Body>>| {
         let log = log.clone();
