@@ -53,6 +53,7 @@ pub mod cors;
 mod drain;
 pub mod error;
 mod future;
+pub mod grpc;
 mod header_buf;
 pub mod https;
 pub mod net;

@@ -73,7 +73,10 @@ use std::{borrow::Cow, fmt};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 
-use crate::request_id::RequestId;
+use crate::{
+    grpc::{self, Code},
+    request_id::RequestId,
+};
 
 /// Where the `type` URIs of this crate's problems point.
 pub const TYPE_BASE: &str = "https://docs.rs/battlement/latest/battlement/problem/index.html#";
@@ -169,6 +172,10 @@ pub struct Problem {
     detail: Cow<'static, str>,
     request_id: Option<RequestId>,
     headers: HeaderMap,
+    // Set by the layer from the request head: answer in gRPC terms (see `crate::grpc`).
+    grpc: bool,
+    // A gRPC status other than the type's (the timeout's 503 is `DEADLINE_EXCEEDED`).
+    grpc_code: Option<Code>,
 }
 
 impl Problem {
@@ -179,6 +186,8 @@ impl Problem {
             detail: Cow::Borrowed(""),
             request_id: None,
             headers: HeaderMap::new(),
+            grpc: false,
+            grpc_code: None,
         }
     }
 
@@ -208,6 +217,41 @@ impl Problem {
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.headers.append(name, value);
         self
+    }
+
+    /// Marks the problem as the answer to a gRPC request when `headers` (the request's) say
+    /// so ([`grpc::is_grpc`]: one header lookup). Every layer of this crate does this with the
+    /// request head; [`DefaultRejection`] then answers a gRPC trailers-only response.
+    #[must_use]
+    pub fn for_request(mut self, headers: &HeaderMap) -> Self {
+        self.grpc = grpc::is_grpc(headers);
+        self
+    }
+
+    /// Sets whether the problem answers a gRPC request.
+    #[must_use]
+    pub fn with_grpc(mut self, grpc: bool) -> Self {
+        self.grpc = grpc;
+        self
+    }
+
+    /// Whether the problem answers a gRPC request: a [`MakeRejection`] of your own should then
+    /// answer in gRPC terms (see [`Problem::into_grpc_response`]).
+    pub fn grpc(&self) -> bool {
+        self.grpc
+    }
+
+    /// Answers gRPC clients with `code` instead of the type's (see [`grpc::Code::for_problem`]).
+    #[must_use]
+    pub fn with_grpc_code(mut self, code: Code) -> Self {
+        self.grpc_code = Some(code);
+        self
+    }
+
+    /// The gRPC status this problem answers a gRPC client with.
+    pub fn grpc_code(&self) -> Code {
+        self.grpc_code
+            .unwrap_or_else(|| Code::for_problem(self.kind))
     }
 
     /// The problem type.
@@ -274,8 +318,12 @@ impl Problem {
         Bytes::from(out)
     }
 
-    /// Renders the problem as an `application/problem+json` response.
+    /// Renders the problem as an `application/problem+json` response, or, for a gRPC request
+    /// ([`Problem::grpc`]), as [`Problem::into_grpc_response`] does.
     pub fn into_response<B: From<Bytes>>(self) -> Response<B> {
+        if self.grpc {
+            return self.into_grpc_response();
+        }
         let body = self.to_json();
         let mut res = Response::new(B::from(body));
         *res.status_mut() = self.kind.status;
@@ -297,6 +345,42 @@ impl Problem {
     }
 }
 
+impl Problem {
+    /// Renders the problem as a gRPC trailers-only response: HTTP 200, `content-type:
+    /// application/grpc`, `grpc-status` ([`Problem::grpc_code`]), the percent-encoded detail
+    /// (or title) as `grpc-message`, `x-request-id`, the problem's headers, `retry-pushback-ms`
+    /// from a `Retry-After`, and an empty body.
+    pub fn into_grpc_response<B: From<Bytes>>(self) -> Response<B> {
+        let mut res = Response::new(B::from(Bytes::new()));
+        let code = self.grpc_code();
+        let headers = res.headers_mut();
+        headers.reserve(self.headers.len() + 5);
+        let message = if self.detail.is_empty() {
+            self.kind.title
+        } else {
+            &self.detail
+        };
+        grpc::status_headers(headers, code, message);
+        if let Some(id) = &self.request_id
+            && let Ok(v) = HeaderValue::from_str(id.as_str())
+        {
+            headers.insert(crate::request_id::X_REQUEST_ID, v);
+        }
+        let mut last = None;
+        for (name, value) in self.headers {
+            if let Some(name) = name {
+                last = Some(name);
+            }
+            // `Connection: close` is HTTP/1's; a gRPC answer is over HTTP/2.
+            if let Some(name) = last.as_ref().filter(|n| **n != header::CONNECTION) {
+                headers.append(name.clone(), value);
+            }
+        }
+        grpc::pushback_from(headers);
+        res
+    }
+}
+
 impl fmt::Debug for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Problem")
@@ -304,6 +388,7 @@ impl fmt::Debug for Problem {
             .field("slug", &self.kind.slug)
             .field("detail", &self.detail)
             .field("request_id", &self.request_id)
+            .field("grpc", &self.grpc)
             .finish()
     }
 }

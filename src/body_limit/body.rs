@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     /// so that the common path's future stays small.
     pub(crate) declared: Option<u64>,
     pub(crate) request_id: Option<RequestId>,
+    /// The request is gRPC: the 413 is a trailers-only `RESOURCE_EXHAUSTED`.
+    pub(crate) grpc: bool,
 }
 
 impl Shared {
@@ -57,6 +59,7 @@ impl Shared {
             abandoned: AtomicBool::new(false),
             declared: None,
             request_id: None,
+            grpc: false,
         }
     }
 

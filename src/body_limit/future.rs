@@ -46,7 +46,14 @@ pin_project! {
 struct Rejected<R> {
     rejection: R,
     cause: PayloadTooLarge,
-    request_id: Option<RequestId>,
+    origin: Origin,
+}
+
+/// Who the 413 answers: the request id, and whether the request is gRPC.
+#[derive(Default)]
+pub(crate) struct Origin {
+    pub(crate) request_id: Option<RequestId>,
+    pub(crate) grpc: bool,
 }
 
 pub(crate) struct Watch<R> {
@@ -58,13 +65,13 @@ impl<F, R, ReqBody: Body> ResponseFuture<F, R, ReqBody> {
     pub(crate) fn reject(
         rejection: R,
         cause: PayloadTooLarge,
-        request_id: Option<RequestId>,
+        origin: Origin,
         body: Option<ReqBody>,
     ) -> Self {
         let rejected = Rejected {
             rejection,
             cause,
-            request_id,
+            origin,
         };
         let kind = match drain::refuse_with(body, rejected, drain::WITHIN) {
             Refused::Now(rejected) => Kind::Reject {
@@ -96,14 +103,21 @@ impl<R> Watch<R> {
             limit: self.shared.limit(),
             content_length: self.shared.declared,
         };
-        reject(&self.rejection, cause, self.shared.request_id.clone())
+        reject(
+            &self.rejection,
+            cause,
+            Origin {
+                request_id: self.shared.request_id.clone(),
+                grpc: self.shared.grpc,
+            },
+        )
     }
 }
 
 pub(crate) fn reject<B, R: MakeRejection<B>>(
     rejection: &R,
     cause: PayloadTooLarge,
-    request_id: Option<RequestId>,
+    origin: Origin,
 ) -> Response<B> {
     tracing::debug!(
         limit = cause.limit,
@@ -115,7 +129,8 @@ pub(crate) fn reject<B, R: MakeRejection<B>>(
             "The request body is larger than the {} bytes this endpoint accepts.",
             cause.limit
         ))
-        .with_request_id(request_id);
+        .with_request_id(origin.request_id)
+        .with_grpc(origin.grpc);
     let mut res = crate::problem::refuse(rejection, problem);
     res.extensions_mut().insert(cause);
     res
@@ -134,14 +149,14 @@ where
             KindProj::Reject { rejected } => Poll::Ready(Ok(reject(
                 &rejected.rejection,
                 rejected.cause,
-                rejected.request_id.take(),
+                std::mem::take(&mut rejected.origin),
             ))),
             KindProj::Draining { refusal } => {
                 let mut rejected = ready!(refusal.as_mut().poll(cx));
                 Poll::Ready(Ok(reject(
                     &rejected.rejection,
                     rejected.cause,
-                    rejected.request_id.take(),
+                    std::mem::take(&mut rejected.origin),
                 )))
             }
             KindProj::Inner { future, watch } => {

@@ -11,7 +11,7 @@ use tower::Service;
 use super::{
     BodyLimitLayer, PayloadTooLarge, RequestBody, ResponseFuture,
     body::{Handle, Shared},
-    future::Watch,
+    future::{Origin, Watch},
 };
 use crate::{
     drain,
@@ -158,7 +158,7 @@ pub(crate) enum Admitted<B, R> {
     Pass(Request<RequestBody<B>>, Option<Watch<R>>),
     /// The body comes back so that a small one can be read before the 413 (`crate::drain`;
     /// `None` when the client waits for `100 Continue`).
-    Reject(PayloadTooLarge, Option<RequestId>, Option<B>),
+    Reject(PayloadTooLarge, Origin, Option<B>),
 }
 
 /// What the other cases need: the declared length, an outer layer's shared cell.
@@ -223,7 +223,10 @@ fn admit_other<B: Body, R: Clone>(
                 limit,
                 content_length: declared,
             },
-            parts.extensions.get::<RequestId>().cloned(),
+            Origin {
+                request_id: parts.extensions.get::<RequestId>().cloned(),
+                grpc: crate::grpc::is_grpc(&parts.headers),
+            },
             drain::read_first(&parts.headers, body),
         )
     };
@@ -251,6 +254,7 @@ fn admit_other<B: Body, R: Clone>(
     let mut shared = Shared::new(limit, ceiling);
     shared.declared = declared;
     shared.request_id = parts.extensions.get::<RequestId>().cloned();
+    shared.grpc = crate::grpc::is_grpc(&parts.headers);
     let shared = Arc::new(shared);
     // Without a ceiling above the limit an inner body limit can only lower the limit, which
     // it does through the handle or by wrapping the body again (the same outcome).

@@ -50,6 +50,13 @@ where
 /// is [`Outcome::Ignored`]: it says nothing about the service behind, and counting it would
 /// let any client open the breaker for everyone. The 503 of a handler slower than the request
 /// timeout, and the 500 of a panic, are failures.
+///
+/// A gRPC answer is an HTTP 200 whatever its outcome: a `grpc-status` in the response headers
+/// (a trailers-only answer, which is how gRPC servers answer most failures) is read, and a
+/// server's failure (`UNAVAILABLE` 14, `INTERNAL` 13, `UNKNOWN` 2, `DEADLINE_EXCEEDED` 4,
+/// `DATA_LOSS` 15: [`grpc::is_server_failure`](crate::grpc::is_server_failure)) counts as one;
+/// the client's (`INVALID_ARGUMENT` 3, `NOT_FOUND` 5, ...) does not. A `grpc-status` sent only
+/// in the trailers of a streamed body is not seen here (the classifier runs on the head).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DefaultClassifier;
 
@@ -58,6 +65,14 @@ impl<B, E> ClassifyResponse<B, E> for DefaultClassifier {
         match result {
             Ok(res) if res.extensions().get::<Refused>().is_some() => Outcome::Ignored,
             Ok(res) if res.status().is_server_error() => Outcome::Failure,
+            // One header lookup, on successful answers only.
+            Ok(res)
+                if res.status().is_success()
+                    && crate::grpc::status_of(res.headers(), None)
+                        .is_some_and(crate::grpc::is_server_failure) =>
+            {
+                Outcome::Failure
+            }
             Ok(_) => Outcome::Success,
             Err(_) => Outcome::Failure,
         }
@@ -88,6 +103,25 @@ mod tests {
             ClassifyResponse::<(), tower::BoxError>::classify(&c, Err(&elapsed)),
             Outcome::Failure
         );
+    }
+
+    #[test]
+    fn grpc_status_in_the_headers_is_read() {
+        let c = DefaultClassifier;
+        let grpc = |code: &str| {
+            let r = Response::builder()
+                .header("content-type", "application/grpc")
+                .header("grpc-status", code)
+                .body(())
+                .unwrap();
+            ClassifyResponse::<(), std::io::Error>::classify(&c, Ok(&r))
+        };
+        assert_eq!(grpc("14"), Outcome::Failure);
+        assert_eq!(grpc("13"), Outcome::Failure);
+        assert_eq!(grpc("0"), Outcome::Success);
+        assert_eq!(grpc("3"), Outcome::Success);
+        assert_eq!(grpc("16"), Outcome::Success);
+        assert_eq!(grpc("garbage"), Outcome::Success);
     }
 
     #[test]

@@ -111,6 +111,7 @@ where
                 &self.mode.rejection,
                 open,
                 req.extensions(),
+                req.headers(),
             )),
         }
     }
@@ -122,12 +123,14 @@ pub(crate) fn open_response<B, R: MakeRejection<B>>(
     rejection: &R,
     open: CircuitOpen,
     extensions: &http::Extensions,
+    headers: &http::HeaderMap,
 ) -> Response<B> {
     let problem = Problem::new(ProblemType::SERVICE_UNAVAILABLE)
         .with_detail(
             "This endpoint is temporarily unavailable; retry after the delay in Retry-After.",
         )
         .with_request_id_from(extensions)
+        .for_request(headers)
         .with_header(
             header::RETRY_AFTER,
             HeaderValue::from(open.retry_after_secs()),

@@ -76,6 +76,17 @@ where
 {
     match config.decide(req) {
         Decision::Pass => None,
+        // A gRPC client does not follow redirects: the call fails with FAILED_PRECONDITION
+        // (it cannot succeed until the client connects over TLS; not UNAVAILABLE, which gRPC
+        // clients retry as they are).
+        Decision::Redirect(location) if crate::grpc::is_grpc(req.headers()) => {
+            let problem = Problem::new(ProblemType::HTTPS_REQUIRED)
+                .with_detail("This service requires HTTPS; call it over TLS.")
+                .with_request_id_from(req.extensions())
+                .with_grpc(true)
+                .with_header(header::LOCATION, location);
+            Some(crate::problem::refuse(rejection, problem))
+        }
         Decision::Redirect(location) => {
             let status = if matches!(*req.method(), Method::GET | Method::HEAD) {
                 StatusCode::MOVED_PERMANENTLY
@@ -92,7 +103,8 @@ where
             tracing::debug!(malformed, "https redirect: host not allowed");
             let problem = Problem::new(ProblemType::MISDIRECTED_REQUEST)
                 .with_detail("This server does not answer for the requested host.")
-                .with_request_id_from(req.extensions());
+                .with_request_id_from(req.extensions())
+                .for_request(req.headers());
             let mut res = crate::problem::refuse(rejection, problem);
             res.extensions_mut().insert(HostNotAllowed { malformed });
             Some(res)

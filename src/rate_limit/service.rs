@@ -193,7 +193,8 @@ where
                         "rate limit key unavailable; answering 500"
                     );
                     let problem = Problem::new(ProblemType::INTERNAL_ERROR)
-                        .with_request_id_from(req.extensions());
+                        .with_request_id_from(req.extensions())
+                        .for_request(req.headers());
                     let mut res = crate::problem::refuse(&shared.rejection, problem);
                     res.extensions_mut().insert(error);
                     return Checked::Now(Outcome::Reject(res));
@@ -288,6 +289,7 @@ where
             let problem = Problem::new(ProblemType::TOO_MANY_REQUESTS)
                 .with_detail("Too many requests: wait for the time in Retry-After, then retry.")
                 .with_request_id_from(req.extensions())
+                .for_request(req.headers())
                 .with_header(RETRY_AFTER, HeaderValue::from(secs));
             let cause = RateLimited {
                 retry_after: Some(retry_after),
@@ -313,7 +315,8 @@ where
                     "This request costs more than the rate limit allows at once; it can never \
                      be admitted. Split it into smaller requests.",
                 )
-                .with_request_id_from(req.extensions());
+                .with_request_id_from(req.extensions())
+                .for_request(req.headers());
             let cause = RateLimited {
                 retry_after: None,
                 policy: policy.to_owned(),
@@ -372,6 +375,7 @@ where
             log!("rate limit store failed; answering 503");
             let problem = Problem::new(ProblemType::SERVICE_UNAVAILABLE)
                 .with_request_id_from(req.extensions())
+                .for_request(req.headers())
                 .with_header(RETRY_AFTER, HeaderValue::from_static("1"));
             Outcome::Reject(crate::problem::refuse(&shared.rejection, problem))
         }

@@ -130,7 +130,10 @@ where
         let attempts = self.attempts;
         let policy = &self.config.policy;
         let (outcome, hint) = match result {
-            Ok(res) if policy.is_retryable_status(res.status()) => {
+            Ok(res)
+                if policy.is_retryable_status(res.status())
+                    || policy.is_retryable_grpc(res.status(), res.headers()) =>
+            {
                 let hint = policy.retry_after(res.headers());
                 (Ok(res), hint)
             }

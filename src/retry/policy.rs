@@ -203,11 +203,30 @@ impl RetryPolicy {
         self.statuses.contains(status)
     }
 
-    /// The delay a retried answer asks for in its `Retry-After` header, uncapped, if the policy
-    /// honours it and the header is valid.
+    /// Whether a gRPC answer is retried: an HTTP 200 whose headers (a trailers-only answer)
+    /// carry `grpc-status: 14` (`UNAVAILABLE`, the one code gRPC calls safe to retry). Only
+    /// requests the policy [`allows`](Self::allows) are retried: gRPC calls are POSTs, so opt
+    /// them in, e.g. with
+    /// `retry_request_if(|p| battlement::grpc::is_grpc(&p.headers))`.
+    pub fn is_retryable_grpc(&self, status: StatusCode, headers: &HeaderMap) -> bool {
+        status == StatusCode::OK
+            && crate::grpc::status_of(headers, None)
+                == Some(crate::grpc::Code::Unavailable.as_u8().into())
+    }
+
+    /// The delay a retried answer asks for, uncapped, if the policy honours it: its gRPC
+    /// `retry-pushback-ms` (the server's pushback, a whole number of milliseconds), else its
+    /// `Retry-After` header, when valid.
     pub fn retry_after(&self, headers: &HeaderMap) -> Option<Duration> {
         if !self.retry_after {
             return None;
+        }
+        if let Some(ms) = headers
+            .get(&crate::grpc::RETRY_PUSHBACK_MS)
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            return Some(Duration::from_millis(ms));
         }
         parse_retry_after(headers.get(header::RETRY_AFTER)?, (self.wall_clock)())
     }
@@ -383,6 +402,22 @@ mod tests {
         }
         assert!(!p.allows(&parts(Method::POST, &[])));
         assert!(!p.allows(&parts(Method::PATCH, &[("idempotency-key", "k")])));
+    }
+
+    #[test]
+    fn grpc_unavailable_and_pushback() {
+        let p = RetryPolicy::default();
+        let mut h = HeaderMap::new();
+        h.insert("grpc-status", HeaderValue::from_static("14"));
+        assert!(p.is_retryable_grpc(StatusCode::OK, &h));
+        h.insert("grpc-status", HeaderValue::from_static("3"));
+        assert!(!p.is_retryable_grpc(StatusCode::OK, &h));
+        assert!(!p.is_retryable_grpc(StatusCode::OK, &HeaderMap::new()));
+        h.insert("retry-pushback-ms", HeaderValue::from_static("1500"));
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("9"));
+        assert_eq!(p.retry_after(&h), Some(Duration::from_millis(1500)));
+        h.insert("retry-pushback-ms", HeaderValue::from_static("-1"));
+        assert_eq!(p.retry_after(&h), Some(Duration::from_secs(9)));
     }
 
     #[test]

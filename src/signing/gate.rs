@@ -41,7 +41,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{Extensions, Request, Response, request::Parts};
+use http::{Request, Response, request::Parts};
 use http_body::Body;
 use pin_project_lite::pin_project;
 
@@ -111,7 +111,7 @@ where
     ) {
         Ok(c) => c,
         Err(e) => {
-            let res = reject(rejection, &parts.extensions, GateError::Signature(e));
+            let res = reject(rejection, &parts, GateError::Signature(e));
             return Begin::Refuse(res, parts, body);
         }
     };
@@ -119,7 +119,7 @@ where
     let key_id = checked.verified_key_id();
     if usize::try_from(hint.lower()).map_or(true, |n| n > limit) {
         let e = SignatureError::new(SignatureErrorKind::BodyTooLarge).with_key_id(key_id);
-        let res = reject(rejection, &parts.extensions, GateError::Signature(e));
+        let res = reject(rejection, &parts, GateError::Signature(e));
         return Begin::Refuse(res, parts, body);
     }
     let hasher = checked
@@ -164,13 +164,13 @@ where
     let prepared = match shared.core.prepare(&parts.headers, now) {
         Ok(p) => p,
         Err(e) => {
-            let res = reject(rejection, &parts.extensions, GateError::Webhook(e));
+            let res = reject(rejection, &parts, GateError::Webhook(e));
             return Begin::Refuse(res, parts, body);
         }
     };
     if usize::try_from(body.size_hint().lower()).map_or(true, |n| n > shared.body_limit) {
         let e = WebhookError::new(WebhookErrorKind::BodyTooLarge);
-        let res = reject(rejection, &parts.extensions, GateError::Webhook(e));
+        let res = reject(rejection, &parts, GateError::Webhook(e));
         return Begin::Refuse(res, parts, body);
     }
     let replay = Replay {
@@ -248,10 +248,11 @@ impl GateError {
 }
 
 /// Builds the rejection response, inserts the typed cause and writes the audit event.
-pub(crate) fn reject<R, B>(rejection: &R, extensions: &Extensions, err: GateError) -> Response<B>
+pub(crate) fn reject<R, B>(rejection: &R, parts: &Parts, err: GateError) -> Response<B>
 where
     R: MakeRejection<B>,
 {
+    let extensions = &parts.extensions;
     let peer = crate::net::peer_addr(extensions).map_or_else(|| "-".to_owned(), |p| p.to_string());
     let request_id = extensions.get::<RequestId>().map(RequestId::as_str);
     match &err {
@@ -294,7 +295,8 @@ where
     };
     let problem = Problem::new(kind)
         .with_detail(detail)
-        .with_request_id_from(extensions);
+        .with_request_id_from(extensions)
+        .for_request(&parts.headers);
     let mut res = crate::problem::refuse(rejection, problem);
     match err {
         GateError::Signature(e) => {
@@ -329,7 +331,7 @@ impl<R, St> Check<R, St> {
         R: MakeRejection<B>,
     {
         let err = GateError::of(&self.finish, self.key_id.as_ref(), kind);
-        reject(&self.rejection, &self.parts.extensions, err)
+        reject(&self.rejection, &self.parts, err)
     }
 
     /// The body against the digest or the MAC.
@@ -364,7 +366,7 @@ pin_project! {
     /// Reads and checks the body of a request whose head passed; see the [module docs](self).
     ///
     /// Resolves to `Ok(request)` (verified, body buffered) or `Err(rejection)`; polling it
-    /// again after that is a caller bug and panics (the `Future` contract).
+    /// again after that stays pending (`crate::future`'s policy).
     pub(crate) struct Gate<B, St, R, Res>
     where
         St: ReplayStore,
@@ -417,7 +419,7 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Done => panic!("signing gate polled after completion"),
+                StateProj::Done => return Poll::Pending,
                 StateProj::Collect { body, collect } => {
                     let outcome = ready!(collect.poll_body(body, cx));
                     let (bytes, hasher) = collect.finish();
@@ -429,7 +431,7 @@ where
                         Err(CollectError::TooLarge) => Some(check.reject(GateKind::TooLarge)),
                         Err(CollectError::Body(_)) => Some(check.reject(GateKind::Body)),
                         Ok(()) => match check.check_body(hasher, &bytes) {
-                            Err(e) => Some(reject(&check.rejection, &check.parts.extensions, e)),
+                            Err(e) => Some(reject(&check.rejection, &check.parts, e)),
                             Ok(()) => None,
                         },
                     };

@@ -22,6 +22,7 @@ use super::{
 use crate::{
     circuit_breaker::{Breaker, BreakerConfig, CircuitBreakerLayer},
     error::{ConfigError, ConfigErrorKind},
+    grpc::SetGrpcTimeoutLayer,
     request_id::ForwardRequestIdLayer,
     retry::{ExponentialBackoff, RetryBudget, RetryLayer, RetryPolicy},
     signing::{KeyConfig, KeyRing, SignRequestLayer},
@@ -30,6 +31,11 @@ use crate::{
 /// The client layers of the crate in the order of DESIGN.md §3: request-id forwarding →
 /// retry (with a budget) → circuit breaker → signing (a fresh `created` and nonce per attempt,
 /// when `Sg` is [`SignRequestLayer`]) → a timeout per attempt → the HTTP client.
+///
+/// A gRPC call (`content-type: application/grpc...`) carries the per-attempt timeout as
+/// `grpc-timeout` ([`SetGrpcTimeoutLayer`]; a shorter one the caller set is kept), and a
+/// trailers-only `UNAVAILABLE` answer is retried (after its `retry-pushback-ms`) when the
+/// policy allows the call (gRPC calls are POSTs: opt them in on the [`RetryPolicy`]).
 ///
 /// The service it makes returns [`RetryError`](crate::retry::RetryError) (whose source is a
 /// `CircuitOpen`, a `tower::timeout::error::Elapsed`, a signing error or the client's own
@@ -241,8 +247,11 @@ type Layers<Sg> = Stack<
     Stack<
         Sg,
         Stack<
-            Either<CircuitBreakerLayer, BoxErrLayer>,
-            Stack<RetryLayer, Stack<Either<ForwardRequestIdLayer, Identity>, Identity>>,
+            SetGrpcTimeoutLayer,
+            Stack<
+                Either<CircuitBreakerLayer, BoxErrLayer>,
+                Stack<RetryLayer, Stack<Either<ForwardRequestIdLayer, Identity>, Identity>>,
+            >,
         >,
     >,
 >;
@@ -256,6 +265,9 @@ impl<Sg: Clone> ClientStack<Sg> {
                 Some(b) => Either::Left(b.clone()),
                 None => Either::Right(BoxErrLayer),
             })
+            // A gRPC call tells the server its per-attempt deadline (outside the signer, so
+            // that a signature covering it sees it).
+            .layer(SetGrpcTimeoutLayer::maybe(self.timeout))
             .layer(self.sign.clone())
             .layer(match self.timeout {
                 Some(t) => Either::Left(TimeoutLayer::new(t)),

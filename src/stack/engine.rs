@@ -324,6 +324,8 @@ where
     B::Error: Into<BoxError>,
     ResBody: From<Bytes> + Default,
 {
+    // A gRPC request: the timeout's and the panic's answers in gRPC terms (issue 17).
+    after.grpc = crate::grpc::is_grpc(req.headers());
     if let Some(config) = &parts.https
         && let Some(res) = https::answer(config, &DefaultRejection, &req)
     {
@@ -398,12 +400,20 @@ where
         match breaker.try_acquire() {
             Ok(permit) => after.permit = Some(permit),
             Err(open) => {
-                let res = circuit_breaker::open_response(&DefaultRejection, open, req.extensions());
+                let res = circuit_breaker::open_response(
+                    &DefaultRejection,
+                    open,
+                    req.extensions(),
+                    req.headers(),
+                );
                 return refused_outside(parts, res, req, after);
             }
         }
     }
-    after.deadline = parts.timeout.map(|t| now + t);
+    // The client's `grpc-timeout` when shorter (issue 17).
+    after.deadline = parts
+        .timeout
+        .map(|t| now + super::timeout::deadline_for(req.headers(), t));
     if let Some(keys) = &parts.api_key {
         if let Some(res) = api_key::admit(keys, &DefaultRejection, &mut req) {
             return refused_inside(res, req);
@@ -632,6 +642,8 @@ struct After {
     deadline: Option<Instant>,
     // Boxed: made only when the answer is not there at once.
     sleep: Option<Pin<Box<Sleep>>>,
+    // issue 17: the request is gRPC (the timeout's and the panic's answers are gRPC's).
+    grpc: bool,
 }
 
 impl After {
@@ -690,9 +702,9 @@ impl After {
         }
         // The client's fault when the body is what the handler waits for.
         let res = if self.watch.as_ref().is_some_and(|w| w.shared.waiting()) {
-            body_timed_out(&DefaultRejection, timeout, http1)
+            body_timed_out(&DefaultRejection, timeout, http1, self.grpc)
         } else {
-            timed_out(&DefaultRejection, timeout)
+            timed_out(&DefaultRejection, timeout, self.grpc)
         };
         self.principal_headers = None;
         self.principal_adjust = None;
@@ -747,8 +759,9 @@ where
             Ok(out) => out,
             Err(()) => {
                 this.state.set(State::Done);
-                let problem =
-                    Problem::new(ProblemType::INTERNAL_ERROR).with_request_id(this.id.clone());
+                let problem = Problem::new(ProblemType::INTERNAL_ERROR)
+                    .with_request_id(this.id.clone())
+                    .with_grpc(after.grpc); // issue 17
                 let mut res: Response<ResBody> = DefaultRejection.make_rejection(problem);
                 res.extensions_mut().insert(Panicked);
                 // Like every answer from inside: the rate-limit headers (a panic in the

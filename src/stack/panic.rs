@@ -87,6 +87,7 @@ where
         let mut future = ResponseFuture {
             kind: Kind::Panicked,
             rejection: Some(self.rejection.clone()),
+            grpc: crate::grpc::is_grpc(req.headers()),
         };
         let (inner, kind) = (&mut self.inner, &mut future.kind);
         if let Err(payload) = catch_unwind(AssertUnwindSafe(|| {
@@ -115,6 +116,8 @@ pin_project! {
         #[pin]
         kind: Kind<F>,
         rejection: Option<R>,
+        // The request is gRPC: the 500 is a trailers-only `INTERNAL`.
+        grpc: bool,
     }
 }
 
@@ -154,8 +157,9 @@ where
             return Poll::Pending;
         };
         // The request-id layer polls us inside its scope; no clone of the id per request.
-        let problem =
-            Problem::new(ProblemType::INTERNAL_ERROR).with_request_id(RequestId::current());
+        let problem = Problem::new(ProblemType::INTERNAL_ERROR)
+            .with_request_id(RequestId::current())
+            .with_grpc(*this.grpc);
         let mut res = rejection.make_rejection(problem);
         res.extensions_mut().insert(Panicked);
         Poll::Ready(Ok(res))

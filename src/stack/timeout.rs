@@ -10,13 +10,14 @@ use std::{
     time::Duration,
 };
 
-use http::{HeaderValue, Request, Response, Version, header};
+use http::{HeaderMap, HeaderValue, Request, Response, Version, header};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower::{Layer, Service};
 
 use crate::{
     body_limit::{Handle, Shared},
+    grpc::Code,
     problem::{DefaultRejection, MakeRejection, Problem, ProblemType, refuse},
     request_id::RequestId,
 };
@@ -174,13 +175,21 @@ where
         // An outer body limit's view of the body (only for a body still to come).
         let body = req.extensions().get::<Handle>().map(|h| h.0.clone());
         let http1 = req.version() <= Version::HTTP_11;
+        let grpc = crate::grpc::is_grpc(req.headers());
+        // A gRPC client's own deadline, when shorter.
+        let after = if grpc {
+            deadline_for(req.headers(), self.timeout)
+        } else {
+            self.timeout
+        };
         ResponseFuture {
             // The deadline counts from now; the timer itself is only armed if the inner
             // future does not answer at once (most do not wait at all).
-            deadline: Instant::now() + self.timeout,
+            deadline: Instant::now() + after,
             inner: self.inner.call(req),
             sleep: None,
-            after: self.timeout,
+            after,
+            grpc,
             rejection: Some(self.rejection.clone()),
             body,
             http1,
@@ -201,6 +210,7 @@ pin_project! {
         rejection: Option<R>,
         body: Option<Arc<Shared>>,
         http1: bool,
+        grpc: bool,
     }
 }
 
@@ -242,18 +252,40 @@ where
             }
         }
         if this.body.as_ref().is_some_and(|b| b.waiting()) {
-            return Poll::Ready(Ok(body_timed_out(&rejection, *this.after, *this.http1)));
+            return Poll::Ready(Ok(body_timed_out(
+                &rejection,
+                *this.after,
+                *this.http1,
+                *this.grpc,
+            )));
         }
-        Poll::Ready(Ok(timed_out(&rejection, *this.after)))
+        Poll::Ready(Ok(timed_out(&rejection, *this.after, *this.grpc)))
     }
 }
 
-/// The 503 of a request past its deadline of `after` (logged as an audit event).
-pub(super) fn timed_out<B, R: MakeRejection<B>>(rejection: &R, after: Duration) -> Response<B> {
+/// The deadline of a request: the configured one, or the client's `grpc-timeout` when it is
+/// valid and shorter (a gRPC client's deadline covers the whole call; past it the client has
+/// given up). One header lookup; nothing for a request without it.
+pub(crate) fn deadline_for(headers: &HeaderMap, configured: Duration) -> Duration {
+    headers
+        .get(&crate::grpc::GRPC_TIMEOUT)
+        .and_then(crate::grpc::parse_timeout)
+        .map_or(configured, |client| client.min(configured))
+}
+
+/// The 503 of a request past its deadline of `after` (logged as an audit event); for gRPC
+/// (`grpc`), a trailers-only `DEADLINE_EXCEEDED`.
+pub(super) fn timed_out<B, R: MakeRejection<B>>(
+    rejection: &R,
+    after: Duration,
+    grpc: bool,
+) -> Response<B> {
     tracing::warn!(target: "battlement::audit", after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX), "request timed out");
     let problem = Problem::new(ProblemType::SERVICE_UNAVAILABLE)
         .with_detail("The request took too long; try again later.")
-        .with_request_id(RequestId::current());
+        .with_request_id(RequestId::current())
+        .with_grpc(grpc)
+        .with_grpc_code(Code::DeadlineExceeded);
     let mut res = rejection.make_rejection(problem);
     res.extensions_mut().insert(TimedOut { after });
     res
@@ -266,11 +298,13 @@ pub(super) fn body_timed_out<B, R: MakeRejection<B>>(
     rejection: &R,
     after: Duration,
     http1: bool,
+    grpc: bool,
 ) -> Response<B> {
     tracing::warn!(target: "battlement::audit", after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX), "request body timed out");
     let mut problem = Problem::new(ProblemType::REQUEST_TIMEOUT)
         .with_detail("The request body did not arrive in time.")
-        .with_request_id(RequestId::current());
+        .with_request_id(RequestId::current())
+        .with_grpc(grpc);
     if http1 {
         // The rest of the body may still come: it must not be read as the next request.
         problem = problem.with_header(header::CONNECTION, HeaderValue::from_static("close"));

@@ -243,6 +243,7 @@ where
     let problem = Problem::new(problem_type)
         .with_detail(detail)
         .with_request_id_from(req.extensions())
+        .for_request(req.headers())
         .with_header(http::header::WWW_AUTHENTICATE, challenge.clone());
     let mut res = crate::problem::refuse(rejection, problem);
     res.extensions_mut()
