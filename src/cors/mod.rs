@@ -93,7 +93,6 @@ mod core;
 mod future;
 mod layer;
 
-#[allow(unused_imports)] // the stack engine calls these
 pub(crate) use self::core::{Admit, Apply};
 pub use self::{
     config::{Cors, CorsBuilder},
