@@ -1,6 +1,4 @@
 //! `ServerStack` used directly as a tower layer around a `tower::service_fn` handler, with no
-
-#![cfg(feature = "axum")]
 //! axum in between, driven with `oneshot(...).await`: with the defaults, and with every part
 //! on. The handler names the one body type the stack hands it (`StackBody<B>`); a handler
 //! generic over its body works too.
@@ -13,7 +11,7 @@ use std::{convert::Infallible, net::SocketAddr, path::PathBuf};
 
 use battlement::{
     auth::api_key::hash_key,
-    net::Scheme,
+    net::{PeerAddr, Scheme},
     signing::{BufferedBody, Key, KeyRing, SignRequestLayer},
     stack::{ServerConfig, ServerStack, StackBody},
 };
@@ -44,10 +42,7 @@ async fn generic<B: Body>(req: Request<B>) -> Result<Response<Full<Bytes>>, Infa
 
 fn from_peer(mut req: Request<In>) -> Request<In> {
     req.extensions_mut()
-        .insert(axum::extract::ConnectInfo(SocketAddr::from((
-            [203, 0, 113, 9],
-            40000,
-        ))));
+        .insert(PeerAddr(SocketAddr::from(([203, 0, 113, 9], 40000))));
     req
 }
 

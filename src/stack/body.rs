@@ -10,7 +10,7 @@ use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::body_limit::RequestBody;
+use crate::{body_limit::RequestBody, signing::BufferedBody};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -30,7 +30,10 @@ pin_project! {
     /// use std::convert::Infallible;
     ///
     /// use axum::body::Body;
-    /// use battlement::stack::{ServerStack, StackBody};
+    /// use battlement::{
+    ///     net::PeerAddr,
+    ///     stack::{ServerStack, StackBody},
+    /// };
     /// use http::{Request, Response};
     /// use http_body_util::BodyExt;
     /// use tower::{Layer, ServiceExt, service_fn};
@@ -42,7 +45,9 @@ pin_project! {
     ///     Ok::<_, Infallible>(Response::new(Body::from(format!("{} bytes", body.len()))))
     /// });
     /// let svc = ServerStack::new().layer(handler);
-    /// let req = Request::post("/").body(Body::from("hello")).unwrap();
+    /// let mut req = Request::post("/").body(Body::from("hello")).unwrap();
+    /// // The TCP peer, for the per-address rate limit (what the server's accept loop inserts).
+    /// req.extensions_mut().insert(PeerAddr(([203, 0, 113, 7], 40000).into()));
     /// let res = svc.oneshot(req).await.unwrap();
     /// let text = res.into_body().collect().await.unwrap().to_bytes();
     /// assert_eq!(text, "5 bytes");
@@ -58,7 +63,7 @@ pin_project! {
     #[project = KindProj]
     enum Kind<B> {
         Streamed { #[pin] body: RequestBody<B> },
-        Buffered { data: Option<Bytes> },
+        Buffered { #[pin] body: BufferedBody },
     }
 }
 
@@ -70,12 +75,10 @@ impl<B> StackBody<B> {
         }
     }
 
-    /// A body already read whole.
-    pub(crate) fn buffered(data: Bytes) -> Self {
+    /// A body already read whole (by signature verification).
+    pub(crate) fn buffered(body: BufferedBody) -> Self {
         Self {
-            kind: Kind::Buffered {
-                data: (!data.is_empty()).then_some(data),
-            },
+            kind: Kind::Buffered { body },
         }
     }
 
@@ -92,7 +95,7 @@ impl<B> StackBody<B> {
     pub fn limit(&self) -> u64 {
         match &self.kind {
             Kind::Streamed { body } => body.limit(),
-            Kind::Buffered { data } => data.as_ref().map_or(0, |d| d.len() as u64),
+            Kind::Buffered { body } => body.size_hint().lower(),
         }
     }
 
@@ -106,10 +109,7 @@ impl<B> fmt::Debug for StackBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             Kind::Streamed { body } => f.debug_tuple("StackBody").field(body).finish(),
-            Kind::Buffered { data } => f
-                .debug_struct("StackBody")
-                .field("buffered", &data.as_ref().map_or(0, Bytes::len))
-                .finish(),
+            Kind::Buffered { body } => f.debug_tuple("StackBody").field(body).finish(),
         }
     }
 }
@@ -137,7 +137,12 @@ where
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             },
-            KindProj::Buffered { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            KindProj::Buffered { body } => match body.poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+                Poll::Ready(Some(Err(e))) => match e {},
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 
@@ -145,7 +150,7 @@ where
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Streamed { body } => body.is_end_stream(),
-            Kind::Buffered { data } => data.is_none(),
+            Kind::Buffered { body } => body.is_end_stream(),
         }
     }
 
@@ -153,9 +158,7 @@ where
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Streamed { body } => body.size_hint(),
-            Kind::Buffered { data } => {
-                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
-            }
+            Kind::Buffered { body } => body.size_hint(),
         }
     }
 }
@@ -168,12 +171,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_buffered_body_hands_out_its_bytes_once() {
-        let body = StackBody::<Full<Bytes>>::buffered(Bytes::from_static(b"abc"));
+        let body =
+            StackBody::<Full<Bytes>>::buffered(BufferedBody::new(Bytes::from_static(b"abc")));
         assert!(body.is_buffered());
         assert_eq!(body.size_hint().exact(), Some(3));
         assert!(!body.is_end_stream());
         assert_eq!(body.collect().await.unwrap().to_bytes(), "abc");
-        let empty = StackBody::<Full<Bytes>>::buffered(Bytes::new());
+        let empty = StackBody::<Full<Bytes>>::buffered(BufferedBody::new(Bytes::new()));
         assert!(empty.is_end_stream());
         assert_eq!(empty.size_hint().exact(), Some(0));
     }

@@ -883,7 +883,7 @@ where
                 let Some(mut svc) = svc.take() else {
                     return Step::Pending;
                 };
-                let req = req.map(|body| StackBody::buffered(body.into_bytes()));
+                let req = req.map(StackBody::buffered);
                 let next = limited(parts, &mut svc, req, after);
                 state.set(next);
                 return Step::Again;

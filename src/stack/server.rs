@@ -498,7 +498,10 @@ impl<S> Layer<S> for ServerStack {
 /// ```
 /// use std::convert::Infallible;
 ///
-/// use battlement::stack::{ServerStack, StackBody};
+/// use battlement::{
+///     net::PeerAddr,
+///     stack::{ServerStack, StackBody},
+/// };
 /// use bytes::Bytes;
 /// use http::{Request, Response, StatusCode};
 /// use http_body_util::Full;
@@ -510,7 +513,10 @@ impl<S> Layer<S> for ServerStack {
 ///     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("hi"))))
 /// });
 /// let svc = ServerStack::new().layer(app);
-/// let res = svc.oneshot(Request::new(Full::new(Bytes::new()))).await.unwrap();
+/// let mut req = Request::new(Full::new(Bytes::new()));
+/// // The TCP peer, for the per-address rate limit (what the server's accept loop inserts).
+/// req.extensions_mut().insert(PeerAddr(([203, 0, 113, 7], 40000).into()));
+/// let res = svc.oneshot(req).await.unwrap();
 /// assert_eq!(res.status(), StatusCode::OK);
 /// assert_eq!(res.headers()["x-content-type-options"], "nosniff");
 /// # }
