@@ -347,7 +347,18 @@ const DEV_PRINCIPAL: &str = "dev-example-client";
 /// With `[signing]` in the file, the stack verifies every route with the file's current key:
 /// the client command names where its secret is (a development secret is already in `hint`).
 fn config_hint(config: &ServerConfig, path: &Path, hint: &mut ClientHint) {
-    let Some(key) = config.signing.as_ref().and_then(|s| s.keys.first()) else {
+    let Some(signing) = &config.signing else {
+        return;
+    };
+    if signing.assume_https {
+        hint.notes.push(
+            "signing.assume_https is on: signatures are checked against https:// URIs, which \
+             this plain-HTTP client does not sign (set BATTLEMENT__SIGNING__ASSUME_HTTPS=false \
+             for a local try)"
+                .to_owned(),
+        );
+    }
+    let Some(key) = signing.keys.first() else {
         return;
     };
     if hint.signing.is_some() {
