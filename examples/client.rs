@@ -15,7 +15,8 @@
 //! go to a verifying server started in this process with a key made for the run; set
 //! `BATTLEMENT_SERVER=http://127.0.0.1:3000` (with `BATTLEMENT_SIGNING_KEY_ID`,
 //! `BATTLEMENT_SIGNING_SECRET` and optionally `BATTLEMENT_API_KEY`) to call
-//! `cargo run --example server` instead.
+//! `cargo run --example server` instead: that server prints the whole command. The client says
+//! which server it calls.
 //!
 //! The example exits non-zero when the transitions or the answers are not the expected ones
 //! (CI runs it).
@@ -292,19 +293,51 @@ async fn run() -> Result<bool, BoxError> {
 
 const ID_VAR: &str = "BATTLEMENT_SIGNING_KEY_ID";
 const SECRET_VAR: &str = "BATTLEMENT_SIGNING_SECRET";
+const API_KEY_VAR: &str = "BATTLEMENT_API_KEY";
 
 /// Part 2: signed and API-key calls through the full client stack.
 async fn signed_calls() -> Result<bool, BoxError> {
     let (base, ring, api_key) = match std::env::var("BATTLEMENT_SERVER") {
-        Ok(base) => (
-            base,
-            KeyRing::from_env(ID_VAR, SECRET_VAR)?,
-            std::env::var("BATTLEMENT_API_KEY").ok(),
-        ),
+        Ok(base) => {
+            let base = base.trim_end_matches('/').to_owned();
+            if !base.starts_with("http://") {
+                return Err(format!(
+                    "BATTLEMENT_SERVER={base:?}: this client speaks plain HTTP only (http://host:port)"
+                )
+                .into());
+            }
+            println!(
+                "part 2 calls the server at {base} (BATTLEMENT_SERVER), signing with key id {:?}",
+                std::env::var(ID_VAR).unwrap_or_default()
+            );
+            (
+                base,
+                KeyRing::from_env(ID_VAR, SECRET_VAR)?,
+                std::env::var(API_KEY_VAR).ok(),
+            )
+        }
         Err(_) => {
+            // Issue 18: the variables a server printed, without `BATTLEMENT_SERVER`, would
+            // otherwise sign against the demo server below without a word.
+            let set: Vec<_> = [ID_VAR, SECRET_VAR, API_KEY_VAR]
+                .into_iter()
+                .filter(|v| std::env::var_os(v).is_some())
+                .collect();
+            if !set.is_empty() {
+                println!(
+                    "warning: {} set but BATTLEMENT_SERVER is not: part 2 does NOT call your \
+                     server, and ignores them",
+                    set.join(", ")
+                );
+            }
             let ring = KeyRing::new(Key::hmac_sha256("client-demo", &random_secret()?)?);
             let api_key = generate_key("demo_")?;
             let addr = start_verifying_server(ring.clone(), api_key.hash()).await?;
+            println!(
+                "part 2 calls its own in-process demo server on http://{addr}, not `cargo run \
+                 --example server` (to call that one, run the command it prints, which sets \
+                 BATTLEMENT_SERVER)"
+            );
             (
                 format!("http://{addr}"),
                 ring,
@@ -335,7 +368,14 @@ async fn signed_calls() -> Result<bool, BoxError> {
         }
     };
 
-    let order = Request::post(format!("{base}/signed/orders"))
+    // With `[api_key]` in its configuration the server authenticates every route: the key goes
+    // on every call (the demo server and the default example server ignore it on `/signed/`).
+    let bearer = api_key.as_ref().map(|key| format!("Bearer {key}"));
+    let with_key = |b: http::request::Builder| match &bearer {
+        Some(v) => b.header(http::header::AUTHORIZATION, v),
+        None => b,
+    };
+    let order = with_key(Request::post(format!("{base}/signed/orders")))
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from_static(br#"{"sku":"B-42","qty":3}"#)))?;
     let res = client.clone().oneshot(order).await?;
@@ -347,14 +387,15 @@ async fn signed_calls() -> Result<bool, BoxError> {
         &body,
     );
 
-    let status_req = Request::get(format!("{base}/signed/status")).body(Full::new(Bytes::new()))?;
+    let status_req =
+        with_key(Request::get(format!("{base}/signed/status"))).body(Full::new(Bytes::new()))?;
     let res = client.clone().oneshot(status_req).await?;
     let (status, body) = (res.status(), res.into_body().collect().await?.to_bytes());
     expect("signed GET /signed/status", status, StatusCode::OK, &body);
 
     // The same order without a signature: refused.
     let plain = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let unsigned = Request::post(format!("{base}/signed/orders"))
+    let unsigned = with_key(Request::post(format!("{base}/signed/orders")))
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from_static(
             br#"{"sku":"B-42","qty":300}"#,

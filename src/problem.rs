@@ -66,7 +66,8 @@
 //!   the service sheds load.
 //! * <a id="bad-request"></a>`bad-request` (400): a malformed request.
 //! * <a id="internal-error"></a>`internal-error` (500): the server is misconfigured; the detail
-//!   says nothing more, the logs do.
+//!   says nothing more (except the fix of a server started without the peer address, which is
+//!   the same for everyone), the logs do.
 
 use std::{borrow::Cow, fmt};
 

@@ -66,9 +66,11 @@ mod metrics;
 
 use std::{
     ffi::OsString,
+    io::IsTerminal,
     net::SocketAddr,
     path::{Path, PathBuf},
     process::ExitCode,
+    sync::OnceLock,
 };
 
 use axum::{
@@ -80,6 +82,7 @@ use axum::{
 };
 use battlement::{
     ConfigError, ConfigErrorKind, Stack,
+    auth::api_key::{KeyConfig, PrincipalConfig, generate_key},
     config::SecretSource,
     stack::{AuditStatus, ServerConfig},
 };
@@ -191,7 +194,7 @@ fn parse_addr(what: &str, value: &std::ffi::OsStr) -> Result<SocketAddr, String>
 
 /// The stack's configuration: embedded defaults (+ environment overrides) or the file, then
 /// what this run needs locally.
-fn load_config(args: &Args) -> Result<ServerConfig, ConfigError> {
+fn load_config(args: &Args, hint: &mut ClientHint) -> Result<ServerConfig, ConfigError> {
     let mut config = match &args.config {
         None => {
             // The defaults, with the same `BATTLEMENT__SECTION__KEY` overrides as a file.
@@ -210,7 +213,8 @@ fn load_config(args: &Args) -> Result<ServerConfig, ConfigError> {
         Some(path) => {
             let mut config = ServerConfig::from_toml_file(path)?;
             print_audit(&config, path);
-            dev_secrets(&mut config)?;
+            dev_secrets(&mut config, hint)?;
+            config_hint(&config, path, hint);
             if config.https.redirect && !args.tls {
                 println!(
                     "note: https.redirect is on and this run serves no TLS (add --tls): plain \
@@ -253,7 +257,7 @@ fn print_audit(config: &ServerConfig, path: &Path) {
 /// Replaces each secret the configuration references but this machine does not have by a value
 /// made for the run, and says so. Development only: in production a missing secret must stop
 /// the server, which `Stack::from_config` does.
-fn dev_secrets(config: &mut ServerConfig) -> Result<(), ConfigError> {
+fn dev_secrets(config: &mut ServerConfig, hint: &mut ClientHint) -> Result<(), ConfigError> {
     if let Some(signing) = &mut config.signing {
         for (i, key) in signing.keys.iter_mut().enumerate() {
             if key.secret.resolve().is_ok() {
@@ -267,6 +271,10 @@ fn dev_secrets(config: &mut ServerConfig) -> Result<(), ConfigError> {
                 describe(&key.secret),
                 key.id
             );
+            if i == 0 {
+                // The current key: the one the client signs with.
+                hint.signing = Some((sh_word(&key.id), hex.clone()));
+            }
             key.secret = SecretSource::Inline(zeroize::Zeroizing::new(hex));
         }
     }
@@ -306,7 +314,119 @@ fn dev_secrets(config: &mut ServerConfig) -> Result<(), ConfigError> {
         );
         api_key.hashes_env = None;
     }
+    if let Some(api_key) = &mut config.api_key {
+        // The file holds hashes only: the client needs a key, so this run accepts one more,
+        // made for it, for a principal of its own with the scopes every route requires.
+        let generated = generate_key("dev_")?;
+        let id = DEV_PRINCIPAL;
+        if api_key.principals.iter().any(|p| p.id == id) {
+            hint.notes.push(format!(
+                "api_key: the file already has a principal {id:?}: no key made for this run; \
+                 add BATTLEMENT_API_KEY=<one of the file's keys>"
+            ));
+        } else {
+            api_key.principals.push(PrincipalConfig {
+                id: id.to_owned(),
+                scopes: api_key.require_scopes.clone(),
+                expires_at: None,
+                keys: vec![KeyConfig::Hash(generated.hash().to_hex())],
+            });
+            println!(
+                "dev: [api_key]: this run also accepts a key made for it, principal {id:?} (in \
+                 the client command below)"
+            );
+            hint.api_key = Some(sh_word(generated.key()));
+        }
+    }
     Ok(())
+}
+
+/// The principal of the API key a `--config` run makes for the client example.
+const DEV_PRINCIPAL: &str = "dev-example-client";
+
+/// With `[signing]` in the file, the stack verifies every route with the file's current key:
+/// the client command names where its secret is (a development secret is already in `hint`).
+fn config_hint(config: &ServerConfig, path: &Path, hint: &mut ClientHint) {
+    let Some(signing) = &config.signing else {
+        return;
+    };
+    if signing.assume_https {
+        hint.notes.push(
+            "signing.assume_https is on: signatures are checked against https:// URIs, which \
+             this plain-HTTP client does not sign (set BATTLEMENT__SIGNING__ASSUME_HTTPS=false \
+             for a local try)"
+                .to_owned(),
+        );
+    }
+    let Some(key) = signing.keys.first() else {
+        return;
+    };
+    if hint.signing.is_some() {
+        return;
+    }
+    let secret = match &key.secret {
+        SecretSource::Env(var) => format!("\"${var}\""),
+        SecretSource::File(file) => format!("\"$(cat {})\"", sh_word(&file.to_string_lossy())),
+        _ => {
+            // Not printed: a secret written in the file stays in the file.
+            hint.notes.push(format!(
+                "signing: key {:?} has its secret inline in {}: set BATTLEMENT_SIGNING_SECRET \
+                 to it",
+                key.id,
+                path.display()
+            ));
+            "'<the secret of this key>'".to_owned()
+        }
+    };
+    hint.signing = Some((sh_word(&key.id), secret));
+}
+
+/// What `cargo run --example client` needs to call this server, printed once as one command.
+#[derive(Debug, Default)]
+pub(crate) struct ClientHint {
+    /// `BATTLEMENT_SIGNING_KEY_ID` and `BATTLEMENT_SIGNING_SECRET`, as shell words.
+    pub(crate) signing: Option<(String, String)>,
+    /// `BATTLEMENT_API_KEY`, as a shell word.
+    pub(crate) api_key: Option<String>,
+    /// What the command cannot say (a key this run does not know).
+    pub(crate) notes: Vec<String>,
+}
+
+impl ClientHint {
+    /// The command, for the server at `base` (`http://host:port`).
+    fn command(&self, base: &str) -> String {
+        let mut cmd = format!("BATTLEMENT_SERVER={base}");
+        if let Some((id, secret)) = &self.signing {
+            cmd += &format!(" BATTLEMENT_SIGNING_KEY_ID={id} BATTLEMENT_SIGNING_SECRET={secret}");
+        }
+        if let Some(key) = &self.api_key {
+            cmd += &format!(" BATTLEMENT_API_KEY={key}");
+        }
+        cmd + " cargo run --example client"
+    }
+}
+
+/// `s` as one POSIX shell word: as it is when it is plain, else single-quoted.
+pub(crate) fn sh_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.,:/@%+=".contains(&b));
+    if plain {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// The address a client on this machine calls: loopback for a wildcard listener.
+fn client_addr(mut addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    addr
 }
 
 fn describe(source: &SecretSource) -> String {
@@ -348,17 +468,50 @@ async fn stack_headers(stack: &Stack) -> HeaderMap {
     headers
 }
 
+/// Whether the stack's request span (`battlement::request`, with the method, path, client and
+/// request id) is logged; set once the configuration is read, before the first request.
+static REQUEST_SPAN_LOGGED: OnceLock<bool> = OnceLock::new();
+
+/// The logs, on stderr: plain text unless stderr is a terminal, and the request id once per line.
+///
+/// The stack opens two nested spans per request: the request-id span (`request{request_id=…}`,
+/// from `battlement::request_id`) and, with `[trace]`, the request span, which records the id
+/// too. The formatter prints every span of the scope, so a line had the id twice: while the
+/// request span is logged, this layer leaves the request-id span out (the id is in the other).
+/// At the default level (`battlement::request=warn`) the request span is off and the request-id
+/// span alone carries the id.
+fn init_logs() {
+    use tracing_subscriber::{
+        Layer, filter::filter_fn, layer::SubscriberExt, util::SubscriberInitExt,
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,battlement::request=warn".into());
+    let stderr = std::io::stderr();
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(stderr.is_terminal())
+        .with_filter(filter_fn(|meta| {
+            !(meta.is_span()
+                && meta.name() == "request"
+                && meta.target().starts_with("battlement::request_id")
+                && REQUEST_SPAN_LOGGED.get().copied().unwrap_or(false))
+        }));
+    tracing_subscriber::registry().with(filter).with(fmt).init();
+}
+
+/// Decides [`REQUEST_SPAN_LOGGED`]: the stack has the request span and the filter logs it.
+fn note_request_span(config: &ServerConfig) {
+    let logged = config.trace.enabled
+        && tracing::enabled!(target: "battlement::request", tracing::Level::INFO);
+    let _ = REQUEST_SPAN_LOGGED.set(logged);
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     // `battlement::request` logs each response at INFO: off by default, so that a load test
     // measures the stack and not the terminal. `RUST_LOG=info` shows them; rejections are
     // logged at WARN (`battlement::audit`) either way.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,battlement::request=warn".into()),
-        )
-        .init();
+    init_logs();
 
     let args = match parse_args(std::env::args_os().skip(1)) {
         Ok(Some(args)) => args,
@@ -384,7 +537,8 @@ async fn main() -> ExitCode {
     } else {
         None
     };
-    let built = load_config(&args).and_then(|config| {
+    let mut hint = ClientHint::default();
+    let built = load_config(&args, &mut hint).and_then(|config| {
         let stack = Stack::from_config(&config)?;
         let timeouts = serve::Timeouts::new(&config.server)?;
         Ok((config, stack, timeouts))
@@ -396,11 +550,12 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    note_request_span(&config);
     let noop_headers = match args.baseline {
         Some(Baseline::Headers) => Some(stack_headers(&stack).await),
         _ => None,
     };
-    let router = match routes::router(&config, args.addr, noop_headers) {
+    let router = match routes::router(&config, args.addr, noop_headers, &mut hint) {
         Ok(router) => router,
         Err(e) => {
             eprintln!("configuration error: {e}");
@@ -444,10 +599,26 @@ async fn main() -> ExitCode {
         println!("listening on https://{}", args.tls_addr);
         tokio::spawn(tls::serve(listener, acceptor, app.clone(), timeouts));
     }
+    let local = plain.local_addr().unwrap_or(args.addr);
     println!(
-        "listening on http://{} (header read timeout {:?}, idle timeout {:?})",
-        args.addr, timeouts.header_read, timeouts.idle
+        "listening on http://{local} (header read timeout {:?}, idle timeout {:?})",
+        timeouts.header_read, timeouts.idle
     );
+    // One command that calls this server (issue 18): without `BATTLEMENT_SERVER` the client
+    // calls a demo server of its own.
+    println!(
+        "try the client against this server:\n  {}",
+        hint.command(&format!("http://{}", client_addr(local)))
+    );
+    for note in &hint.notes {
+        println!("  note: {note}");
+    }
+    if config.https.redirect {
+        println!(
+            "  note: this port redirects to https, which the client example does not speak: \
+             run the server without --tls (and https.redirect off) to try it"
+        );
+    }
     // `axum::serve` sets no header-read or idle timeout: a slow client could hold a
     // connection forever (see serve.rs).
     serve::serve(plain, app, timeouts, async {

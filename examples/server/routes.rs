@@ -25,6 +25,8 @@ use battlement::{
 use serde_json::{Value, json};
 use tower::ServiceBuilder;
 
+use crate::ClientHint;
+
 /// The body limit of `POST /api/echo`, below the stack's limit for every route.
 const ECHO_LIMIT: u64 = 4096;
 
@@ -45,10 +47,14 @@ const SIGNING_SECRET_VAR: &str = "BATTLEMENT_SIGNING_SECRET";
 ///
 /// With `noop_headers` (the `--baseline headers` load-test baseline), `GET /noop` sets those
 /// headers itself.
+///
+/// What `cargo run --example client` needs to call the per-route layers (the key made for the
+/// run, the signing key) goes into `hint`, which `main` prints as one command.
 pub(crate) fn router(
     config: &ServerConfig,
     addr: SocketAddr,
     noop_headers: Option<HeaderMap>,
+    hint: &mut ClientHint,
 ) -> Result<Router, ConfigError> {
     let trusted = TrustedProxies::new(config.trusted_proxies.iter().map(String::as_str))
         .map_err(|e| e.within("trusted_proxies"))?;
@@ -63,7 +69,7 @@ pub(crate) fn router(
             .map_err(|e| e.within("rate_limit.per_principal"))?;
         keyed.layer(
             ServiceBuilder::new()
-                .layer(ApiKeyLayer::new(api_keys(addr)?).trusted_proxies(trusted))
+                .layer(ApiKeyLayer::new(api_keys(addr, hint)?).trusted_proxies(trusted))
                 .layer(RateLimitLayer::new(Limit::new(
                     ExtensionKey::<Principal>::new(),
                     quota,
@@ -77,7 +83,7 @@ pub(crate) fn router(
     let signed = if config.signing.is_some() {
         signed
     } else {
-        let (ring, policy) = signing()?;
+        let (ring, policy) = signing(hint)?;
         signed.layer(VerifySignatureLayer::with_policy(ring, policy))
     };
 
@@ -108,8 +114,11 @@ pub(crate) fn router(
 
 /// The accepted API keys of `/keyed/*`: `BATTLEMENT_API_KEY_HASHES`, or one key made for this
 /// run and printed once on the terminal (development only).
-fn api_keys(addr: SocketAddr) -> Result<ApiKeys, ConfigError> {
+fn api_keys(addr: SocketAddr, hint: &mut ClientHint) -> Result<ApiKeys, ConfigError> {
     if std::env::var_os(ENV_API_KEY_HASHES).is_some() {
+        hint.notes.push(format!(
+            "/keyed/me: add BATTLEMENT_API_KEY=<a key whose hash is in {ENV_API_KEY_HASHES}>"
+        ));
         return ApiKeys::from_env_hashes(ENV_API_KEY_HASHES);
     }
     let generated = generate_key("demo_")?;
@@ -119,26 +128,33 @@ fn api_keys(addr: SocketAddr) -> Result<ApiKeys, ConfigError> {
         .build()?;
     println!(
         "dev: no {ENV_API_KEY_HASHES}: /keyed/* accepts the key made for this run: \
-         curl -H 'authorization: Bearer {key}' http://{addr}/keyed/me (BATTLEMENT_API_KEY={key} for the client example)",
+         curl -H 'authorization: Bearer {key}' http://{addr}/keyed/me",
         key = generated.key()
     );
+    hint.api_key = Some(crate::sh_word(generated.key()));
     Ok(keys)
 }
 
 /// The key ring of `/signed/*`: the environment, or a key made for this run.
-fn signing() -> Result<(KeyRing, VerifyPolicy), ConfigError> {
+fn signing(hint: &mut ClientHint) -> Result<(KeyRing, VerifyPolicy), ConfigError> {
     if std::env::var_os(SIGNING_KEY_ID_VAR).is_some()
         || std::env::var_os(SIGNING_SECRET_VAR).is_some()
     {
         let ring = KeyRing::from_env(SIGNING_KEY_ID_VAR, SIGNING_SECRET_VAR)?;
+        // The client reads the same variables: the command names them (no secret printed).
+        hint.signing = Some((
+            format!("\"${SIGNING_KEY_ID_VAR}\""),
+            format!("\"${SIGNING_SECRET_VAR}\""),
+        ));
         return Ok((ring, VerifyPolicy::new()));
     }
     let secret = crate::random_secret("signing")?;
     let hex = crate::hex(&secret);
     println!(
         "dev: no signing key configured: /signed/* verifies key id \"demo\" with a secret made \
-         for this run; sign with: {SIGNING_KEY_ID_VAR}=demo {SIGNING_SECRET_VAR}={hex} cargo run --example client"
+         for this run (in the client command below)"
     );
+    hint.signing = Some(("demo".to_owned(), hex));
     Ok((
         KeyRing::new(Key::hmac_sha256("demo", &secret)?),
         VerifyPolicy::new(),

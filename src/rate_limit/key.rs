@@ -90,7 +90,24 @@ impl KeyError {
     pub fn kind(&self) -> KeyErrorKind {
         self.kind
     }
+
+    /// The `detail` of the 500 sent to the client, when it can say something without internals:
+    /// a missing peer address is the same fix for every server (issue 18), while a custom
+    /// extractor's `what` may name internals and stays in the log.
+    pub(crate) fn client_detail(&self) -> Option<&'static str> {
+        match self.kind {
+            KeyErrorKind::MissingPeerAddr => Some(MISSING_PEER_DETAIL),
+            _ => None,
+        }
+    }
 }
+
+/// The `detail` of the 500 answered when no peer address is in the request (issue 18): the fix,
+/// for the operator who reads the body with curl, and nothing about the request or the limits.
+pub(crate) const MISSING_PEER_DETAIL: &str = "The server cannot see the client's address, so \
+    its per-address rate limit cannot run: the operator must serve the application with \
+    `into_make_service_with_connect_info::<SocketAddr>()` (axum) or insert a \
+    `battlement::net::PeerAddr` in each request's extensions.";
 
 impl fmt::Debug for KeyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -180,7 +197,8 @@ fn check_prefix(len: u8) -> Result<u8, ConfigError> {
 
 /// The TCP peer's address ([`crate::net::peer_addr`]), IPv6 grouped by /64.
 ///
-/// A missing peer address is a misconfiguration: 500 and one error logged.
+/// A missing peer address is a misconfiguration: a 500 problem whose `detail` names the fix
+/// (serve with connect info, or insert [`PeerAddr`](crate::net::PeerAddr)), and one error logged.
 #[derive(Clone, Copy, Debug)]
 pub struct PeerIp {
     v6_prefix: u8,

@@ -65,8 +65,9 @@
 //!
 //! * [`PeerIp`] needs the peer address: serve with
 //!   `into_make_service_with_connect_info::<SocketAddr>()` or insert
-//!   [`PeerAddr`](crate::net::PeerAddr). Without it every request is answered 500 and an error
-//!   is logged: there is no silent fallback to one shared bucket.
+//!   [`PeerAddr`](crate::net::PeerAddr). Without it every request is answered a 500 problem
+//!   whose `detail` names that fix, and an error is logged: there is no silent fallback to one
+//!   shared bucket.
 //! * Behind a load balancer [`PeerIp`] sees the balancer: use [`ClientIp`] with the balancer's
 //!   ranges. Forwarding headers from anyone else are ignored.
 //! * Limits of one layer share one cost function; put request limits and token limits in two

@@ -192,7 +192,12 @@ where
                         %error,
                         "rate limit key unavailable; answering 500"
                     );
-                    let problem = Problem::new(ProblemType::INTERNAL_ERROR)
+                    let mut problem = Problem::new(ProblemType::INTERNAL_ERROR);
+                    if let Some(detail) = error.client_detail() {
+                        // A `&'static str`: no allocation (the error path only).
+                        problem = problem.with_detail(detail);
+                    }
+                    let problem = problem
                         .with_request_id_from(req.extensions())
                         .for_request(req.headers());
                     let mut res = crate::problem::refuse(&shared.rejection, problem);
