@@ -1,4 +1,21 @@
 //! Configuration errors shared by every layer.
+//!
+//! ```
+//! use battlement::{ConfigErrorKind, net::TrustedProxies};
+//!
+//! // Every constructor that validates a value says which one failed, and why.
+//! let err = TrustedProxies::new(["10.0.0.0/8", "not a range"]).unwrap_err();
+//! assert_eq!(err.kind(), ConfigErrorKind::Invalid);
+//! assert!(!err.reason().is_empty());
+//! println!("{err}"); // names the field and the reason, never a secret
+//! ```
+//!
+//! A [`ConfigError`] is an opaque struct: match on [`ConfigError::kind`] (a
+//! `#[non_exhaustive]` [`ConfigErrorKind`]), read [`ConfigError::field`] for the path of the
+//! setting (`"rate_limit.per_ip.requests"` when it comes from the stack's config), and show
+//! its `Display` to the operator. Errors at request time are not `ConfigError`s: they are
+//! problem+json responses ([`crate::problem`]) whose typed cause is in the response
+//! extensions.
 
 use std::{borrow::Cow, fmt};
 

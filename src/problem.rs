@@ -1,5 +1,33 @@
 //! RFC 9457 problem details: the one rejection response of every layer in this crate.
 //!
+//! ```
+//! use axum::{Router, body::Body, routing::post};
+//! use battlement::{body_limit::{BodyLimitLayer, PayloadTooLarge}, problem::Refused};
+//! use http::{Request, StatusCode};
+//! use tower::ServiceExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let app = Router::new()
+//!     .route("/upload", post(|body: String| async move { body }))
+//!     .layer(BodyLimitLayer::new(8));
+//!
+//! let req = Request::post("/upload").header("content-length", "16").body(Body::from("0123456789abcdef"))?;
+//! let res = app.oneshot(req).await?;
+//! assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+//! assert_eq!(res.headers()["content-type"], "application/problem+json");
+//! // The typed cause and the `Refused` marker ride in the response extensions...
+//! assert_eq!(res.extensions().get::<PayloadTooLarge>().map(|p| p.limit), Some(8));
+//! assert!(res.extensions().get::<Refused>().is_some());
+//! // ...and the body is the problem document, whose `type` ends with a stable slug.
+//! let body = axum::body::to_bytes(res.into_body(), 4096).await?;
+//! let doc: serde_json::Value = serde_json::from_slice(&body)?;
+//! assert!(doc["type"].as_str().unwrap().ends_with("#payload-too-large"));
+//! assert_eq!(doc["status"], 413);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! When a server-side layer of battlement refuses a request (a body too large, a missing
 //! signature, a rate limit, an open circuit, ...) it never returns an `Err` that would make hyper
 //! drop the connection: it answers with a [`Problem`] rendered as `application/problem+json`:
@@ -46,6 +74,41 @@
 //! Headers the protocol needs (`Retry-After`, `WWW-Authenticate`, ...) are carried by the
 //! [`Problem`] in [`Problem::headers`]; the default renderer copies them and a replacement should
 //! too.
+//!
+//! # Where the `type` URIs point
+//!
+//! A `type` is [`TYPE_BASE`] followed by the slug:
+//! `https://docs.rs/battlement/latest/battlement/problem/index.html#<slug>`, the entry of the
+//! list below (each item carries the anchor). That page exists once the crate is published on
+//! docs.rs; until then the URI does not resolve. It is still a valid RFC 9457 `type`: an
+//! identifier that clients compare, and that RFC 9457 §3.1.1 says they should not dereference
+//! automatically. Until the crate is published:
+//!
+//! * Match on the `type` (or [`Problem::slug`], or the typed cause in the response
+//!   extensions), never fetch it: it will not change when the page appears.
+//! * To give your API's clients a page that resolves, host these docs (`cargo doc --no-deps
+//!   -p battlement` renders this page at `battlement/problem/index.html`, anchors included),
+//!   or answer with your own `type` URIs through a [`MakeRejection`], as below (the base is a
+//!   constant of the crate: a configurable one is not there yet).
+//!
+//! ```
+//! use battlement::problem::{Problem, ProblemType, TYPE_BASE};
+//! use bytes::Bytes;
+//! use http::Response;
+//!
+//! let own_types = |problem: Problem| {
+//!     let json = String::from_utf8_lossy(&problem.to_json())
+//!         .replacen(TYPE_BASE, "https://errors.example.com/", 1);
+//!     let mut res = Response::new(Bytes::from(json));
+//!     *res.status_mut() = problem.status();
+//!     res.headers_mut().extend(problem.headers().clone()); // Retry-After, WWW-Authenticate, ...
+//!     res.headers_mut().insert("content-type", battlement::problem::CONTENT_TYPE.parse().unwrap());
+//!     res
+//! };
+//! // Every rejecting layer takes it: `BodyLimitLayer::new(1024).with_rejection(own_types)`.
+//! let res = own_types(Problem::new(ProblemType::TOO_MANY_REQUESTS));
+//! assert!(res.body().starts_with(b"{\"type\":\"https://errors.example.com/too-many-requests\""));
+//! ```
 //!
 //! # Problem types
 //!

@@ -1,28 +1,5 @@
 //! Request ids: accept a safe incoming id or make a UUID v7, and carry it everywhere.
 //!
-//! [`SetRequestIdLayer`] gives every request an id and puts it
-//!
-//! * in the request extensions as a [`RequestId`] (axum handlers: `id: RequestId` or
-//!   `Extension<RequestId>`), and in
-//!   the request's `x-request-id` header, so inner layers and the handler see the final id;
-//! * in a `tracing` span `request{request_id=…}` around the inner service, so every event logged
-//!   while handling the request carries it;
-//! * in [`RequestId::current`] for the request's task, so code deep inside a handler (an HTTP
-//!   client, a database wrapper) finds it without plumbing;
-//! * in the response's `x-request-id` header (overwriting any other value, so the client always
-//!   sees the id the server logged) and the response extensions, on every response, including
-//!   the rejections made by the layers of this crate inside it.
-//!
-//! An incoming `x-request-id` is kept only when it is 1 to 128 characters of `[A-Za-z0-9._:-]`
-//! ([`DefaultValidateRequestId`], configurable, or any `Fn(&str) -> bool`) and, optionally,
-//! only when the TCP peer is a trusted proxy ([`SetRequestIdLayer::trust_incoming_from`]).
-//! Otherwise a fresh id is made ([`DefaultMakeRequestId`]: UUID v7, lock-free, no system call;
-//! or any [`MakeRequestId`]), optionally the trace id of a valid W3C `traceparent`
-//! ([`SetRequestIdLayer::use_traceparent`]).
-//!
-//! [`ForwardRequestIdLayer`] is the client side: it sets the id header of outgoing requests
-//! from [`RequestId::current`] (or a [`RequestId`] in the outgoing request's extensions).
-//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
@@ -46,7 +23,8 @@
 //! assert_eq!(id.len(), 36);
 //! assert_eq!(&id[14..15], "7");
 //!
-//! // A valid incoming id is kept.
+//! // A valid incoming id is kept: this layer alone trusts any peer (the stack trusts none
+//! // by default: see *Which incoming ids are kept* below).
 //! let req = Request::builder().header("x-request-id", "lb-5f2a.77").body(Body::empty()).unwrap();
 //! let res = app.clone().oneshot(req).await.unwrap();
 //! assert_eq!(res.headers()["x-request-id"], "lb-5f2a.77");
@@ -55,6 +33,76 @@
 //! let req = Request::builder().header("x-request-id", "x\" admin=1").body(Body::empty()).unwrap();
 //! let res = app.oneshot(req).await.unwrap();
 //! assert_ne!(res.headers()["x-request-id"], "x\" admin=1");
+//! # }
+//! ```
+//!
+//! [`SetRequestIdLayer`] gives every request an id and puts it
+//!
+//! * in the request extensions as a [`RequestId`] (axum handlers: `id: RequestId` or
+//!   `Extension<RequestId>`), and in
+//!   the request's `x-request-id` header, so inner layers and the handler see the final id;
+//! * in a `tracing` span `request{request_id=…}` around the inner service, so every event logged
+//!   while handling the request carries it;
+//! * in [`RequestId::current`] for the request's task, so code deep inside a handler (an HTTP
+//!   client, a database wrapper) finds it without plumbing;
+//! * in the response's `x-request-id` header (overwriting any other value, so the client always
+//!   sees the id the server logged) and the response extensions, on every response, including
+//!   the rejections made by the layers of this crate inside it.
+//!
+//! An incoming `x-request-id` is kept only when it is 1 to 128 characters of `[A-Za-z0-9._:-]`
+//! ([`DefaultValidateRequestId`], configurable, or any `Fn(&str) -> bool`) and, optionally,
+//! only when the TCP peer is a trusted proxy ([`SetRequestIdLayer::trust_incoming_from`]).
+//! Otherwise a fresh id is made ([`DefaultMakeRequestId`]: UUID v7, lock-free, no system call;
+//! or any [`MakeRequestId`]), optionally the trace id of a valid W3C `traceparent`
+//! ([`SetRequestIdLayer::use_traceparent`]).
+//!
+//! [`ForwardRequestIdLayer`] is the client side: it sets the id header of outgoing requests
+//! from [`RequestId::current`] (or a [`RequestId`] in the outgoing request's extensions).
+//!
+//!
+//! # Which incoming ids are kept: the layer's default and the stack's
+//!
+//! The two defaults differ on purpose, and each is stated where it is introduced:
+//!
+//! * [`SetRequestIdLayer::new`] (and `default()`), used alone, keeps a valid incoming id from
+//!   **any** peer: the layer cannot know your proxies, and a development setup or a service
+//!   behind a private mesh wants the id it is sent.
+//! * [`ServerStack`](crate::stack::ServerStack) (and `ServerConfig::default()`) keeps one
+//!   only from the `trusted_proxies` ranges (`request_id.trust_incoming = "proxies"`), and
+//!   that list is empty by default: with no proxy trusted, **every** incoming id is replaced,
+//!   a valid one too, so that a client cannot choose the id that shows up in your logs.
+//!
+//! To keep a load balancer's ids, trust its range: [`SetRequestIdLayer::trust_incoming_from`]
+//! on the layer, or `trusted_proxies = ["10.0.0.0/8"]` in the stack's config (the same list
+//! that makes `Forwarded` / `X-Forwarded-For` believed). `ignore_incoming()` (the stack's
+//! `trust_incoming = "none"`) never keeps one; `trust_incoming = "any"` is the layer's
+//! default.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use std::net::SocketAddr;
+//!
+//! use axum::{Router, body::Body, routing::get};
+//! use battlement::{net::{PeerAddr, TrustedProxies}, request_id::SetRequestIdLayer};
+//! use http::Request;
+//! use tower::ServiceExt;
+//!
+//! let app = Router::new()
+//!     .route("/", get(|| async { "ok" }))
+//!     .layer(SetRequestIdLayer::new().trust_incoming_from(TrustedProxies::loopback()));
+//! let from = |peer: [u8; 4]| {
+//!     let mut req = Request::builder().header("x-request-id", "lb-5f2a.77").body(Body::empty()).unwrap();
+//!     req.extensions_mut().insert(PeerAddr(SocketAddr::from((peer, 40000))));
+//!     req
+//! };
+//!
+//! // From the trusted proxy (loopback here), a valid id is kept...
+//! let res = app.clone().oneshot(from([127, 0, 0, 1])).await.unwrap();
+//! assert_eq!(res.headers()["x-request-id"], "lb-5f2a.77");
+//! // ...from anyone else the same valid id is replaced by a fresh UUID v7.
+//! let res = app.oneshot(from([203, 0, 113, 7])).await.unwrap();
+//! assert_ne!(res.headers()["x-request-id"], "lb-5f2a.77");
 //! # }
 //! ```
 //!

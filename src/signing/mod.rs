@@ -2,22 +2,6 @@
 //! RFC 9530 `Content-Digest`, a rotating [`KeyRing`], replay protection, and
 //! [Standard Webhooks](webhooks).
 //!
-//! * Servers wrap their router in [`VerifySignatureLayer`]: the request reaches the inner
-//!   service only when a signature in `Signature-Input`/`Signature` verifies with a key of the
-//!   ring, covers what the [`VerifyPolicy`] requires (`@method`, `@authority`, `@target-uri` by
-//!   default, and `content-digest` whenever there is a body), is fresh (`created` at most 300 s
-//!   old, at most 60 s in the future, `expires` not passed), carries a nonce not seen before,
-//!   and the body matches `Content-Digest`. The body is read once, up to the limit (1 MiB;
-//!   413 past it, never buffered further), hashed as it arrives, and handed on unchanged as a
-//!   [`BufferedBody`]. A [`VerifiedSignature`] (key id, label, `created`, ...) goes into the
-//!   request extensions.
-//! * Clients wrap their HTTP client in [`SignRequestLayer`]: a fresh `created` and a random
-//!   `nonce` per call, `Content-Digest` of the body, the signing key's `keyid` and `alg`.
-//! * Refusals are 401 `application/problem+json` with a generic detail; the precise reason is a
-//!   [`SignatureError`] in the response extensions and a WARN event on the
-//!   `battlement::signing` target (key id, reason, client address, request id; never a secret
-//!   or a signature): the audit log of failed attempts.
-//!
 //! ```
 //! use axum::{Extension, Router, body::Body, routing::post};
 //! use battlement::signing::{
@@ -58,6 +42,24 @@
 //! assert_eq!(res.headers()["content-type"], "application/problem+json");
 //! # }
 //! ```
+//!
+//! * Servers wrap their router in [`VerifySignatureLayer`]: the request reaches the inner
+//!   service only when a signature in `Signature-Input`/`Signature` verifies with a key of the
+//!   ring, covers what the [`VerifyPolicy`] requires (`@method`, `@authority`, `@target-uri` by
+//!   default, and `content-digest` whenever there is a body), is fresh (`created` at most 300 s
+//!   old, at most 60 s in the future, `expires` not passed), carries a nonce not seen before,
+//!   and the body matches `Content-Digest`. The body is read once, up to the limit (1 MiB;
+//!   413 past it, never buffered further), hashed as it arrives, and handed on unchanged as a
+//!   [`BufferedBody`]. A [`VerifiedSignature`] (key id, label, `created`, ...) goes into the
+//!   request extensions.
+//! * Clients wrap their HTTP client in [`SignRequestLayer`]: a fresh `created` and a random
+//!   `nonce` per call, `Content-Digest` of the body, the signing key's `keyid` and `alg`.
+//! * Refusals are 401 `application/problem+json` with a generic detail; the precise reason is a
+//!   [`SignatureError`] in the response extensions and a WARN event on the
+//!   `battlement::signing` target (key id, reason, client address, request id; never a secret
+//!   or a signature): the audit log of failed attempts.
+//!
+//! (The example above does both, one after the other.)
 //!
 //! # Ordering
 //!
