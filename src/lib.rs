@@ -108,4 +108,6 @@ pub use error::{ConfigError, ConfigErrorKind};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+/// Another name of [`ServerStack`](stack::ServerStack), kept for existing code; the docs say
+/// `ServerStack`.
 pub use stack::ServerStack as Stack;

@@ -82,8 +82,8 @@
 //!
 //! # Pitfalls
 //!
-//! * Put the layer outside authentication and rate limits (the stack's order, `DESIGN.md`
-//!   §3): browsers send preflights without credentials, and a 401 to a preflight fails the
+//! * Put the layer outside authentication and rate limits (the [stack's
+//!   order](crate::stack#ordering)): browsers send preflights without credentials, and a 401 to a preflight fails the
 //!   call.
 //! * `OPTIONS` never reaches the router: an application that answers `OPTIONS` itself does not
 //!   get to.

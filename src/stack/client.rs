@@ -28,7 +28,7 @@ use crate::{
     signing::{KeyConfig, KeyRing, SignRequestLayer},
 };
 
-/// The client layers of the crate in the order of DESIGN.md §3: request-id forwarding →
+/// The client layers of the crate in the order of the [stack's ordering](crate::stack#ordering): request-id forwarding →
 /// retry (with a budget) → circuit breaker → signing (a fresh `created` and nonce per attempt,
 /// when `Sg` is [`SignRequestLayer`]) → a timeout per attempt → the HTTP client.
 ///

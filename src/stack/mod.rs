@@ -1,4 +1,4 @@
-//! One configuration, the whole stack: every server layer in the order of DESIGN.md §3, the
+//! One configuration, the whole stack: every server layer in one fixed order (see [Ordering](#ordering)), the
 //! client stack, a production-readiness [`audit`], spans, audit events and metrics.
 //!
 //! ```

@@ -1,4 +1,4 @@
-//! The server stack: every server layer in the order of DESIGN.md §3.
+//! The server stack: every server layer in the order of the [stack's ordering](crate::stack#ordering).
 
 use std::{
     fmt,
@@ -44,7 +44,7 @@ use crate::{
 pub type ServerBreakerLayer =
     CircuitBreakerLayer<crate::circuit_breaker::Breaker, DefaultClassifier, Server>;
 
-/// Every server layer of the crate, each optional, composed in the order of DESIGN.md §3
+/// Every server layer of the crate, each optional, composed in the order of the [stack's ordering](crate::stack#ordering)
 /// (outermost first):
 ///
 /// 1. request id ([`SetRequestIdLayer`]);
@@ -61,7 +61,7 @@ pub type ServerBreakerLayer =
 /// 11. panics again → 500 problem, for a panic of the application;
 /// 12. the application.
 ///
-/// Why this order where it differs from DESIGN.md §3:
+/// Why this order where it differs from the order of the design notes (authentication before the deadline):
 ///
 /// * The timeout is outside authentication, so that signature verification, which buffers
 ///   the body, reads it under the request deadline: a request whose body stops coming gets
