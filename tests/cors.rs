@@ -392,8 +392,24 @@ fn same_errors_as_the_stack() {
             600,
         ),
     ];
-    for c in bad {
+    // The setting each one names (the stack now builds its CORS with `Cors::from_config`, so
+    // the paths are pinned here, not compared with a second implementation).
+    let fields = [
+        "cors.allow_origins",
+        "cors.allow_origins",
+        "cors.allow_origins",
+        "cors.allow_origins[1]",
+        "cors.allow_origins[0]",
+        "cors.allow_origins[0]",
+        "cors.allow_methods[1]",
+        "cors.allow_headers",
+        "cors.allow_headers[0]",
+        "cors.expose_headers[1]",
+    ];
+    assert_eq!(bad.len(), fields.len());
+    for (c, field) in bad.into_iter().zip(fields) {
         let ours = Cors::from_config(&c).expect_err("refused");
+        assert_eq!(ours.field(), field, "{c:?}: {ours}");
         let mut cfg = ServerConfig::default();
         cfg.cors = c.clone();
         let stack = ServerStack::from_config(&cfg).expect_err("refused by the stack");

@@ -235,3 +235,26 @@ async fn every_part_on_around_a_service_fn() {
     assert!(res.headers().contains_key(header::WWW_AUTHENTICATE));
     let _ = std::fs::remove_file(secret);
 }
+
+/// A gRPC client's `grpc-timeout` shorter than the stack's 30 s is the deadline in force, and
+/// the typed cause reports it (not the configured one).
+#[tokio::test(start_paused = true)]
+async fn a_grpc_timeout_is_the_deadline_the_cause_reports() {
+    use battlement::stack::TimedOut;
+    let slow = service_fn(|_req: Request<StackBody<In>>| async {
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+    });
+    let svc = ServerStack::new().layer(slow);
+    let mut req = from_peer(Request::post("/pkg.Svc/Call").body(In::default()).unwrap());
+    req.headers_mut()
+        .insert(header::CONTENT_TYPE, "application/grpc".parse().unwrap());
+    req.headers_mut()
+        .insert("grpc-timeout", "100m".parse().unwrap());
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.headers()["grpc-status"], "4", "DEADLINE_EXCEEDED");
+    assert_eq!(
+        res.extensions().get::<TimedOut>().map(|t| t.after),
+        Some(std::time::Duration::from_millis(100))
+    );
+}

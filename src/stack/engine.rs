@@ -410,10 +410,17 @@ where
             }
         }
     }
-    // The client's `grpc-timeout` when shorter (issue 17).
-    after.deadline = parts
-        .timeout
-        .map(|t| now + super::timeout::deadline_for(req.headers(), t));
+    // A gRPC client's `grpc-timeout` when shorter (issue 17); looked up for gRPC requests
+    // only.
+    after.deadline = parts.timeout.map(|t| {
+        let t = if after.grpc {
+            super::timeout::deadline_for(req.headers(), t)
+        } else {
+            t
+        };
+        after.limit = t;
+        now + t
+    });
     if let Some(keys) = &parts.api_key {
         if let Some(res) = api_key::admit(keys, &DefaultRejection, &mut req) {
             return refused_inside(res, req);
@@ -640,6 +647,8 @@ struct After {
     permit: Option<Permit>,
     // `None`: no timeout, or not inside it yet.
     deadline: Option<Instant>,
+    // The timeout that `deadline` stands for.
+    limit: Duration,
     // Boxed: made only when the answer is not there at once.
     sleep: Option<Pin<Box<Sleep>>>,
     // issue 17: the request is gRPC (the timeout's and the panic's answers are gRPC's).
@@ -694,12 +703,11 @@ impl After {
         http1: bool,
         cx: &mut Context<'_>,
     ) -> Poll<Response<B>> {
-        let Some(timeout) = timeout else {
-            return Poll::Pending;
-        };
-        if !self.passed(Some(timeout), cx) {
+        if !self.passed(timeout, cx) {
             return Poll::Pending;
         }
+        // The deadline in force (a gRPC client's shorter one included), as the layer reports it.
+        let timeout = self.limit;
         // The client's fault when the body is what the handler waits for.
         let res = if self.watch.as_ref().is_some_and(|w| w.shared.waiting()) {
             body_timed_out(&DefaultRejection, timeout, http1, self.grpc)
